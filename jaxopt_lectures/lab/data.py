@@ -1,0 +1,295 @@
+"""Data sets that ship offline, with seeded splits and checks that explain bad input.
+
+Nothing here downloads: ``digits`` is bundled with scikit-learn, ``mnist1d`` is generated
+locally (and cached as ``.npz``), ``linear_regression`` is the lecture's ``y = b + w x`` toy,
+and any ``.npz`` with ``x``/``y`` arrays can be loaded.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import random
+from pathlib import Path
+
+import numpy as np
+
+from jaxopt_lectures.lab._paths import cache_dir
+
+__all__ = [
+    "Dataset",
+    "DataError",
+    "load",
+    "load_digits",
+    "load_mnist1d",
+    "load_npz",
+    "from_arrays",
+    "linear_regression",
+]
+
+
+class DataError(ValueError):
+    """Input data that cannot be used as given; the message says what to fix."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Dataset:
+    """Train/validation/test splits of one data set, already normalized.
+
+    Images are ``(n, height, width, channels)``, sequences ``(n, length, channels)``, tabular
+    data ``(n, features)``. ``mean``/``std`` were computed on the training split only.
+    ``x_unlabeled`` is a pool with its labels removed, for semi-supervised training.
+    ``num_classes`` is ``None`` for regression (then ``y`` is float).
+    """
+
+    name: str
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    num_classes: int | None
+    mean: np.ndarray
+    std: np.ndarray
+    x_unlabeled: np.ndarray | None = None
+    flip_safe: bool = False
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """Shape of one example, e.g. ``(8, 8, 1)`` for digits."""
+        return tuple(self.x_train.shape[1:])
+
+    def __repr__(self) -> str:
+        unl = 0 if self.x_unlabeled is None else len(self.x_unlabeled)
+        return (
+            f"Dataset({self.name!r}, input_shape={self.input_shape}, classes={self.num_classes}, "
+            f"train={len(self.x_train)}, val={len(self.x_val)}, test={len(self.x_test)}, unlabeled={unl})"
+        )
+
+
+def _check(x: np.ndarray, y: np.ndarray, num_classes: int | None, source: str) -> None:
+    if x.ndim < 2:
+        raise DataError(
+            f"{source}: x must have a batch axis and at least one feature axis (rank >= 2), "
+            f"got shape {x.shape}; reshape single-feature data to (n, 1)."
+        )
+    if len(x) != len(y):
+        raise DataError(f"{source}: x has {len(x)} examples but y has {len(y)}; they must match.")
+    if len(x) == 0:
+        raise DataError(f"{source}: no examples.")
+    if not np.issubdtype(x.dtype, np.number):
+        raise DataError(f"{source}: x must be numeric, got dtype {x.dtype}.")
+    if not np.all(np.isfinite(x)):
+        bad = int(np.sum(~np.isfinite(x)))
+        raise DataError(f"{source}: x contains {bad} NaN or infinite values; clean or impute them first.")
+    if num_classes is None:
+        if not np.all(np.isfinite(y)):
+            raise DataError(f"{source}: y contains NaN or infinite values.")
+        return
+    if y.ndim != 1:
+        raise DataError(f"{source}: class labels y must be rank 1 (n,), got shape {y.shape}.")
+    if not np.issubdtype(y.dtype, np.integer):
+        if np.issubdtype(y.dtype, np.floating) and np.all(np.isfinite(y)) and np.all(y == np.round(y)):
+            pass
+        else:
+            raise DataError(f"{source}: class labels must be integers, got dtype {y.dtype}.")
+    lo, hi = int(np.min(y)), int(np.max(y))
+    if lo < 0 or hi >= num_classes:
+        raise DataError(
+            f"{source}: labels must lie in [0, {num_classes}), found range [{lo}, {hi}]; "
+            "pass num_classes or relabel."
+        )
+
+
+def _split_sizes(n: int, val_fraction: float, test_fraction: float, unlabeled_size: int) -> tuple[int, int]:
+    for name, f in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
+        if not 0.0 <= f < 1.0:
+            raise DataError(f"{name} must be in [0, 1), got {f}.")
+    n_test = int(round(n * test_fraction))
+    n_val = int(round(n * val_fraction))
+    if n_test + n_val + unlabeled_size >= n:
+        raise DataError(
+            f"{n} examples leave none for training after {n_test} test, {n_val} validation and "
+            f"{unlabeled_size} unlabeled; lower the fractions or unlabeled_size."
+        )
+    return n_val, n_test
+
+
+def from_arrays(
+    x: np.ndarray,
+    y: np.ndarray,
+    *,
+    name: str = "arrays",
+    num_classes: int | None = -1,
+    seed: int = 0,
+    train_size: int | None = None,
+    val_fraction: float = 0.15,
+    test_fraction: float = 0.15,
+    unlabeled_size: int = 0,
+    normalize: bool = True,
+    flip_safe: bool = False,
+) -> Dataset:
+    """Check ``x``/``y``, split them with a seeded permutation and normalize.
+
+    Split order (so that changing ``train_size`` never changes the other splits): test, then
+    validation, then the unlabeled pool, then training; ``train_size`` keeps the first
+    ``train_size`` of the remaining training examples (the "more training data" experiment).
+    ``num_classes=-1`` infers ``max(y) + 1``; ``None`` means regression.
+    Normalization: per channel (last axis) mean and standard deviation of the training split.
+    """
+    x = np.asarray(x)
+    y = np.asarray(y)
+    if num_classes == -1:
+        if y.ndim == 1 and len(y) and np.issubdtype(y.dtype, np.integer):
+            num_classes = int(np.max(y)) + 1
+        else:
+            _check(x, y, 2, name)  # raises the shape/dtype error with a clear message
+            num_classes = int(np.max(y)) + 1
+    _check(x, y, num_classes, name)
+    x = x.astype(np.float32)
+    y = y.astype(np.int32) if num_classes is not None else y.astype(np.float32)
+    n = len(x)
+    n_val, n_test = _split_sizes(n, val_fraction, test_fraction, unlabeled_size)
+    perm = np.random.default_rng(seed).permutation(n)
+    test_idx = perm[:n_test]
+    val_idx = perm[n_test : n_test + n_val]
+    unl_idx = perm[n_test + n_val : n_test + n_val + unlabeled_size]
+    train_idx = perm[n_test + n_val + unlabeled_size :]
+    if train_size is not None:
+        if not 0 < train_size <= len(train_idx):
+            raise DataError(f"train_size must be in [1, {len(train_idx)}] for {name!r}, got {train_size}.")
+        train_idx = train_idx[:train_size]
+    x_train = x[train_idx]
+    axes = tuple(range(x.ndim - 1))
+    if normalize:
+        mean = x_train.mean(axis=axes).astype(np.float32)
+        std = x_train.std(axis=axes).astype(np.float32)
+        std = np.where(std > 1e-8, std, 1.0).astype(np.float32)
+    else:
+        mean = np.zeros(x.shape[-1], np.float32)
+        std = np.ones(x.shape[-1], np.float32)
+
+    def norm(a: np.ndarray) -> np.ndarray:
+        return ((a - mean) / std).astype(np.float32)
+
+    return Dataset(
+        name=name,
+        x_train=norm(x_train),
+        y_train=y[train_idx],
+        x_val=norm(x[val_idx]),
+        y_val=y[val_idx],
+        x_test=norm(x[test_idx]),
+        y_test=y[test_idx],
+        num_classes=num_classes,
+        mean=mean,
+        std=std,
+        x_unlabeled=norm(x[unl_idx]) if unlabeled_size else None,
+        flip_safe=flip_safe,
+    )
+
+
+def load_digits(**split_kwargs) -> Dataset:
+    """scikit-learn's bundled 8x8 handwritten digits (1797 images, 10 classes), as (n, 8, 8, 1).
+
+    Flipping is *not* label-preserving here (a mirrored 3 is no 3), so ``flip_safe=False``.
+    """
+    from sklearn.datasets import load_digits as _sk_digits
+
+    raw = _sk_digits()
+    x = (raw.data.reshape(-1, 8, 8, 1) / 16.0).astype(np.float32)
+    return from_arrays(x, raw.target.astype(np.int32), name="digits", num_classes=10, **split_kwargs)
+
+
+def _atomic_savez(path: Path, **arrays: np.ndarray) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as f:
+        np.savez(f, **arrays)
+    os.replace(tmp, path)
+
+
+def _generate_mnist1d(num_samples: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Run mnist1d's generator offline, leaving the global numpy/random state as it was."""
+    from mnist1d.data import get_dataset_args, make_dataset
+
+    args = get_dataset_args()
+    args.num_samples = num_samples
+    args.seed = seed
+    np_state, py_state = np.random.get_state(), random.getstate()
+    try:
+        raw = make_dataset(args)
+    finally:
+        np.random.set_state(np_state)
+        random.setstate(py_state)
+    x = np.concatenate([raw["x"], raw["x_test"]]).astype(np.float32)
+    y = np.concatenate([raw["y"], raw["y_test"]]).astype(np.int32)
+    return x, y
+
+
+def load_mnist1d(num_samples: int = 5000, *, generator_seed: int = 42, **split_kwargs) -> Dataset:
+    """MNIST-1D (Greydanus 2020): 10 classes of length-40 signals, as (n, 40, 1).
+
+    Generated locally with ``mnist1d.data.make_dataset`` (~0.6 ms per sample) and cached as
+    ``mnist1d_<num_samples>_<generator_seed>.npz`` in :func:`cache_dir`; never downloaded.
+    """
+    path = cache_dir() / f"mnist1d_{num_samples}_{generator_seed}.npz"
+    if path.exists():
+        with np.load(path, allow_pickle=False) as f:
+            x, y = f["x"], f["y"]
+    else:
+        x, y = _generate_mnist1d(num_samples, generator_seed)
+        _atomic_savez(path, x=x, y=y)
+    return from_arrays(x[..., None], y, name="mnist1d", num_classes=10, **split_kwargs)
+
+
+def load_npz(path: str | os.PathLike, *, num_classes: int | None = -1, **split_kwargs) -> Dataset:
+    """A user data set from an ``.npz`` holding arrays ``x`` (n, ...) and ``y`` (n,)."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: no such file.")
+    with np.load(path, allow_pickle=False) as f:
+        missing = [k for k in ("x", "y") if k not in f.files]
+        if missing:
+            raise DataError(
+                f"{path}: missing key {missing[0]!r} (found {sorted(f.files)}); "
+                "save with np.savez(path, x=inputs, y=labels)."
+            )
+        x, y = f["x"], f["y"]
+    return from_arrays(x, y, name=str(path), num_classes=num_classes, **split_kwargs)
+
+
+def linear_regression(
+    num_samples: int = 20,
+    *,
+    w: float = 2.0,
+    b: float = -1.0,
+    noise: float = 0.1,
+    x_range: tuple[float, float] = (-1.0, 1.0),
+    seed: int = 0,
+) -> Dataset:
+    """The lectures' toy ``y = b + w x + ε`` (seeded), all examples in the training split.
+
+    Used for pictures of optimizer paths on the (w, b) loss surface; not normalized, so the
+    true ``w``/``b`` are recoverable. ``x`` and ``y`` are (n, 1).
+    """
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(*x_range, size=(num_samples, 1)).astype(np.float32)
+    y = (b + w * x + noise * rng.standard_normal((num_samples, 1))).astype(np.float32)
+    return from_arrays(
+        x, y, name="linear_regression", num_classes=None, seed=seed, val_fraction=0.0, test_fraction=0.0,
+        normalize=False,
+    )
+
+
+_LOADERS = {"digits": load_digits, "mnist1d": load_mnist1d}
+
+
+def load(name: str, **kwargs) -> Dataset:
+    """Load a data set by name (``"digits"``, ``"mnist1d"``, ``"linear_regression"``) or ``.npz`` path."""
+    if name == "linear_regression":
+        return linear_regression(**kwargs)
+    if name in _LOADERS:
+        return _LOADERS[name](**kwargs)
+    if name.endswith(".npz"):
+        return load_npz(name, **kwargs)
+    raise DataError(f"unknown data set {name!r}; choose from {sorted(_LOADERS) + ['linear_regression']} or a .npz path.")

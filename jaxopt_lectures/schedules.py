@@ -1,0 +1,161 @@
+"""Learning-rate schedules: pure, jit-safe functions ``count -> value`` (0-based count).
+
+Argument names follow optax so users can switch. Seed 000 (learning-rate scheduling):
+*decay* shrinks η as training approaches the minimum; *warm-up* grows η from small at
+the start, while the adaptive statistics (σ of RMSProp/Adam) are still unreliable.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import jax.numpy as jnp
+
+from ._core import check_range
+
+Schedule = Callable
+
+
+def _count(count):
+    return jnp.asarray(count, jnp.float32)
+
+
+def constant(value) -> Schedule:
+    """``η_t = value``."""
+    return lambda count: jnp.full([], value, jnp.float32) + 0 * _count(count)
+
+
+def linear(init_value, end_value, transition_steps: int, transition_begin: int = 0) -> Schedule:
+    """Straight line from ``init_value`` (until ``transition_begin``) to ``end_value``
+    (after ``transition_begin + transition_steps`` steps), constant outside."""
+    check_range("transition_steps", transition_steps, 0, owner="linear")
+    check_range("transition_begin", transition_begin, 0, owner="linear")
+
+    def schedule(count):
+        if transition_steps == 0:
+            return jnp.asarray(init_value, jnp.float32) + 0 * _count(count)
+        frac = jnp.clip((_count(count) - transition_begin) / transition_steps, 0.0, 1.0)
+        return (init_value + frac * (end_value - init_value)).astype(jnp.float32)
+
+    return schedule
+
+
+def linear_warmup(init_value, peak_value, warmup_steps: int) -> Schedule:
+    """Warm-up: ``η`` grows linearly from ``init_value`` to ``peak_value`` over
+    ``warmup_steps`` updates, then stays at ``peak_value``."""
+    return linear(init_value, peak_value, warmup_steps)
+
+
+def exponential_decay(
+    init_value,
+    transition_steps: int,
+    decay_rate,
+    transition_begin: int = 0,
+    staircase: bool = False,
+    end_value=None,
+) -> Schedule:
+    """``η_t = init_value · decay_rate^((t − transition_begin) / transition_steps)``
+    (floored exponent with ``staircase``), bounded by ``end_value`` if given."""
+    check_range("transition_steps", transition_steps, 0, low_open=True, owner="exponential_decay")
+    check_range("decay_rate", decay_rate, 0.0, low_open=True, owner="exponential_decay")
+    check_range("transition_begin", transition_begin, 0, owner="exponential_decay")
+
+    def schedule(count):
+        p = jnp.maximum(_count(count) - transition_begin, 0.0) / transition_steps
+        if staircase:
+            p = jnp.floor(p)
+        v = init_value * jnp.power(jnp.float32(decay_rate), p)
+        if end_value is not None:
+            v = jnp.maximum(v, end_value) if decay_rate < 1 else jnp.minimum(v, end_value)
+        return v.astype(jnp.float32)
+
+    return schedule
+
+
+def piecewise_constant(init_value, boundaries_and_scales: dict[int, float] | None = None) -> Schedule:
+    """Starts at ``init_value``; at each boundary step the value is multiplied by its scale."""
+    items = sorted((boundaries_and_scales or {}).items())
+    for b, s in items:
+        check_range("boundary", b, 0, owner="piecewise_constant")
+        check_range("scale", s, 0.0, owner="piecewise_constant")
+
+    def schedule(count):
+        c = _count(count)
+        v = jnp.asarray(init_value, jnp.float32)
+        for b, s in items:
+            v = v * jnp.where(c >= b, jnp.float32(s), 1.0)
+        return v
+
+    return schedule
+
+
+def step_decay(init_value, step_size: int, decay_rate=0.1) -> Schedule:
+    """Step decay (PyTorch's StepLR): ``η_t = init_value · decay_rate^⌊t / step_size⌋``."""
+    check_range("step_size", step_size, 0, low_open=True, owner="step_decay")
+    return exponential_decay(init_value, step_size, decay_rate, staircase=True)
+
+
+def cosine_decay(init_value, decay_steps: int, alpha=0.0, exponent=1.0) -> Schedule:
+    """``η_t = init_value · ((1 − α) · (½(1 + cos(π · min(t, T)/T)))^exponent + α)``, ``T`` = ``decay_steps``."""
+    check_range("decay_steps", decay_steps, 0, low_open=True, owner="cosine_decay")
+    check_range("alpha", alpha, 0.0, 1.0, owner="cosine_decay")
+
+    def schedule(count):
+        frac = jnp.minimum(_count(count), decay_steps) / decay_steps
+        cos = 0.5 * (1 + jnp.cos(jnp.pi * frac))
+        return (init_value * ((1 - alpha) * cos**exponent + alpha)).astype(jnp.float32)
+
+    return schedule
+
+
+def join(schedules: Sequence[Schedule], boundaries: Sequence[int]) -> Schedule:
+    """Runs ``schedules[i]`` between ``boundaries[i−1]`` and ``boundaries[i]``; each one
+    sees the count restarted at 0 from its boundary (optax's ``join_schedules``)."""
+    if len(boundaries) != len(schedules) - 1:
+        raise ValueError(
+            f"join: boundaries has {len(boundaries)} entries; allowed: len(schedules) - 1 = {len(schedules) - 1}"
+        )
+    if list(boundaries) != sorted(boundaries):
+        raise ValueError(f"join: boundaries={list(boundaries)!r} must be non-decreasing")
+
+    def schedule(count):
+        c = jnp.asarray(count)
+        out = schedules[0](c)
+        for b, s in zip(boundaries, schedules[1:]):
+            out = jnp.where(c < b, out, s(c - b))
+        return out.astype(jnp.float32)
+
+    return schedule
+
+
+def warmup_cosine_decay(
+    init_value, peak_value, warmup_steps: int, decay_steps: int, end_value=0.0, exponent=1.0
+) -> Schedule:
+    """Linear warm-up from ``init_value`` to ``peak_value`` over ``warmup_steps``, then
+    cosine decay to ``end_value`` at step ``decay_steps`` (which includes the warm-up)."""
+    check_range("warmup_steps", warmup_steps, 0, owner="warmup_cosine_decay")
+    if decay_steps <= warmup_steps:
+        raise ValueError(
+            f"warmup_cosine_decay: decay_steps={decay_steps!r} is out of range; allowed: > warmup_steps={warmup_steps}"
+        )
+    alpha = 0.0 if peak_value == 0 else end_value / peak_value
+    return join(
+        [
+            linear(init_value, peak_value, warmup_steps),
+            cosine_decay(peak_value, decay_steps - warmup_steps, alpha=alpha, exponent=exponent),
+        ],
+        [warmup_steps],
+    )
+
+
+__all__ = [
+    "constant",
+    "linear",
+    "linear_warmup",
+    "exponential_decay",
+    "piecewise_constant",
+    "step_decay",
+    "cosine_decay",
+    "warmup_cosine_decay",
+    "join",
+]

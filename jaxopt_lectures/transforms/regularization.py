@@ -1,0 +1,92 @@
+"""L2 / L1 regularization and (decoupled) weight decay (seed 004).
+
+Seed 004 writes ``L'(θ) = L(θ) + λ·½‖θ‖₂²``, so ``∂L'/∂w = ∂L/∂w + λw`` and the update
+``w ← (1 − ηλ) w − η ∂L/∂w`` shrinks every weight before it moves: *weight decay*. With
+the penalty written ``λ‖θ‖₂²`` (no ½) the factor is ``(1 − 2ηλ)``: pass ``coeff = 2λ``.
+L1 (``λ‖θ‖₁``) adds ``λ·sgn(w)`` instead: always subtract a fixed amount.
+
+The lectures leave biases out of the penalty, and so do we by default: only leaves
+with ``ndim >= 2`` (weight matrices, conv kernels) are decayed. ``mask=None`` decays
+every leaf; a bool pytree or a callable ``params -> bool pytree`` choose explicitly.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+
+from .._core import (
+    as_coefficient,
+    EmptyState,
+    GradientTransformation,
+    check_range,
+    check_same_structure,
+)
+
+
+def decay_matrices_only(params) -> Any:
+    """The default mask: ``True`` for leaves with ``ndim >= 2`` (not biases or norm scales)."""
+    return jax.tree.map(lambda p: jnp.ndim(p) >= 2, params)
+
+
+DEFAULT_MASK: Callable = decay_matrices_only
+
+
+def resolve_mask(mask, params, owner: str):
+    """Turns ``mask`` (None, a bool pytree, or a callable) into a pytree of Python bools."""
+    if mask is None:
+        return jax.tree.map(lambda _: True, params)
+    tree = mask(params) if callable(mask) else mask
+    check_same_structure(tree, params, f"{owner} mask", "params")
+    return jax.tree.map(bool, tree)
+
+
+def _add_scaled_params(coeff, mask, penalty_grad, owner: str) -> GradientTransformation:
+    """``u ← u + coeff · penalty_grad(θ)`` on the leaves the mask selects."""
+    check_range("coeff" if owner != "decoupled_weight_decay" else "weight_decay", coeff, 0.0, owner=owner)
+
+    def init(params):
+        del params
+        return EmptyState()
+
+    def update(grads, state, params=None, **extra):
+        del extra
+        if params is None:
+            raise ValueError(f"{owner} needs the parameters: call update(grads, state, params)")
+        check_same_structure(grads, params, "grads", "params")
+        keep = resolve_mask(mask, params, owner)
+
+        def leaf(g, p, on):
+            if not on:
+                return g
+            c = as_coefficient(coeff, g.dtype)
+            return (g + c * penalty_grad(p).astype(g.dtype)).astype(g.dtype)
+
+        return jax.tree.map(leaf, grads, params, keep), state
+
+    return GradientTransformation(init, update)
+
+
+def add_l2_regularization(coeff, mask=DEFAULT_MASK) -> GradientTransformation:
+    """Coupled L2: ``g ← g + λθ`` *before* any adaptive scaling (seed 004's ∂L'/∂w).
+
+    Put it first in a chain: with SGD it is exactly weight decay ``(1 − ηλ)w``; with Adam
+    the penalty gets divided by √v̂ too (the reason AdamW exists).
+    """
+    return _add_scaled_params(coeff, mask, lambda p: p, "add_l2_regularization")
+
+
+def add_l1_regularization(coeff, mask=DEFAULT_MASK) -> GradientTransformation:
+    """L1: ``g ← g + λ·sgn(θ)`` (seed 004; ``sgn(0) = 0``)."""
+    return _add_scaled_params(coeff, mask, jnp.sign, "add_l1_regularization")
+
+
+def decoupled_weight_decay(weight_decay, mask=DEFAULT_MASK) -> GradientTransformation:
+    """Decoupled weight decay (Loshchilov & Hutter, AdamW): ``u ← u + λθ`` *after* scaling.
+
+    Chained before ``scale_by_learning_rate(η)`` this gives ``θ ← θ − η(u_adam + λθ)
+    = (1 − ηλ)θ − η u_adam``: seed 004's decay factor, untouched by Adam's √v̂.
+    """
+    return _add_scaled_params(weight_decay, mask, lambda p: p, "decoupled_weight_decay")

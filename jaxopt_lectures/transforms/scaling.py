@@ -1,0 +1,66 @@
+"""Scaling by a constant or by the learning rate η (seed 003: x' = x − η ∇f(x))."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from .._core import (
+    as_coefficient,
+    EmptyState,
+    GradientTransformation,
+    check_learning_rate,
+    safe_increment,
+)
+
+
+class ScaleByScheduleState(NamedTuple):
+    """``count``: how many updates have been made (the schedule's argument)."""
+
+    count: jax.Array
+
+
+def _scale_leaf(g, factor):
+    """The per-array rule: ``factor · g`` in ``g``'s dtype."""
+    return (as_coefficient(factor, g.dtype) * g).astype(g.dtype)
+
+
+def scale(step_size) -> GradientTransformation:
+    """Multiplies every update by a constant: ``u ← step_size · u``."""
+
+    def init(params):
+        del params
+        return EmptyState()
+
+    def update(grads, state, params=None, **extra):
+        del params, extra
+        return jax.tree.map(lambda g: _scale_leaf(g, step_size), grads), state
+
+    return GradientTransformation(init, update)
+
+
+def scale_by_learning_rate(learning_rate, *, flip_sign: bool = True) -> GradientTransformation:
+    """The gradient-descent step: ``u ← −η · u`` (seed 003, eq. x' = x − η∇f(x)).
+
+    ``learning_rate`` is a float or a schedule ``count -> η_t`` (see
+    ``jaxopt_lectures.schedules``); with a schedule the state holds ``count`` (0-based).
+    """
+    check_learning_rate(learning_rate, owner="scale_by_learning_rate")
+    sign = -1.0 if flip_sign else 1.0
+    if not callable(learning_rate):
+        return scale(sign * learning_rate)
+
+    def init(params):
+        del params
+        return ScaleByScheduleState(count=jnp.zeros([], jnp.int32))
+
+    def update(grads, state, params=None, **extra):
+        del params, extra
+        eta = learning_rate(state.count)
+        updates = jax.tree.map(lambda g: _scale_leaf(g, sign * eta), grads)
+        return updates, ScaleByScheduleState(count=safe_increment(state.count))
+
+    return GradientTransformation(init, update)
+

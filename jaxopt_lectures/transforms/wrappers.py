@@ -1,0 +1,296 @@
+"""Wrappers that change *when* or *on what* an inner transformation runs."""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .._core import (
+    GradientTransformation,
+    MaskedNode,
+    check_range,
+    check_same_structure,
+    safe_increment,
+    tree_zeros_like,
+)
+from .regularization import resolve_mask
+
+# --- masked -------------------------------------------------------------------------------
+
+
+class MaskedState(NamedTuple):
+    """``inner_state``: the state of the wrapped transformation, on the masked leaves only."""
+
+    inner_state: Any
+
+
+def _select(tree, keep):
+    return jax.tree.map(lambda x, k: x if k else MaskedNode(), tree, keep)
+
+
+def masked(tx: GradientTransformation, mask) -> GradientTransformation:
+    """Runs ``tx`` only on the leaves where ``mask`` is True; the others pass through.
+
+    ``mask`` is a bool pytree like the params or a callable ``params -> bool pytree``.
+    The inner state holds nothing for the left-out leaves.
+    """
+    if mask is None:
+        raise ValueError("masked: mask=None would select nothing explicit; pass a bool pytree or a callable")
+
+    def init(params):
+        keep = resolve_mask(mask, params, "masked")
+        return MaskedState(inner_state=tx.init(_select(params, keep)))
+
+    def update(grads, state, params=None, **extra):
+        keep = resolve_mask(mask, grads if params is None else params, "masked")
+        check_same_structure(grads, keep, "grads", "mask")
+        inner_params = None if params is None else _select(params, keep)
+        inner_updates, inner_state = tx.update(_select(grads, keep), state.inner_state, inner_params, **extra)
+        merged = jax.tree.map(
+            lambda g, u, k: u if k else g,
+            grads,
+            inner_updates,
+            keep,
+            is_leaf=lambda x: isinstance(x, MaskedNode),
+        )
+        return merged, MaskedState(inner_state=inner_state)
+
+    return GradientTransformation(init, update)
+
+
+# --- apply_if_finite ----------------------------------------------------------------------
+
+
+class ApplyIfFiniteState(NamedTuple):
+    """``notfinite_count``: consecutive skipped steps; ``last_finite``: was the last step kept;
+    ``total_notfinite``: all skipped steps so far."""
+
+    notfinite_count: jax.Array
+    last_finite: jax.Array
+    total_notfinite: jax.Array
+    inner_state: Any
+
+
+def all_finite(tree) -> jax.Array:
+    leaves = jax.tree.leaves(tree)
+    if not leaves:
+        return jnp.asarray(True)
+    return jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves]).all()
+
+
+def apply_if_finite(tx: GradientTransformation, max_consecutive_errors: int) -> GradientTransformation:
+    """Skips a step whose gradients hold NaN or Inf: zero update, inner state unchanged.
+
+    After more than ``max_consecutive_errors`` bad steps in a row the step is applied
+    anyway, so a run that truly diverged shows NaNs instead of silently stalling.
+    """
+    check_range("max_consecutive_errors", max_consecutive_errors, 0, owner="apply_if_finite")
+
+    def init(params):
+        return ApplyIfFiniteState(
+            notfinite_count=jnp.zeros([], jnp.int32),
+            last_finite=jnp.array(True),
+            total_notfinite=jnp.zeros([], jnp.int32),
+            inner_state=tx.init(params),
+        )
+
+    def update(grads, state, params=None, **extra):
+        ok = all_finite(grads)
+        updates, inner = tx.update(grads, state.inner_state, params, **extra)
+        bad_count = jnp.where(ok, 0, safe_increment(state.notfinite_count)).astype(jnp.int32)
+        apply = ok | (bad_count > max_consecutive_errors)
+        updates = jax.tree.map(lambda u: jnp.where(apply, u, jnp.zeros_like(u)), updates)
+        inner = jax.tree.map(lambda new, old: jnp.where(apply, new, old), inner, state.inner_state)
+        return updates, ApplyIfFiniteState(
+            notfinite_count=bad_count,
+            last_finite=ok,
+            total_notfinite=jnp.where(ok, state.total_notfinite, safe_increment(state.total_notfinite)),
+            inner_state=inner,
+        )
+
+    return GradientTransformation(init, update)
+
+
+# --- accumulate_gradients -----------------------------------------------------------------
+
+
+class AccumulateState(NamedTuple):
+    """``mini_step``: micro-batches seen since the last real update (0..k−1);
+    ``acc_grads``: their running sum; ``inner_state``: the wrapped optimizer's state."""
+
+    mini_step: jax.Array
+    acc_grads: Any
+    inner_state: Any
+
+
+def accumulate_gradients(tx: GradientTransformation, every_k: int) -> GradientTransformation:
+    """One update of ``tx`` per ``every_k`` micro-batches, on their mean gradient.
+
+    Between real updates the returned updates are zero and ``tx``'s state is unchanged,
+    so ``k`` micro-batches of size ``B`` follow the same path as one batch of ``k·B``.
+    """
+    if not isinstance(every_k, (int, np.integer)) or isinstance(every_k, bool) or every_k < 1:
+        raise ValueError(f"accumulate_gradients: every_k={every_k!r} is out of range; allowed: integers >= 1")
+
+    def init(params):
+        return AccumulateState(
+            mini_step=jnp.zeros([], jnp.int32), acc_grads=tree_zeros_like(params), inner_state=tx.init(params)
+        )
+
+    def update(grads, state, params=None, **extra):
+        check_same_structure(grads, state.acc_grads, "grads", "state.acc_grads")
+        acc = jax.tree.map(lambda a, g: (a + g).astype(a.dtype), state.acc_grads, grads)
+        last = state.mini_step == every_k - 1
+
+        def real_step(_):
+            mean = jax.tree.map(lambda a: (a / every_k).astype(a.dtype), acc)
+            updates, inner = tx.update(mean, state.inner_state, params, **extra)
+            return updates, inner, tree_zeros_like(acc)
+
+        def wait(_):
+            return tree_zeros_like(grads), state.inner_state, acc
+
+        updates, inner, acc = jax.lax.cond(last, real_step, wait, None)
+        mini = jnp.where(last, 0, state.mini_step + 1).astype(jnp.int32)
+        return updates, AccumulateState(mini_step=mini, acc_grads=acc, inner_state=inner)
+
+    return GradientTransformation(init, update)
+
+
+# --- inject_hyperparams -------------------------------------------------------------------
+
+
+class InjectHyperparamsState(NamedTuple):
+    """``hyperparams``: a dict of scalar arrays (read them for logging, change them with
+    ``set_state_field``); ``count``: steps made (the argument of scheduled ones)."""
+
+    count: jax.Array
+    hyperparams: dict
+    inner_state: Any
+
+
+def inject_hyperparams(factory: Callable[..., GradientTransformation], *, static_args=()):
+    """Moves a factory's numeric hyper-parameters into the optimizer state.
+
+    ``inject_hyperparams(adam)(learning_rate=1e-3, b1=0.9)`` behaves like ``adam(...)``,
+    but ``state.hyperparams["learning_rate"]`` is an array: it can be logged, and changed
+    between steps (``set_state_field(state, "learning_rate", 1e-4)``) without recompiling.
+    A hyper-parameter given as a schedule ``count -> value`` is evaluated each step and
+    its current value stored. Only floats (and float arrays, and schedules) are injected:
+    integers, strings, booleans, masks and names in ``static_args`` stay fixed.
+    """
+    sig = inspect.signature(factory)
+
+    def wrapped(*args, **kwargs) -> GradientTransformation:
+        bound = sig.bind(*args, **kwargs)
+        bound.apply_defaults()
+        all_args = dict(bound.arguments)
+        factory(**all_args)  # validates Python-scalar hyper-parameters now, at construction
+
+        def numeric(name, v):
+            if name in static_args or isinstance(v, bool):
+                return False
+            if isinstance(v, (float, np.floating)):
+                return True
+            if isinstance(v, (jax.Array, np.ndarray)):
+                return jnp.issubdtype(v.dtype, jnp.floating)
+            return callable(v) and name != "mask" and _is_schedule(v)
+
+        dynamic = {k: v for k, v in all_args.items() if numeric(k, v)}
+        static = {k: v for k, v in all_args.items() if k not in dynamic}
+
+        def values_at(count, hyperparams):
+            out = dict(hyperparams)
+            for k, v in dynamic.items():
+                if callable(v):
+                    out[k] = jnp.asarray(v(count), jnp.float32)
+            return out
+
+        def init(params):
+            count = jnp.zeros([], jnp.int32)
+            hp = {
+                k: jnp.asarray(v(count) if callable(v) else v, jnp.float32)
+                for k, v in dynamic.items()
+            }
+            return InjectHyperparamsState(count=count, hyperparams=hp, inner_state=factory(**static, **hp).init(params))
+
+        def update(grads, state, params=None, **extra):
+            hp = values_at(state.count, state.hyperparams)
+            inner_tx = factory(**static, **hp)
+            updates, inner = inner_tx.update(grads, state.inner_state, params, **extra)
+            return updates, InjectHyperparamsState(
+                count=safe_increment(state.count), hyperparams=hp, inner_state=inner
+            )
+
+        return GradientTransformation(init, update)
+
+    wrapped.__doc__ = f"{factory.__name__} with hyper-parameters in the state.\n\n{factory.__doc__ or ''}"
+    wrapped.__name__ = f"injected_{factory.__name__}"
+    return wrapped
+
+
+def _is_schedule(f) -> bool:
+    """A one-argument callable (``count -> value``), not a mask or a transformation."""
+    try:
+        params = [
+            p for p in inspect.signature(f).parameters.values()
+            if p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+        ]
+    except (TypeError, ValueError):
+        return False
+    return len(params) == 1
+
+
+# --- flatten ------------------------------------------------------------------------------
+
+
+class FlattenState(NamedTuple):
+    """``inner_state``: the wrapped transformation's state over one flat buffer per dtype."""
+
+    inner_state: Any
+
+
+def _pack(tree):
+    """One contiguous 1-D buffer per dtype: ``{dtype_name: concat(ravel(leaves))}``."""
+    groups: dict[str, list] = {}
+    for leaf in jax.tree.leaves(tree):
+        groups.setdefault(jnp.dtype(leaf.dtype).name, []).append(jnp.ravel(leaf))
+    return {k: jnp.concatenate(v) if len(v) > 1 else v[0] for k, v in sorted(groups.items())}
+
+
+def _unpack(flat, like):
+    leaves, treedef = jax.tree.flatten(like)
+    offsets: dict[str, int] = {}
+    out = []
+    for leaf in leaves:
+        name = jnp.dtype(leaf.dtype).name
+        start = offsets.get(name, 0)
+        size = int(np.prod(leaf.shape, dtype=np.int64))
+        out.append(jax.lax.dynamic_slice_in_dim(flat[name], start, size).reshape(leaf.shape))
+        offsets[name] = start + size
+    return jax.tree.unflatten(treedef, out)
+
+
+def flatten(tx: GradientTransformation) -> GradientTransformation:
+    """Runs ``tx`` on one contiguous buffer per dtype instead of leaf by leaf.
+
+    Same numbers as ``tx`` for element-wise transformations (and global-norm clipping);
+    fewer, larger kernels. Masks inside ``tx`` would see the flat buffers: apply masks
+    outside ``flatten``.
+    """
+
+    def init(params):
+        return FlattenState(inner_state=tx.init(_pack(params)))
+
+    def update(grads, state, params=None, **extra):
+        if params is not None:
+            check_same_structure(grads, params, "grads", "params")
+        flat_params = None if params is None else _pack(params)
+        flat_updates, inner = tx.update(_pack(grads), state.inner_state, flat_params, **extra)
+        return _unpack(flat_updates, grads), FlattenState(inner_state=inner)
+
+    return GradientTransformation(init, update)
