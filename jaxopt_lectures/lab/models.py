@@ -140,7 +140,8 @@ class PReLU(nnx.Module):
         self.slope = nnx.Param(jnp.full((features,), init_slope, jnp.float32))
 
     def __call__(self, z):
-        return jnp.where(z > 0, z, self.slope[...] * z)
+        slope = self.slope[...].reshape((1,) * (z.ndim - 1) + (-1,))
+        return jnp.where(z > 0, z, slope * z)
 
 
 def _make_norm(norm: str | None, features: int, rngs: nnx.Rngs, bn_momentum: float):
@@ -404,7 +405,7 @@ def count_params(model: nnx.Module) -> int:
 
 
 def layer_parameter_counts(
-    input_shape: Sequence[int] = (1000, 1000, 3), units: int = 1000, kernel_size: int = 3, filters: int | None = None
+    input_shape: Sequence[int] = (1000, 1000, 3), units: int = 1000, kernel_size: int = 3, filters: int = 1
 ) -> dict[str, int]:
     """The lecture's (000) argument for convolution, as weight counts (biases left out).
 
@@ -414,12 +415,11 @@ def layer_parameter_counts(
       (1000x1000x3 inputs, 1000 neurons: 3·10⁹).
     * ``receptive_field``: every neuron sees only a ``k x k x C`` patch, ``units·k²·C``.
     * ``shared_weights``: neurons detecting the same pattern share one filter, so only
-      ``filters·k²·C`` weights remain (``filters`` defaults to ``units``... per filter), independent of
-      the image size.
+      ``filters·k²·C`` weights remain (default one filter, i.e. the cost per pattern),
+      independent of the image size and of how many positions the filter is applied at.
     """
     *spatial, c = (int(s) for s in input_shape)
     patch = kernel_size ** len(spatial) * c
-    filters = units if filters is None else filters
     return {
         "fully_connected": math.prod(spatial) * c * units,
         "receptive_field": units * patch,
