@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Mapping
 from typing import Any, Callable, NamedTuple
 
 import jax
@@ -142,11 +143,12 @@ def as_coefficient(x, dtype):
 
     Python numbers stay Python numbers (weakly typed: ``0.9 * x`` keeps ``x``'s dtype and
     ``1 - 0.9`` is computed in float64 first, as optax does); arrays and tracers (injected
-    or scheduled values) are cast to ``dtype``.
+    or scheduled values) are kept in at least float32, so that e.g. ``1 − β2`` with
+    ``β2 = 0.999`` is not rounded to 0 in bfloat16: each rule casts its results back.
     """
     if is_static_number(x):
         return x
-    return jnp.asarray(x).astype(dtype)
+    return jnp.asarray(x).astype(jnp.promote_types(dtype, jnp.float32))
 
 
 def tree_unzip(tree: PyTree, tuples: PyTree, n: int) -> tuple[PyTree, ...]:
@@ -182,7 +184,7 @@ def safe_increment(count: jax.Array) -> jax.Array:
 
 
 def _children(node):
-    if isinstance(node, dict):
+    if isinstance(node, Mapping):
         return list(node.items())
     if isinstance(node, tuple) and hasattr(node, "_fields"):
         return [(f, getattr(node, f)) for f in node._fields]
@@ -299,8 +301,8 @@ def check_range(
         or (high_open and v == high)
     )
     if bad:
-        lo = ("(" if low_open else "[") + ("-inf" if low == -math.inf else f"{low:g}")
-        hi = ("inf" if high == math.inf else f"{high:g}") + (")" if high_open else "]")
+        lo = "(-inf" if low == -math.inf else ("(" if low_open else "[") + f"{low:g}"
+        hi = "inf)" if high == math.inf else f"{high:g}" + (")" if high_open else "]")
         where = f"{owner}: " if owner else ""
         raise ValueError(f"{where}{name}={value!r} is out of range; allowed: {lo}, {hi}")
 
