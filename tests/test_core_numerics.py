@@ -135,6 +135,7 @@ OPTAX_CASES = {
     "sgd": (jol.sgd(0.05), optax.sgd(0.05)),
     "sgd_momentum": (jol.sgd(0.05, momentum=0.9), optax.sgd(0.05, momentum=0.9)),
     "sgd_nesterov": (jol.sgd(0.05, momentum=0.9, nesterov=True), optax.sgd(0.05, momentum=0.9, nesterov=True)),
+    "momentum_sum_is_trace_one": (jol.momentum(0.01, variant="sum"), optax.sgd(0.01, momentum=1.0)),
     # optax.adagrad: eps inside the root, accumulator starting at 0.1.
     "adagrad": (
         jol.adagrad(0.3, initial_accumulator_value=0.1, eps=1e-7, eps_in_sqrt=True),
