@@ -1,0 +1,496 @@
+"""A multi-seed, multi-configuration training loop built on this package's optimizers.
+
+Reading order: :class:`History` (what comes back), :func:`train` (the loop), then the pure
+single-run pieces it is made of (``_loss``, ``_step``, ``_evaluate``).
+
+Compiling dominates on CPU, so the loop compiles once per model and data shape:
+
+* hyper-parameters that experiments vary enter the jitted step as traced arrays: the
+  trainer's own (``dropout``, ``l2``, ``l1``, ``mixup_alpha``, ``entropy_weight``) through
+  ``hparams``/``configs``, the optimizer's through ``jol.inject_hyperparams`` (any other
+  key of a config is written into the optimizer state with ``jol.set_state_field``);
+* dense models run all (configuration, seed) pairs as one ``vmap``-ed program whose epoch is a
+  ``lax.scan`` over batches; conv nets step run by run in a Python loop over one jitted step
+  (``scan`` and ``vmap`` both make CPU convolutions many times slower).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+from pathlib import Path
+from typing import Any, Callable, NamedTuple, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+import jaxopt_lectures as jol
+from jaxopt_lectures import losses
+from jaxopt_lectures.lab import augment as aug
+from jaxopt_lectures.lab import checkpoints
+from jaxopt_lectures.lab._paths import enable_compilation_cache
+from jaxopt_lectures.lab.data import Dataset
+
+__all__ = ["History", "train", "TRAINER_HPARAMS", "init_model_state", "transfer_params"]
+
+#: Hyper-parameters the trainer itself understands; they enter the step as traced arrays.
+TRAINER_HPARAMS = ("dropout", "l2", "l1", "mixup_alpha", "entropy_weight")
+
+
+@dataclasses.dataclass
+class History:
+    """What :func:`train` returns. Metric arrays are ``(configs, seeds, epochs)``.
+
+    ``train_*`` are measured on the whole training split in evaluation mode (dropout off,
+    batch-norm running averages), ``val_*`` on the validation split. Entries after a run
+    diverged or stopped early are NaN. ``diverged_epoch``/``diverged_step`` are ``-1`` for
+    runs that never produced a non-finite loss; ``stopped_epoch`` is ``-1`` unless early
+    stopping ended the run (its parameters are then those of ``best_epoch``).
+    ``graphdef``/``state`` hold the final models: see :meth:`model`.
+    """
+
+    seeds: tuple[int, ...]
+    configs: tuple[dict, ...]
+    train_loss: np.ndarray
+    train_acc: np.ndarray
+    val_loss: np.ndarray
+    val_acc: np.ndarray
+    diverged_epoch: np.ndarray
+    diverged_step: np.ndarray
+    stopped_epoch: np.ndarray
+    best_epoch: np.ndarray
+    epochs_done: int = 0
+    graphdef: Any = dataclasses.field(default=None, repr=False)
+    state: Any = dataclasses.field(default=None, repr=False)
+
+    @property
+    def diverged(self) -> np.ndarray:
+        """``(configs, seeds)`` booleans: did the run's loss become NaN or infinite?"""
+        return self.diverged_epoch >= 0
+
+    def final(self, metric: str = "val_acc") -> np.ndarray:
+        """The last finite value of ``metric`` for every run, ``(configs, seeds)``."""
+        values = getattr(self, metric)
+        out = np.full(values.shape[:2], np.nan)
+        for idx in np.ndindex(*values.shape[:2]):
+            finite = values[idx][np.isfinite(values[idx])]
+            if finite.size:
+                out[idx] = finite[-1]
+        return out
+
+    def model(self, config: int = 0, seed: int = 0) -> nnx.Module:
+        """The trained network of one run, as an ``nnx`` module (``seed`` is an index)."""
+        run = config * len(self.seeds) + seed
+        one = jax.tree.map(lambda a: a[run], self.state)
+        return nnx.merge(self.graphdef, one.params, one.batch_stats)
+
+
+class RunState(NamedTuple):
+    """Everything one run carries between steps (stacked over runs on a leading axis)."""
+
+    params: Any
+    batch_stats: Any
+    opt_state: Any
+    key: jax.Array  # the run's base key; step and epoch keys are folded from it
+    step: jax.Array
+    active: jax.Array  # False once diverged or early-stopped: updates are skipped
+    diverged_step: jax.Array
+    best_params: Any
+    best_batch_stats: Any
+    best_val: jax.Array
+    bad_epochs: jax.Array
+
+
+# ---------------------------------------------------------------------------------------
+# Single-run pure functions.
+
+
+def _split_model(model: nnx.Module):
+    graphdef, params, batch_stats, rest = nnx.split(model, nnx.Param, nnx.BatchStat, ...)
+    if jax.tree.leaves(rest):
+        raise TypeError(
+            "the model holds state other than parameters and batch statistics (for example "
+            "nnx.Dropout's Rngs); use jaxopt_lectures.lab.models.Dropout, which takes its key as an argument."
+        )
+    return graphdef, params, batch_stats
+
+
+def init_model_state(model_fn: Callable[..., nnx.Module], key: jax.Array):
+    """``(params, batch_stats)`` of ``model_fn(rngs=nnx.Rngs(key))``; jit/vmap friendly."""
+    _, params, batch_stats = _split_model(model_fn(rngs=nnx.Rngs(key)))
+    return params, batch_stats
+
+
+def transfer_params(target: Any, source: Any) -> Any:
+    """Pre-training: copy every leaf of ``source`` whose path and shape match one in ``target``.
+
+    Layers that differ (a new head, a different width) keep ``target``'s initialization.
+    """
+    src = {jax.tree_util.keystr(p): v for p, v in jax.tree_util.tree_flatten_with_path(source)[0]}
+    flat, treedef = jax.tree_util.tree_flatten_with_path(target)
+    leaves = []
+    for path, leaf in flat:
+        other = src.get(jax.tree_util.keystr(path))
+        leaves.append(other if other is not None and jnp.shape(other) == jnp.shape(leaf) else leaf)
+    return jax.tree_util.tree_unflatten(treedef, leaves)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Setup:
+    """The static (compile-time) choices of one training program."""
+
+    graphdef: Any
+    optimizer: Any
+    classification: bool
+    num_classes: int
+    batch_size: int
+    num_batches: int
+    hp_names: tuple[str, ...]
+    augment: Callable | None
+    loss_fn: Callable | None
+    unlabeled_batch: int
+
+
+def _loss(setup: _Setup, params, batch_stats, x, y, x_unl, key, hp):
+    model = nnx.merge(setup.graphdef, params, batch_stats, copy=True)
+    k_aug, k_mix, k_drop, k_unl = jax.random.split(key, 4)
+    if setup.augment is not None:
+        x = setup.augment(k_aug, x)
+    target = jax.nn.one_hot(y, setup.num_classes) if setup.classification else y
+    if "mixup_alpha" in hp:
+        x, target = aug.mixup(k_mix, x, target, hp["mixup_alpha"])
+    out = model(x, train=True, key=k_drop, dropout=hp.get("dropout"))
+    data_loss = jnp.mean(_per_example_loss(setup, out, target))
+    loss = data_loss
+    if "entropy_weight" in hp:
+        out_u = model(x_unl, train=True, key=k_unl, dropout=hp.get("dropout"))
+        loss = loss + hp["entropy_weight"] * jnp.mean(losses.entropy(out_u))
+    if "l2" in hp:
+        loss = loss + hp["l2"] * losses.l2_penalty(params)
+    if "l1" in hp:
+        loss = loss + hp["l1"] * losses.l1_penalty(params)
+    return loss, (data_loss, nnx.state(model, nnx.BatchStat))
+
+
+def _per_example_loss(setup: _Setup, out, target):
+    if setup.loss_fn is not None:
+        return setup.loss_fn(out, target)
+    if setup.classification:
+        return losses.softmax_cross_entropy(out, target)
+    return losses.mse(out, target)
+
+
+def _where(flag, new, old):
+    return jax.tree.map(lambda a, b: jnp.where(flag, a, b), new, old)
+
+
+def _step(setup: _Setup, rs: RunState, idx, hp, data) -> RunState:
+    """One optimizer step of one run on the examples ``idx`` of the training split."""
+    x_train, y_train, _, _, x_unl = data
+    key = jax.random.fold_in(jax.random.fold_in(rs.key, 1), rs.step)
+    k_loss, k_unl = jax.random.split(key)
+    xu = None
+    if setup.unlabeled_batch:
+        xu = x_unl[jax.random.randint(k_unl, (setup.unlabeled_batch,), 0, x_unl.shape[0])]
+    grad_fn = jax.value_and_grad(lambda p: _loss(setup, p, rs.batch_stats, x_train[idx], y_train[idx], xu, k_loss, hp),
+                                 has_aux=True)
+    (loss, (_, batch_stats)), grads = grad_fn(rs.params)
+    updates, opt_state = setup.optimizer.update(grads, rs.opt_state, rs.params)
+    params = jol.apply_updates(rs.params, updates)
+    ok = jnp.isfinite(loss)
+    go = rs.active & ok
+    return rs._replace(
+        params=_where(go, params, rs.params),
+        batch_stats=_where(go, batch_stats, rs.batch_stats),
+        opt_state=_where(go, opt_state, rs.opt_state),
+        step=rs.step + go.astype(rs.step.dtype),
+        active=go,
+        diverged_step=jnp.where(rs.active & ~ok, rs.step, rs.diverged_step),
+    )
+
+
+def _epoch_indices(setup: _Setup, rs: RunState, epoch, n):
+    """This epoch's batches: a fresh permutation per run and epoch, ``(num_batches, batch_size)``."""
+    perm = jax.random.permutation(jax.random.fold_in(jax.random.fold_in(rs.key, 2), epoch), n)
+    return perm[: setup.num_batches * setup.batch_size].reshape(setup.num_batches, setup.batch_size)
+
+
+def _scan_epoch(setup: _Setup, rs: RunState, epoch, hp, data) -> RunState:
+    idx = _epoch_indices(setup, rs, epoch, data[0].shape[0])
+    rs, _ = jax.lax.scan(lambda s, i: (_step(setup, s, i, hp, data), None), rs, idx)
+    return rs
+
+
+def _evaluate(setup: _Setup, rs: RunState, x, y):
+    """Loss and accuracy on a whole split, evaluation mode (no dropout, running averages)."""
+    model = nnx.merge(setup.graphdef, rs.params, rs.batch_stats, copy=True)
+    out = model(x, train=False)
+    target = jax.nn.one_hot(y, setup.num_classes) if setup.classification else y
+    loss = jnp.mean(_per_example_loss(setup, out, target))
+    acc = losses.accuracy(out, y) if setup.classification else jnp.full((), jnp.nan)
+    return loss, acc
+
+
+def _end_epoch(setup: _Setup, rs: RunState, data, patience):
+    """Evaluate, then do the early-stopping bookkeeping. Returns (state, metrics)."""
+    x_train, y_train, x_val, y_val, _ = data
+    tl, ta = _evaluate(setup, rs, x_train, y_train)
+    vl, va = _evaluate(setup, rs, x_val, y_val) if x_val.shape[0] else (tl * jnp.nan, ta * jnp.nan)
+    finite = jnp.isfinite(tl)
+    diverged_now = rs.active & ~finite
+    rs = rs._replace(active=rs.active & finite,
+                     diverged_step=jnp.where(diverged_now, rs.step, rs.diverged_step))
+    if patience is not None:
+        better = rs.active & (vl < rs.best_val)
+        bad = jnp.where(better, 0, rs.bad_epochs + 1)
+        rs = rs._replace(
+            best_params=_where(better, rs.params, rs.best_params),
+            best_batch_stats=_where(better, rs.batch_stats, rs.best_batch_stats),
+            best_val=jnp.where(better, vl, rs.best_val),
+            bad_epochs=jnp.where(rs.active, bad, rs.bad_epochs),
+            active=rs.active & (bad < patience),
+        )
+        return rs, (tl, ta, vl, va, better)
+    return rs, (tl, ta, vl, va, jnp.zeros((), bool))
+
+
+# ---------------------------------------------------------------------------------------
+# The loop.
+
+
+def _has_conv(model: nnx.Module) -> bool:
+    return any(isinstance(node, nnx.Conv) for _, node in nnx.iter_graph(model))
+
+
+def _run_hparams(hparams, configs, seeds):
+    base = dict(hparams or {})
+    configs = [dict(c) for c in (configs or [{}])]
+    names = sorted(set(base) | {k for c in configs for k in c})
+    table = {}
+    for name in names:
+        col = []
+        for c in configs:
+            if name in c:
+                col.append(c[name])
+            elif name in base:
+                col.append(base[name])
+            else:
+                raise ValueError(f"config {c} lacks {name!r} and hparams gives no default for it.")
+        table[name] = np.repeat(np.asarray(col, np.float32), len(seeds))
+    return configs, table
+
+
+def _stack(trees):
+    return jax.tree.map(lambda *xs: jnp.stack(xs), *trees)
+
+
+def _unstack(tree, n):
+    return [jax.tree.map(lambda a: a[i], tree) for i in range(n)]
+
+
+def train(
+    model_fn: Callable[..., nnx.Module],
+    data: Dataset,
+    optimizer: jol.GradientTransformation,
+    epochs: int,
+    batch_size: int | None = 32,
+    seeds: Sequence[int] = (0, 1, 2),
+    *,
+    hparams: dict[str, float] | None = None,
+    configs: Sequence[dict[str, float]] | None = None,
+    augment: Callable | None = None,
+    loss_fn: Callable | None = None,
+    early_stopping_patience: int | None = None,
+    init_from: History | None = None,
+    vmap: bool | None = None,
+    checkpoint: str | os.PathLike | None = None,
+    checkpoint_every: int = 1,
+    on_epoch_end: Callable[[int, History], None] | None = None,
+    progress: bool = True,
+    compilation_cache: bool = True,
+) -> History:
+    """Train ``model_fn(rngs=...)`` on ``data`` with ``optimizer`` for every (config, seed) pair.
+
+    Args:
+      model_fn: builds the network, e.g. ``functools.partial(MLP, (64, 32, 10))``; called as
+        ``model_fn(rngs=nnx.Rngs(key))``. Same seed, same initialization across configs.
+      data: a :class:`~jaxopt_lectures.lab.data.Dataset`.
+      optimizer: a ``jol`` transformation; wrap it in ``jol.inject_hyperparams`` to vary its
+        hyper-parameters through ``configs`` without recompiling.
+      epochs: total epochs (a resumed run continues up to this number).
+      batch_size: examples per step; ``None`` is full-batch gradient descent. Each epoch
+        takes ``n // batch_size`` steps over a fresh permutation (the remainder is dropped).
+      seeds: one run per seed (initialization, batch order, dropout masks).
+      hparams: defaults for :data:`TRAINER_HPARAMS` (and optimizer hyper-parameters); a name
+        that is absent switches that term off entirely.
+      configs: a list of dicts overriding ``hparams`` per configuration.
+      augment: ``(key, x) -> x`` applied to every training batch.
+      loss_fn: per-example loss ``(outputs, targets) -> (batch,)``; default cross-entropy
+        (classification, on one-hot or mixed targets) or MSE (regression).
+      early_stopping_patience: stop a run after this many epochs without a lower validation
+        loss and restore its best parameters.
+      init_from: a previous :class:`History` (pre-training): matching layers start from its
+        trained parameters (run by run if it has as many runs, else from its first run).
+      vmap: run all pairs as one vmapped program; default: yes unless the model has convolutions.
+      checkpoint: file to save to every ``checkpoint_every`` epochs (atomically, no pickle);
+        if it exists, training resumes from it and follows the same trajectory bit for bit.
+      on_epoch_end: called as ``on_epoch_end(epoch, history)`` after every epoch.
+      progress: show a tqdm bar (only when stderr is a terminal).
+      compilation_cache: turn on JAX's persistent compilation cache in the user cache dir.
+    """
+    if compilation_cache:
+        enable_compilation_cache()
+    seeds = tuple(int(s) for s in seeds)
+    configs, hp_table = _run_hparams(hparams, configs, seeds)
+    n_cfg, n_seed = len(configs), len(seeds)
+    n_runs = n_cfg * n_seed
+    trainer_hp = {k: v for k, v in hp_table.items() if k in TRAINER_HPARAMS}
+    opt_hp = {k: v for k, v in hp_table.items() if k not in TRAINER_HPARAMS}
+    if "entropy_weight" in trainer_hp and data.x_unlabeled is None:
+        raise ValueError("entropy_weight needs an unlabeled pool: load the data with unlabeled_size > 0.")
+
+    n = len(data.x_train)
+    bs = n if batch_size is None else min(int(batch_size), n)
+    abstract = nnx.eval_shape(lambda: model_fn(rngs=nnx.Rngs(0)))
+    graphdef, _, _ = _split_model(abstract)
+    use_vmap = (not _has_conv(abstract)) if vmap is None else bool(vmap)
+    setup = _Setup(
+        graphdef=graphdef,
+        optimizer=optimizer,
+        classification=data.num_classes is not None,
+        num_classes=data.num_classes or 0,
+        batch_size=bs,
+        num_batches=n // bs,
+        hp_names=tuple(sorted(trainer_hp)),
+        augment=augment,
+        loss_fn=loss_fn,
+        unlabeled_batch=min(bs, len(data.x_unlabeled)) if "entropy_weight" in trainer_hp else 0,
+    )
+    dev_data = tuple(
+        jnp.asarray(a) for a in (data.x_train, data.y_train, data.x_val, data.y_val,
+                                 data.x_unlabeled if data.x_unlabeled is not None else np.zeros((1,) + data.input_shape, np.float32))
+    )
+    patience = early_stopping_patience
+
+    def init_run(seed_key, opt_values, src):
+        params, batch_stats = init_model_state(model_fn, jax.random.fold_in(seed_key, 0))
+        if src is not None:
+            params = transfer_params(params, src)
+        opt_state = optimizer.init(params)
+        for name, value in opt_values.items():
+            opt_state = jol.set_state_field(opt_state, name, value)
+        return RunState(
+            params=params, batch_stats=batch_stats, opt_state=opt_state, key=jax.random.fold_in(seed_key, 1),
+            step=jnp.zeros((), jnp.int32), active=jnp.ones((), bool), diverged_step=jnp.full((), -1, jnp.int32),
+            best_params=params if patience is not None else None,
+            best_batch_stats=batch_stats if patience is not None else None,
+            best_val=jnp.full((), jnp.inf, jnp.float32), bad_epochs=jnp.zeros((), jnp.int32),
+        )
+
+    seed_keys = jnp.stack([jax.random.PRNGKey(s) for _ in range(n_cfg) for s in seeds])
+    src = None
+    if init_from is not None:
+        src = init_from.state.params
+        runs_src = jax.tree.leaves(src)[0].shape[0]
+        if runs_src != n_runs:
+            src = jax.tree.map(lambda a: jnp.broadcast_to(a[0], (n_runs,) + a.shape[1:]), src)
+    opt_values = {k: jnp.asarray(v) for k, v in opt_hp.items()}
+    state = jax.jit(jax.vmap(init_run))(seed_keys, opt_values, src)
+    hp = {k: jnp.asarray(v) for k, v in trainer_hp.items()}
+
+    shape = (n_cfg, n_seed, epochs)
+    history = History(
+        seeds=seeds, configs=tuple(configs),
+        train_loss=np.full(shape, np.nan), train_acc=np.full(shape, np.nan),
+        val_loss=np.full(shape, np.nan), val_acc=np.full(shape, np.nan),
+        diverged_epoch=np.full(shape[:2], -1), diverged_step=np.full(shape[:2], -1),
+        stopped_epoch=np.full(shape[:2], -1), best_epoch=np.full(shape[:2], -1),
+        graphdef=graphdef,
+    )
+    start = 0
+    if checkpoint is not None and Path(checkpoint).exists():
+        state, start, saved = checkpoints.load(checkpoint, state)
+        for name, arr in saved.items():
+            target = getattr(history, name)
+            width = min(target.shape[-1], arr.shape[-1]) if target.ndim == 3 else None
+            if width is None:
+                target[...] = arr
+            else:
+                target[..., :width] = arr[..., :width]
+
+    end_epoch = jax.jit(jax.vmap(lambda rs: _end_epoch(setup, rs, dev_data, patience)))
+    if use_vmap:
+        epoch_fn = jax.jit(jax.vmap(lambda rs, e, h: _scan_epoch(setup, rs, e, h, dev_data), in_axes=(0, None, 0)))
+    else:
+        step_fn = jax.jit(lambda rs, i, h, d: _step(setup, rs, i, h, d))
+        indices_fn = jax.jit(lambda rs, e: _epoch_indices(setup, rs, e, n))
+
+    bar = _progress(range(start, epochs), progress, n_runs)
+    for epoch in bar:
+        if use_vmap:
+            state = epoch_fn(state, jnp.asarray(epoch, jnp.int32), hp)
+        else:
+            runs = _unstack(state, n_runs)
+            active = np.asarray(state.active)
+            for r in range(n_runs):
+                if not active[r]:
+                    continue
+                h = {k: v[r] for k, v in hp.items()}
+                idx = indices_fn(runs[r], epoch)
+                for b in range(setup.num_batches):
+                    runs[r] = step_fn(runs[r], idx[b], h, dev_data)
+            state = _stack(runs)
+        was_active = np.asarray(state.active).reshape(n_cfg, n_seed)
+        state, (tl, ta, vl, va, better) = end_epoch(state)
+        _record(history, epoch, state, was_active, n_cfg, n_seed, tl, ta, vl, va, better)
+        history.epochs_done = epoch + 1
+        if hasattr(bar, "set_postfix"):
+            bar.set_postfix(runs=n_runs, train=f"{np.nanmean(history.train_loss[..., epoch]):.4f}",
+                            val=f"{np.nanmean(history.val_loss[..., epoch]):.4f}")
+        if checkpoint is not None and ((epoch + 1) % checkpoint_every == 0 or epoch + 1 == epochs):
+            checkpoints.save(checkpoint, state, epoch + 1, _history_arrays(history))
+        if on_epoch_end is not None:
+            history.state = state
+            on_epoch_end(epoch, history)
+        if not np.asarray(state.active).any():
+            break
+    if patience is not None:
+        state = state._replace(params=state.best_params, batch_stats=state.best_batch_stats)
+    history.state = state
+    return history
+
+
+_HISTORY_ARRAYS = ("train_loss", "train_acc", "val_loss", "val_acc", "diverged_epoch", "diverged_step",
+                   "stopped_epoch", "best_epoch")
+
+
+def _history_arrays(history: History) -> dict[str, np.ndarray]:
+    return {name: getattr(history, name) for name in _HISTORY_ARRAYS}
+
+
+def _record(history, epoch, state, was_active, n_cfg, n_seed, tl, ta, vl, va, better):
+    def grid(a):
+        return np.asarray(a, np.float64).reshape(n_cfg, n_seed)
+
+    active_after = np.asarray(state.active).reshape(n_cfg, n_seed)
+    div_step = np.asarray(state.diverged_step).reshape(n_cfg, n_seed)
+    newly_diverged = (div_step >= 0) & (history.diverged_epoch < 0)
+    history.diverged_epoch[newly_diverged] = epoch
+    history.diverged_step[newly_diverged] = div_step[newly_diverged]
+    ok = was_active & ~newly_diverged
+    for name, values in (("train_loss", tl), ("train_acc", ta), ("val_loss", vl), ("val_acc", va)):
+        getattr(history, name)[..., epoch] = np.where(ok, grid(values), np.nan)
+    history.best_epoch[grid(better).astype(bool)] = epoch
+    stopped = ok & ~active_after & (history.stopped_epoch < 0) & ~newly_diverged
+    history.stopped_epoch[stopped] = epoch
+
+
+def _progress(epochs: range, progress: bool, n_runs: int):
+    if not progress or not sys.stderr.isatty():
+        return epochs
+    from tqdm.auto import tqdm
+
+    return tqdm(epochs, desc=f"train ({n_runs} runs)", unit="epoch", leave=False)

@@ -1,0 +1,161 @@
+"""The trainer: learning, vmapped configs equal separate runs, divergence, early stopping,
+pre-training, semi-supervised terms, and bit-for-bit resume after a crash."""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jaxopt_lectures as jol
+from jaxopt_lectures import lab, losses
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path_factory, monkeypatch):
+    monkeypatch.setenv("JAXOPT_LECTURES_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return lab.load_digits(seed=0, train_size=400, unlabeled_size=200)
+
+
+MLP = functools.partial(lab.MLP, (64, 16, 10))
+SGD = jol.inject_hyperparams(jol.sgd)(learning_rate=0.1, momentum=0.9)
+
+
+def _same_tree(a, b):
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+def test_vmapped_configs_learn_and_equal_separate_runs(digits):
+    configs = [{"learning_rate": 0.1, "dropout": 0.0}, {"learning_rate": 0.02, "dropout": 0.2}]
+    h = lab.train(MLP, digits, SGD, epochs=4, batch_size=32, seeds=[0, 1], configs=configs, progress=False)
+    assert h.train_loss.shape == (2, 2, 4) and h.val_acc.shape == (2, 2, 4)
+    assert np.all(h.train_loss[..., -1] < h.train_loss[..., 0])
+    assert np.all(h.final("val_acc")[0] > 0.85)
+    assert not np.allclose(h.train_loss[0, 0], h.train_loss[0, 1])  # seeds differ
+    assert not h.diverged.any() and np.all(h.stopped_epoch == -1)
+    alone = lab.train(MLP, digits, SGD, epochs=4, batch_size=32, seeds=[1], configs=configs[1:], progress=False)
+    np.testing.assert_allclose(alone.train_loss[0, 0], h.train_loss[1, 1], rtol=1e-5)
+    np.testing.assert_allclose(jol.get_state_field(h.state.opt_state, "learning_rate"), [0.1, 0.1, 0.02, 0.02])
+    # train metrics are in evaluation mode on the whole training split
+    model = h.model(config=0, seed=1)
+    logits = model(jnp.asarray(digits.x_train))
+    np.testing.assert_allclose(
+        float(jnp.mean(losses.softmax_cross_entropy(logits, digits.y_train))), h.train_loss[0, 1, -1], rtol=1e-4
+    )
+
+
+def test_full_batch_divergence_and_regression():
+    d = lab.linear_regression(64, w=2.0, b=-1.0, noise=0.01, seed=0)
+    h = lab.train(functools.partial(lab.MLP, (1, 1)), d, jol.inject_hyperparams(jol.sgd)(learning_rate=0.5),
+                  epochs=60, batch_size=None, seeds=[0], configs=[{"learning_rate": 0.5}, {"learning_rate": 50.0}],
+                  progress=False)
+    assert np.asarray(h.state.step).tolist()[0] == 60  # full batch: one step per epoch
+    model = h.model(config=0)
+    np.testing.assert_allclose(model.head.kernel[...][0, 0], 2.0, atol=0.02)
+    np.testing.assert_allclose(model.head.bias[...][0], -1.0, atol=0.02)
+    assert not h.diverged[0, 0] and h.diverged[1, 0]
+    assert 0 <= h.diverged_epoch[1, 0] < 60 and h.diverged_step[1, 0] >= 0
+    assert np.isnan(h.train_loss[1, 0, -1]) and np.isfinite(h.train_loss[0, 0, -1])
+    assert np.all(np.isfinite(np.asarray(h.state.params["head"]["kernel"][...])))  # last finite params kept
+
+
+def test_early_stopping_restores_best_params(digits):
+    small = lab.load_digits(seed=0, train_size=40)
+    h = lab.train(functools.partial(lab.MLP, (64, 64, 10)), small, jol.adam(3e-2), epochs=40, batch_size=8,
+                  seeds=[0], early_stopping_patience=3, progress=False)
+    stop, best = h.stopped_epoch[0, 0], h.best_epoch[0, 0]
+    assert 0 <= best < stop < 39 and stop - best == 3
+    assert np.all(np.isnan(h.val_loss[0, 0, stop + 1 :]))
+    logits = h.model()(jnp.asarray(small.x_val))
+    val = float(jnp.mean(losses.softmax_cross_entropy(logits, small.y_val)))
+    np.testing.assert_allclose(val, h.val_loss[0, 0, best], rtol=1e-4)
+    assert h.val_loss[0, 0, best] == np.nanmin(h.val_loss[0, 0])
+
+
+def test_semi_supervised_mixup_penalties_and_augment(digits):
+    off = {"entropy_weight": 0.0, "mixup_alpha": 0.0, "l2": 0.0, "l1": 0.0, "dropout": 0.0}
+    configs = [off, {**off, "entropy_weight": 0.3},
+               {"entropy_weight": 0.1, "mixup_alpha": 0.2, "l2": 1e-3, "l1": 1e-5, "dropout": 0.1}]
+    h = lab.train(MLP, digits, SGD, epochs=4, batch_size=32, seeds=[0], configs=configs,
+                  augment=lab.augment.make_augment(noise_std=0.05), progress=False)
+    assert np.all(np.isfinite(h.train_loss)) and np.all(h.train_loss[:, 0, -1] < h.train_loss[:, 0, 0])
+    assert np.all(h.final("val_acc") > 0.8)
+    unlabeled = jnp.asarray(digits.x_unlabeled)
+    ent = [float(jnp.mean(losses.entropy(h.model(config=c)(unlabeled)))) for c in (0, 1)]
+    assert ent[1] < 0.8 * ent[0]  # entropy minimization makes unlabeled predictions confident
+    with pytest.raises(ValueError, match="unlabeled"):
+        lab.train(MLP, lab.load_digits(train_size=50), SGD, epochs=1, hparams={"entropy_weight": 0.1}, progress=False)
+
+
+def test_pretraining_initializes_matching_layers(digits):
+    pre = lab.train(MLP, digits, SGD, epochs=2, batch_size=64, seeds=[0], progress=False)
+    five = lab.from_arrays(digits.x_train, digits.y_train % 5, num_classes=5)
+    down = lab.train(functools.partial(lab.MLP, (64, 16, 5)), five, SGD, epochs=0, seeds=[0, 1], init_from=pre,
+                     progress=False)
+    for run in range(2):
+        np.testing.assert_array_equal(
+            down.state.params["blocks"][0]["linear"]["kernel"][...][run], pre.state.params["blocks"][0]["linear"]["kernel"][...][0]
+        )
+    assert down.state.params["head"]["kernel"][...].shape == (2, 16, 5)
+
+
+class _Crash(Exception):
+    pass
+
+
+@pytest.mark.parametrize("kind", ["mlp_vmap", "cnn_loop"])
+def test_resume_after_crash_is_bit_for_bit(digits, tmp_path, kind):
+    if kind == "mlp_vmap":
+        model_fn = functools.partial(lab.MLP, (64, 16, 10), norm="batch", dropout=0.1)
+        kw = dict(hparams={"dropout": 0.1, "mixup_alpha": 0.2})
+    else:
+        model_fn = functools.partial(lab.CNN, (8, 8, 1), 10, channels=(4,), dense=(), dropout=0.0)
+        kw = dict(augment=lab.augment.make_augment(max_shift=1))
+    opt = jol.inject_hyperparams(jol.adam)(learning_rate=1e-2)
+    args = (model_fn, digits, opt)
+    straight = lab.train(*args, epochs=3, batch_size=64, seeds=[0, 1], progress=False, **kw)
+
+    def crash(epoch, history):
+        if epoch == 1:
+            raise _Crash
+
+    ckpt = tmp_path / "run.npz"
+    with pytest.raises(_Crash):
+        lab.train(*args, epochs=3, batch_size=64, seeds=[0, 1], progress=False, checkpoint=ckpt, on_epoch_end=crash, **kw)
+    resumed = lab.train(*args, epochs=3, batch_size=64, seeds=[0, 1], progress=False, checkpoint=ckpt, **kw)
+    _same_tree(straight.state, resumed.state)
+    np.testing.assert_array_equal(straight.val_loss, resumed.val_loss)
+    assert not list(tmp_path.glob(".*.tmp"))  # atomic writes leave no temporary files
+
+
+def test_checkpoint_round_trip_and_mismatch(tmp_path):
+    state = {"w": jnp.arange(3.0), "n": {"count": jnp.array(2, jnp.int32)}}
+    path = lab.checkpoints.save(tmp_path / "c.npz", state, 5, {"loss": np.ones(2)})
+    with np.load(path, allow_pickle=False) as f:  # readable without pickle
+        assert "__paths__" in f.files
+    restored, epoch, extra = lab.checkpoints.load(path, state)
+    assert epoch == 5 and extra["loss"].tolist() == [1.0, 1.0]
+    _same_tree(restored, state)
+    with pytest.raises(ValueError, match="does not match"):
+        lab.checkpoints.load(path, {"v": jnp.arange(3.0), "n": {"count": jnp.array(2)}})
+
+
+def test_gradient_norm_probe_shows_vanishing_gradients():
+    x = jax.random.normal(jax.random.PRNGKey(0), (64, 16))
+    y = jnp.arange(64) % 4
+    def norms(act, init):
+        model = lab.MLP((16, 32, 32, 32, 32, 4), activation=act, init=init, rngs=lab.models.nnx.Rngs(0))
+        g = lab.gradient_norms(model, x, y)
+        assert list(g) == ["blocks/0/linear", "blocks/1/linear", "blocks/2/linear", "blocks/3/linear", "head"]
+        return g
+
+    sig = norms("sigmoid", 1.0)
+    relu = norms("relu", "he")
+    assert sig["blocks/0/linear"] < sig["head"] / 5
+    assert relu["blocks/0/linear"] > relu["head"] / 3
