@@ -6,7 +6,8 @@ single-run pieces it is made of (``_loss``, ``_step``, ``_evaluate``).
 Compiling dominates on CPU, so the loop compiles once per model and data shape:
 
 * hyper-parameters that experiments vary enter the jitted step as traced arrays: the
-  trainer's own (``dropout``, ``l2``, ``l1``, ``mixup_alpha``, ``entropy_weight``) through
+  trainer's own (``dropout``, ``l2``, ``l1``, ``mixup_alpha``, ``entropy_weight``,
+  ``graph_weight``) through
   ``hparams``/``configs``, the optimizer's through ``jol.inject_hyperparams`` (any other
   key of a config is written into the optimizer state with ``jol.set_state_field``);
 * dense models run all (configuration, seed) pairs as one ``vmap``-ed program whose epoch is a
@@ -37,7 +38,11 @@ from jaxopt_lectures.lab.data import Dataset
 __all__ = ["History", "train", "TRAINER_HPARAMS", "init_model_state", "transfer_params"]
 
 #: Hyper-parameters the trainer itself understands; they enter the step as traced arrays.
-TRAINER_HPARAMS = ("dropout", "l2", "l1", "mixup_alpha", "entropy_weight")
+TRAINER_HPARAMS = ("dropout", "l2", "l1", "mixup_alpha", "entropy_weight", "graph_weight")
+#: The terms that need a batch of the unlabeled pool (semi-supervised learning, lecture 000).
+UNLABELED_HPARAMS = ("entropy_weight", "graph_weight")
+#: Neighbours per example in the graph of the graph-smoothness term.
+GRAPH_NEIGHBOURS = 5
 
 
 @dataclasses.dataclass
@@ -152,6 +157,7 @@ class _Setup:
     augment: Callable | None
     loss_fn: Callable | None
     unlabeled_batch: int
+    eval_loss_fn: Callable | None = None
 
 
 def _loss(setup: _Setup, params, batch_stats, x, y, x_unl, key, hp):
@@ -165,9 +171,15 @@ def _loss(setup: _Setup, params, batch_stats, x, y, x_unl, key, hp):
     out = model(x, train=True, key=k_drop, dropout=hp.get("dropout"))
     data_loss = jnp.mean(_per_example_loss(setup, out, target))
     loss = data_loss
-    if "entropy_weight" in hp:
+    if any(name in hp for name in UNLABELED_HPARAMS):
         out_u = model(x_unl, train=True, key=k_unl, dropout=hp.get("dropout"))
+    if "entropy_weight" in hp:
         loss = loss + hp["entropy_weight"] * jnp.mean(losses.entropy(out_u))
+    if "graph_weight" in hp:
+        # similar inputs (k nearest neighbours in the batch, RBF weights) get similar outputs
+        weights = losses.rbf_knn_weights(x_unl, GRAPH_NEIGHBOURS, gamma=1.0 / x_unl[0].size)
+        smooth = losses.graph_smoothness(jax.nn.softmax(out_u), jax.lax.stop_gradient(weights))
+        loss = loss + hp["graph_weight"] * smooth / x_unl.shape[0]
     if "l2" in hp:
         loss = loss + hp["l2"] * losses.l2_penalty(params)
     if "l1" in hp:
@@ -229,7 +241,10 @@ def _evaluate(setup: _Setup, rs: RunState, x, y):
     model = nnx.merge(setup.graphdef, rs.params, rs.batch_stats, copy=True)
     out = model(x, train=False)
     target = jax.nn.one_hot(y, setup.num_classes) if setup.classification else y
-    loss = jnp.mean(_per_example_loss(setup, out, target))
+    if setup.eval_loss_fn is not None:
+        loss = jnp.mean(setup.eval_loss_fn(out, target))
+    else:
+        loss = jnp.mean(_per_example_loss(setup, out, target))
     acc = losses.accuracy(out, y) if setup.classification else jnp.full((), jnp.nan)
     return loss, acc
 
@@ -311,6 +326,8 @@ def train(
     on_epoch_end: Callable[[int, History], None] | None = None,
     progress: bool = True,
     compilation_cache: bool = True,
+    eval_loss_fn: Callable | None = None,
+    progress_desc: str | None = None,
 ) -> History:
     """Train ``model_fn(rngs=...)`` on ``data`` with ``optimizer`` for every (config, seed) pair.
 
@@ -340,6 +357,10 @@ def train(
       on_epoch_end: called as ``on_epoch_end(epoch, history)`` after every epoch.
       progress: show a tqdm bar (only when stderr is a terminal).
       compilation_cache: turn on JAX's persistent compilation cache in the user cache dir.
+      eval_loss_fn: per-example loss for the reported train/validation loss (default:
+        the training loss); e.g. cross-entropy when training on MSE or accuracy, so both
+        sides of a comparison are measured alike.
+      progress_desc: label of the progress bar.
     """
     if compilation_cache:
         enable_compilation_cache()
@@ -349,8 +370,9 @@ def train(
     n_runs = n_cfg * n_seed
     trainer_hp = {k: v for k, v in hp_table.items() if k in TRAINER_HPARAMS}
     opt_hp = {k: v for k, v in hp_table.items() if k not in TRAINER_HPARAMS}
-    if "entropy_weight" in trainer_hp and data.x_unlabeled is None:
-        raise ValueError("entropy_weight needs an unlabeled pool: load the data with unlabeled_size > 0.")
+    for name in UNLABELED_HPARAMS:
+        if name in trainer_hp and data.x_unlabeled is None:
+            raise ValueError(f"{name} needs an unlabeled pool: load the data with unlabeled_size > 0.")
 
     n = len(data.x_train)
     bs = n if batch_size is None else min(int(batch_size), n)
@@ -367,7 +389,9 @@ def train(
         hp_names=tuple(sorted(trainer_hp)),
         augment=augment,
         loss_fn=loss_fn,
-        unlabeled_batch=min(bs, len(data.x_unlabeled)) if "entropy_weight" in trainer_hp else 0,
+        eval_loss_fn=eval_loss_fn,
+        unlabeled_batch=(min(bs, len(data.x_unlabeled))
+                         if any(name in trainer_hp for name in UNLABELED_HPARAMS) else 0),
     )
     dev_data = tuple(
         jnp.asarray(a) for a in (data.x_train, data.y_train, data.x_val, data.y_val,
@@ -398,7 +422,14 @@ def train(
         if runs_src != n_runs:
             src = jax.tree.map(lambda a: jnp.broadcast_to(a[0], (n_runs,) + a.shape[1:]), src)
     opt_values = {k: jnp.asarray(v) for k, v in opt_hp.items()}
-    state = jax.jit(jax.vmap(init_run))(seed_keys, opt_values, src)
+    # Eagerly, run by run: jit(vmap(init)) of a network takes seconds to compile on CPU
+    # (random-number kernels), while eager initialization reuses small per-shape kernels.
+    runs = [
+        init_run(seed_keys[i], {k: v[i] for k, v in opt_values.items()},
+                 None if src is None else jax.tree.map(lambda a, i=i: a[i], src))
+        for i in range(n_runs)
+    ]
+    state = jax.tree.map(lambda *leaves: jnp.stack(leaves), *runs)
     hp = {k: jnp.asarray(v) for k, v in trainer_hp.items()}
 
     shape = (n_cfg, n_seed, epochs)
@@ -428,7 +459,7 @@ def train(
         step_fn = jax.jit(lambda rs, i, h, d: _step(setup, rs, i, h, d))
         indices_fn = jax.jit(lambda rs, e: _epoch_indices(setup, rs, e, n))
 
-    bar = _progress(range(start, epochs), progress, n_runs)
+    bar = _progress(range(start, epochs), progress, n_runs, progress_desc)
     for epoch in bar:
         if use_vmap:
             state = epoch_fn(state, jnp.asarray(epoch, jnp.int32), hp)
@@ -488,9 +519,10 @@ def _record(history, epoch, state, was_active, n_cfg, n_seed, tl, ta, vl, va, be
     history.stopped_epoch[stopped] = epoch
 
 
-def _progress(epochs: range, progress: bool, n_runs: int):
+def _progress(epochs: range, progress: bool, n_runs: int, desc: str | None = None):
     if not progress or not sys.stderr.isatty():
         return epochs
     from tqdm.auto import tqdm
 
-    return tqdm(epochs, desc=f"train ({n_runs} runs)", unit="epoch", leave=False)
+    label = f"{desc} ({n_runs} runs)" if desc else f"train ({n_runs} runs)"
+    return tqdm(epochs, desc=label, unit="epoch", leave=False)
