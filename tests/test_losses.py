@@ -67,3 +67,11 @@ def test_penalties_skip_biases_and_match_gradients():
     np.testing.assert_allclose(grad["w"], params["w"])  # dL2/dw = w: the lecture's λ w term
     np.testing.assert_allclose(grad["b"], 0.0)
     np.testing.assert_allclose(jax.grad(losses.l1_penalty)(params)["w"], jnp.sign(params["w"]))
+
+
+def test_losses_module_does_not_import_flax():
+    import subprocess
+    import sys
+
+    code = "import sys, jaxopt_lectures.losses; assert 'flax' not in sys.modules, 'losses pulled in flax'"
+    subprocess.run([sys.executable, "-c", code], check=True)
