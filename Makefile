@@ -1,5 +1,5 @@
 # Two commands a newcomer needs (each creates or updates its own virtual environment):
-#   make demo   - set up and run the main job
+#   make demo   - set up and run the main job: the lecture's table, measured (RECIPE_ARGS=--quick for the short one)
 #   make test   - set up and run the test suite (what .ci/run calls)
 PYTHON ?= python3.11
 VENV   ?= .venv
@@ -15,7 +15,7 @@ $(BIN)/.installed: pyproject.toml
 	touch $@
 
 demo: $(BIN)/.installed
-	$(BIN)/python examples/quickstart.py
+	$(BIN)/jaxopt-lectures recipe --out results $(RECIPE_ARGS)
 
 test: $(BIN)/.installed
 	$(BIN)/python -m pytest -q -n 2 -m "not slow" $(PYTEST_ARGS)

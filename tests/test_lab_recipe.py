@@ -73,7 +73,11 @@ def test_a_diverged_run_is_reported_in_its_row_not_raised():
     assert row["verdict"] == "worse"
     assert row["diverged"] == ["with, seed 0: diverged at step 17"]
     cells = report.row_cells(row)
-    assert "diverged at step 17" in cells[5] and "diverged" in cells[3]
+    assert "1 runs diverged" in cells[5] and "diverged" in cells[3]
+    table = {"rows": [row], "agree": {"yes": 0, "mixed": 0, "no": 1}, "seeds": [0, 1, 2], "quick": True,
+             "wall_s": 1.0, "compile_s": 0.5, "rows_reused": 0, "rule": "r"}
+    assert "with, seed 0: diverged at step 17" in report.markdown(table)
+    assert "with, seed 0: diverged at step 17" in report.terminal(table)
 
 
 def fake_run(counter):

@@ -79,9 +79,10 @@ def test_early_stopping_restores_best_params(digits):
 
 
 def test_semi_supervised_mixup_penalties_and_augment(digits):
-    off = {"entropy_weight": 0.0, "mixup_alpha": 0.0, "l2": 0.0, "l1": 0.0, "dropout": 0.0}
+    off = {"entropy_weight": 0.0, "mixup_alpha": 0.0, "l2": 0.0, "l1": 0.0, "dropout": 0.0, "graph_weight": 0.0}
     configs = [off, {**off, "entropy_weight": 0.3},
-               {"entropy_weight": 0.1, "mixup_alpha": 0.2, "l2": 1e-3, "l1": 1e-5, "dropout": 0.1}]
+               {"entropy_weight": 0.1, "mixup_alpha": 0.2, "l2": 1e-3, "l1": 1e-5, "dropout": 0.1, "graph_weight": 0.1},
+               {**off, "graph_weight": 3.0}]
     h = lab.train(MLP, digits, SGD, epochs=4, batch_size=32, seeds=[0], configs=configs,
                   augment=lab.augment.make_augment(noise_std=0.05), progress=False)
     assert np.all(np.isfinite(h.train_loss)) and np.all(h.train_loss[:, 0, -1] < h.train_loss[:, 0, 0])
@@ -89,8 +90,13 @@ def test_semi_supervised_mixup_penalties_and_augment(digits):
     unlabeled = jnp.asarray(digits.x_unlabeled)
     ent = [float(jnp.mean(losses.entropy(h.model(config=c)(unlabeled)))) for c in (0, 1)]
     assert ent[1] < 0.8 * ent[0]  # entropy minimization makes unlabeled predictions confident
-    with pytest.raises(ValueError, match="unlabeled"):
-        lab.train(MLP, lab.load_digits(train_size=50), SGD, epochs=1, hparams={"entropy_weight": 0.1}, progress=False)
+    # graph smoothness: neighbouring unlabeled inputs get closer outputs than without it
+    weights = losses.rbf_knn_weights(unlabeled, 5, gamma=1.0 / unlabeled[0].size)
+    smooth = [float(losses.graph_smoothness(jax.nn.softmax(h.model(config=c)(unlabeled)), weights)) for c in (0, 3)]
+    assert smooth[1] < smooth[0]
+    for term in ("entropy_weight", "graph_weight"):
+        with pytest.raises(ValueError, match="unlabeled"):
+            lab.train(MLP, lab.load_digits(train_size=50), SGD, epochs=1, hparams={term: 0.1}, progress=False)
 
 
 def test_pretraining_initializes_matching_layers(digits):

@@ -118,7 +118,7 @@ def format_change(metric: dict) -> str:
 
 def row_cells(row: dict) -> list[str]:
     agrees = f"{row['agrees']} ({row['seeds_agreeing']}/{len(row['seeds'])} seeds)"
-    verdict = row["verdict"] + ("; " + "; ".join(row["diverged"]) if row.get("diverged") else "")
+    verdict = row["verdict"] + (f" ({len(row['diverged'])} runs diverged)" if row.get("diverged") else "")
     return [row["technique"], row["step"], row["claim"], format_change(row["train"]),
             format_change(row["val"]), verdict, agrees]
 
@@ -128,6 +128,9 @@ def markdown(table: dict) -> str:
     for row in table["rows"]:
         lines.append("| " + " | ".join(c.replace("|", "/") for c in row_cells(row)) + " |")
     a = table["agree"]
+    for row in table["rows"]:
+        for d in row.get("diverged", []):
+            lines.append(f"\n- {row['technique']}: {d}")
     lines += [
         "",
         f"{len(table['rows'])} techniques, seeds {table['seeds']}, {'quick' if table['quick'] else 'full'} budget: "
@@ -147,7 +150,7 @@ def terminal(table: dict) -> str:
         out.write("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() + "\n")
         if j == 0:
             out.write("  ".join("-" * w for w in widths) + "\n")
-    tail = markdown(table).splitlines()[-3:]
+    tail = [line for line in markdown(table).splitlines() if line and not line.startswith("|")]
     out.write("\n" + "\n".join(tail) + "\n")
     return out.getvalue()
 
@@ -196,8 +199,8 @@ def plot(table: dict, path: Path) -> None:
     ax.invert_yaxis()
     ax.axvline(0, color="black", lw=0.8)
     ax.set_xlim(-1.05, 1.05)
-    ax.set_xlabel("relative change of the loss when the technique is switched on (left = lower = better; clipped at ±100%)")
-    ax.set_title("What each technique did in this run (✓ agrees with the lecture, ✗ does not, ~ mixed)")
+    ax.set_xlabel("relative change of the loss with the technique on\n(left = lower = better; clipped at ±100%)")
+    ax.set_title("What each technique did in this run\n(✓ agrees with the lecture, ✗ does not, ~ mixed)")
     ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
