@@ -1,0 +1,303 @@
+"""Fused optimizer steps: parameters and optimizer state live packed, one buffer per group.
+
+The per-leaf chains in ``optimizers.py`` are the reference: one rule per array, lifted over
+the pytree. An optimizer step is pure memory traffic (Adam reads θ, g, m, v and writes θ, m,
+v), and walking a tree of many small leaves costs a kernel launch per leaf and per output.
+Here the parameters and the moments are packed **once**, at ``init``, into one contiguous
+1-D buffer per group (dtype, and whether weight decay applies), and stay packed between
+steps. A step is then a few large element-wise passes, whose buffers are donated so no
+parameter-sized array is allocated per step::
+
+    opt = fused_adamw(1e-3)
+    state = opt.init(params)                      # packs θ, zeros m and v (once)
+    step = jit_step(opt)                          # jit with donation of the state
+    for batch in data:
+        grads = jax.grad(loss)(state.params.unpack(), batch)
+        state = step(state, grads)                # grads: a pytree like params, or a Packed
+    params = state.params.unpack()                # views of the packed parameters
+
+The update is computed with the same per-array rules (``adam_leaf``, ``momentum_leaf``) and
+the same casts as the chains, so the numbers are those of ``adam``/``adamw``/``sgd``
+followed by ``apply_updates`` (the tests check it bit for bit).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ._core import (
+    as_coefficient,
+    check_decay,
+    check_eps,
+    check_learning_rate,
+    check_range,
+    safe_increment,
+)
+from .transforms.adaptive import adam_leaf
+from .transforms.momentum import momentum_leaf
+from .transforms.regularization import DEFAULT_MASK, resolve_mask
+
+PyTree = Any
+
+
+# ---------------------------------------------------------------------------------------
+# Packed pytrees.
+
+
+class LeafSlot(NamedTuple):
+    """Where one leaf lives: ``buffers[group][start:start + size].reshape(shape)``."""
+
+    group: str
+    start: int
+    shape: tuple[int, ...]
+
+
+class Layout(NamedTuple):
+    """The static (hashable) description of a packed tree: jit sees it as aux data."""
+
+    treedef: Any
+    slots: tuple[LeafSlot, ...]
+    groups: tuple[tuple[str, str, int], ...]  # (name, dtype name, size)
+
+    def sizes(self) -> dict[str, int]:
+        return {name: size for name, _, size in self.groups}
+
+
+def make_layout(tree: PyTree, decay_mask: PyTree | None = None) -> Layout:
+    """Groups the leaves by dtype (and by ``decay_mask`` when given), in tree order."""
+    leaves, treedef = jax.tree.flatten(tree)
+    flags = [None] * len(leaves) if decay_mask is None else jax.tree.leaves(decay_mask)
+    if len(flags) != len(leaves):
+        raise ValueError("the decay mask must have one bool per parameter leaf")
+    offsets: dict[str, int] = {}
+    dtypes: dict[str, str] = {}
+    slots = []
+    for leaf, flag in zip(leaves, flags):
+        dtype = jnp.dtype(leaf.dtype).name
+        if not jnp.issubdtype(leaf.dtype, jnp.floating):
+            raise TypeError(f"fused optimizers need floating-point parameters, got a {dtype} leaf")
+        group = dtype if flag is None else f"{dtype}_{'decay' if flag else 'nodecay'}"
+        start = offsets.get(group, 0)
+        shape = tuple(int(s) for s in np.shape(leaf))
+        slots.append(LeafSlot(group, start, shape))
+        offsets[group] = start + int(np.prod(shape, dtype=np.int64))
+        dtypes[group] = dtype
+    groups = tuple((g, dtypes[g], offsets[g]) for g in sorted(offsets))
+    return Layout(treedef, tuple(slots), groups)
+
+
+@jax.tree_util.register_pytree_node_class
+class Packed:
+    """A pytree stored as one contiguous 1-D buffer per group, with its static ``layout``.
+
+    ``Packed.pack(tree, layout)`` concatenates the leaves; ``unpack()`` gives the pytree
+    back as slices of the buffers (inside ``jit`` XLA fuses them into their consumers).
+    """
+
+    def __init__(self, buffers: dict[str, jax.Array], layout: Layout):
+        self.buffers = buffers
+        self.layout = layout
+
+    def tree_flatten(self):
+        return (self.buffers,), self.layout
+
+    @classmethod
+    def tree_unflatten(cls, layout, children):
+        return cls(children[0], layout)
+
+    def __repr__(self):
+        shapes = {k: (tuple(np.shape(v)), getattr(v, "dtype", None)) for k, v in self.buffers.items()}
+        return f"Packed({shapes}, {len(self.layout.slots)} leaves)"
+
+    @classmethod
+    def pack(cls, tree: PyTree, layout: Layout) -> "Packed":
+        leaves, treedef = jax.tree.flatten(tree)
+        if treedef != layout.treedef:
+            raise ValueError(
+                f"this tree does not have the packed parameters' structure ({treedef} vs "
+                f"{layout.treedef}); compute the gradients with respect to state.params.unpack()"
+            )
+        parts: dict[str, list] = {name: [] for name, _, _ in layout.groups}
+        dtypes = {name: dtype for name, dtype, _ in layout.groups}
+        for leaf, slot in zip(leaves, layout.slots):
+            if tuple(np.shape(leaf)) != slot.shape:
+                raise ValueError(f"a leaf has shape {np.shape(leaf)} where the layout has {slot.shape}")
+            parts[slot.group].append(jnp.ravel(jnp.asarray(leaf, dtypes[slot.group])))
+        # A lone leaf is copied: the packed buffer is donated later, the caller's array is not.
+        return cls({k: jnp.concatenate(v) if len(v) > 1 else jnp.copy(v[0]) for k, v in parts.items()}, layout)
+
+    def unpack(self) -> PyTree:
+        leaves = [
+            jax.lax.slice_in_dim(self.buffers[s.group], s.start, s.start + int(np.prod(s.shape, dtype=np.int64)))
+            .reshape(s.shape)
+            for s in self.layout.slots
+        ]
+        return jax.tree.unflatten(self.layout.treedef, leaves)
+
+    def map(self, f: Callable, *others: "Packed") -> "Packed":
+        """``f(buffer, *other_buffers, group)`` group by group; same layout."""
+        return Packed({g: f(b, *(o.buffers[g] for o in others), g) for g, b in self.buffers.items()}, self.layout)
+
+
+def zeros_like_packed(packed: Packed) -> Packed:
+    return Packed({k: jnp.zeros_like(v) for k, v in packed.buffers.items()}, packed.layout)
+
+
+# ---------------------------------------------------------------------------------------
+# The fused optimizers.
+
+
+class FusedState(NamedTuple):
+    """``count``: steps made (0-based, a schedule's argument); ``params``: θ packed;
+    ``mu``/``nu``: the moments packed like θ (``None`` when the rule keeps none)."""
+
+    count: jax.Array
+    params: Packed
+    mu: Packed | None
+    nu: Packed | None
+
+
+class FusedOptimizer(NamedTuple):
+    """``init(params) -> FusedState`` (packs once) and ``step(state, grads) -> FusedState``
+    (pure; ``jit_step`` jits it with the state donated). No arrays inside."""
+
+    init: Callable[[PyTree], FusedState]
+    step: Callable[[FusedState, PyTree], FusedState]
+
+
+def _learning_rate(learning_rate, count):
+    return learning_rate(count) if callable(learning_rate) else learning_rate
+
+
+def _lr_scale(u, eta):
+    """``scale_by_learning_rate``: ``u ← −η u`` in u's dtype (as the chain computes it)."""
+    return (as_coefficient(-1.0 * eta, u.dtype) * u).astype(u.dtype)
+
+
+def _apply(p, u):
+    """``apply_updates`` on one buffer."""
+    return jnp.asarray(p + u).astype(p.dtype)
+
+
+def _as_packed(grads, layout: Layout) -> Packed:
+    if isinstance(grads, Packed):
+        if grads.layout != layout:
+            raise ValueError("the packed gradients have another layout than the packed parameters")
+        return grads
+    # Materialize the concatenation once: XLA on CPU would otherwise fuse the concatenation
+    # of every leaf into each consumer (m, v and θ), a per-element branch over all leaves.
+    return jax.lax.optimization_barrier(Packed.pack(grads, layout))
+
+
+def fused_adam(
+    learning_rate,
+    b1=0.9,
+    b2=0.999,
+    eps=1e-8,
+    eps_root=0.0,
+    bias_correction: bool = True,
+    weight_decay=0.0,
+    mask=DEFAULT_MASK,
+) -> FusedOptimizer:
+    """Adam (seed 003), or AdamW with ``weight_decay=λ > 0``, on packed buffers.
+
+    Same numbers as ``adam(...)`` (``weight_decay=0``) or ``adamw(..., weight_decay, mask)``
+    followed by ``apply_updates``: ``m_t = β1 m + (1 − β1) g``, ``v_t = β2 v + (1 − β2) g²``,
+    ``θ ← θ − α (m̂_t / (√(v̂_t + ε_root) + ε) + λ θ)`` (λ only on the leaves ``mask`` selects;
+    by default those with ``ndim >= 2``).
+    """
+    owner = "fused_adam"
+    check_learning_rate(learning_rate, owner=owner)
+    check_decay("b1", b1, owner=owner)
+    check_decay("b2", b2, owner=owner)
+    check_eps("eps", eps, owner=owner)
+    check_eps("eps_root", eps_root, owner=owner)
+    check_range("weight_decay", weight_decay, 0.0, owner=owner)
+    decays = not (isinstance(weight_decay, (int, float)) and weight_decay == 0)
+
+    def init(params):
+        layout = make_layout(params, resolve_mask(mask, params, owner) if decays else None)
+        packed = Packed.pack(params, layout)
+        return FusedState(jnp.zeros([], jnp.int32), packed, zeros_like_packed(packed), zeros_like_packed(packed))
+
+    def step(state, grads):
+        g = _as_packed(grads, state.params.layout)
+        t = safe_increment(state.count)
+        eta = _learning_rate(learning_rate, state.count)
+        p_new, m_new, v_new = {}, {}, {}
+        for name, p in state.params.buffers.items():
+            u, m_new[name], v_new[name] = adam_leaf(
+                g.buffers[name], state.mu.buffers[name], state.nu.buffers[name],
+                t, b1, b2, eps, eps_root, bias_correction,
+            )
+            if decays and name.endswith("_decay"):
+                c = as_coefficient(weight_decay, u.dtype)
+                u = (u + c * p.astype(u.dtype)).astype(u.dtype)
+            p_new[name] = _apply(p, _lr_scale(u, eta))
+        layout = state.params.layout
+        return FusedState(t, Packed(p_new, layout), Packed(m_new, layout), Packed(v_new, layout))
+
+    return FusedOptimizer(init, step)
+
+
+def fused_adamw(
+    learning_rate,
+    b1=0.9,
+    b2=0.999,
+    eps=1e-8,
+    weight_decay=1e-2,
+    mask=DEFAULT_MASK,
+    bias_correction: bool = True,
+    eps_root=0.0,
+) -> FusedOptimizer:
+    """AdamW on packed buffers: the numbers of ``adamw(...)`` (same arguments)."""
+    return fused_adam(learning_rate, b1, b2, eps, eps_root, bias_correction, weight_decay, mask)
+
+
+def fused_sgd(learning_rate, momentum=0.0, nesterov: bool = False) -> FusedOptimizer:
+    """SGD, with classic momentum ``m_t = β m + g``, ``θ ← θ − η m_t`` (PyTorch's SGD), on
+    packed buffers: the numbers of ``sgd(learning_rate, momentum, nesterov)``."""
+    owner = "fused_sgd"
+    check_learning_rate(learning_rate, owner=owner)
+    check_decay("momentum", momentum, owner=owner)
+    keeps_momentum = nesterov or not isinstance(momentum, (int, float)) or momentum > 0
+
+    def init(params):
+        packed = Packed.pack(params, make_layout(params))
+        mu = zeros_like_packed(packed) if keeps_momentum else None
+        return FusedState(jnp.zeros([], jnp.int32), packed, mu, None)
+
+    def step(state, grads):
+        g = _as_packed(grads, state.params.layout)
+        eta = _learning_rate(learning_rate, state.count)
+        first = state.count == 0
+        p_new, m_new = {}, {}
+        for name, p in state.params.buffers.items():
+            u = g.buffers[name]
+            if keeps_momentum:
+                u, m_new[name] = momentum_leaf(u, state.mu.buffers[name], first, momentum, "classic", nesterov)
+            p_new[name] = _apply(p, _lr_scale(u, eta))
+        layout = state.params.layout
+        mu = Packed(m_new, layout) if keeps_momentum else None
+        return FusedState(safe_increment(state.count), Packed(p_new, layout), mu, None)
+
+    return FusedOptimizer(init, step)
+
+
+def jit_step(opt: FusedOptimizer, **jit_kwargs) -> Callable[[FusedState, PyTree], FusedState]:
+    """``jax.jit(opt.step)`` with the state donated (updated in place, no new buffers).
+
+    ``keep_unused=True`` keeps every donated buffer an input even if a rule ignores it
+    (``jit`` would otherwise drop it silently and allocate). After a call the old state's
+    arrays are deleted: keep only the returned state.
+    """
+    return jax.jit(opt.step, donate_argnums=0, keep_unused=True, **jit_kwargs)
+
+
+def state_bytes(state: FusedState) -> int:
+    """Bytes held by the optimizer state proper (the moments and the count, not θ)."""
+    return int(sum(x.nbytes for x in jax.tree.leaves((state.count, state.mu, state.nu))))
