@@ -1,0 +1,133 @@
+"""Time a full training step (forward, backward, optimizer) of the lab's MLP and ResNet.
+
+Same model, same batch, three optimizers: our fused AdamW (θ, m, v packed, the state
+donated), our per-leaf ``adamw`` chain, and ``optax.adamw``, each in a jitted step with the
+whole carry donated. A fourth program computes the loss and gradients only; the difference
+is the optimizer's share of the step. Round-robin, medians/minimums, load recorded. Not a test:
+
+    .venv/bin/python benchmarks/train_step.py            # ~2 min
+    .venv/bin/python benchmarks/train_step.py --quick
+
+The step is written here (a few lines, below) rather than taken from the lab's trainer,
+whose step is internal to its vmapped multi-run loop and works on a parameter pytree.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import time
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import nnx
+
+import jaxopt_lectures as jol
+from jaxopt_lectures.fused import fused_adamw
+from jaxopt_lectures.lab.models import MLP, ResNet
+
+LR, WD = 1e-3, 1e-2
+
+
+def models(quick: bool):
+    mlp_widths = (784, 1024, 1024, 10) if quick else (784, 2048, 2048, 2048, 10)
+    yield "mlp", lambda rngs: MLP(mlp_widths, rngs=rngs), (128, 784)
+    yield "resnet20", lambda rngs: ResNet(20, 16, in_shape=(32, 32, 3), rngs=rngs), (32, 32, 32, 3)
+
+
+def build(model_fn, x_shape):
+    graphdef, params, stats = nnx.split(model_fn(nnx.Rngs(0)), nnx.Param, nnx.BatchStat)
+    x = jax.random.normal(jax.random.PRNGKey(1), x_shape)
+    y = jax.random.randint(jax.random.PRNGKey(2), (x_shape[0],), 0, 10)
+
+    def loss(params, stats):
+        stats = jax.tree.map(lambda a: a, stats)  # fresh Variables at this trace level (BatchNorm writes them)
+        model = nnx.merge(graphdef, params, stats)
+        logits = model(x, train=True)
+        value = optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+        return value, nnx.state(model, nnx.BatchStat)
+
+    grad_fn = jax.value_and_grad(loss, has_aux=True)
+    return params, stats, grad_fn
+
+
+def runners(model_fn, x_shape):
+    params, stats, grad_fn = build(model_fn, x_shape)
+    out = {}
+
+    def donated(step, carry):
+        step = jax.jit(step, donate_argnums=0, keep_unused=True)
+        box = [jax.tree.map(jnp.copy, carry)]
+
+        def run():
+            box[0] = step(box[0])
+            jax.block_until_ready(box[0])
+
+        run()
+        return run
+
+    fused = fused_adamw(LR, weight_decay=WD, mask=None)
+
+    def fused_step(carry):
+        state, stats = carry
+        (_, stats), grads = grad_fn(state.params.unpack(), stats)
+        return fused.step(state, grads), stats
+
+    out["ours fused adamw"] = donated(fused_step, (fused.init(params), stats))
+
+    def tree_step(tx, apply):
+        def step(carry):
+            params, opt_state, stats = carry
+            (_, stats), grads = grad_fn(params, stats)
+            updates, opt_state = tx.update(grads, opt_state, params)
+            return apply(params, updates), opt_state, stats
+
+        return donated(step, (params, tx.init(params), stats))
+
+    out["ours per-leaf adamw"] = tree_step(jol.adamw(LR, weight_decay=WD, mask=None), jol.apply_updates)
+    out["optax adamw"] = tree_step(optax.adamw(LR, weight_decay=WD), optax.apply_updates)
+    grads_only = jax.jit(lambda p, s: grad_fn(p, s)[1])
+    grads_only(params, stats)
+    out["grads only"] = lambda: jax.block_until_ready(grads_only(params, stats))
+    n = sum(x.size for x in jax.tree.leaves(params))
+    return out, n, len(jax.tree.leaves(params))
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--repeats", type=int, default=15)
+    ap.add_argument("--json", default="benchmarks/results/train_step.json")
+    args = ap.parse_args(argv)
+    repeats = 5 if args.quick else args.repeats
+    result = {"load_before": os.getloadavg(), "models": {}}
+    print(f"# load {os.getloadavg()}")
+    print(f"{'model':<10} {'method':<20} {'median':>10} {'min':>10} {'optimizer share':>16}")
+    for name, model_fn, x_shape in models(args.quick):
+        rs, n, leaves = runners(model_fn, x_shape)
+        times = {k: [] for k in rs}
+        for _ in range(repeats):
+            for k, run in rs.items():
+                t = time.perf_counter()
+                run()
+                times[k].append(time.perf_counter() - t)
+        base = statistics.median(times["grads only"])
+        entry = {"params": n, "leaves": leaves, "results": {}}
+        for k, v in times.items():
+            med = statistics.median(v)
+            entry["results"][k] = {"median_s": med, "min_s": min(v), "optimizer_share_s": med - base}
+            print(f"{name:<10} {k:<20} {med * 1e3:>8.2f}ms {min(v) * 1e3:>8.2f}ms {(med - base) * 1e3:>14.2f}ms")
+        result["models"][f"{name} ({leaves} leaves, {n:,} params)"] = entry
+    result["load_after"] = os.getloadavg()
+    print(f"# load after {result['load_after']}")
+    if args.json:
+        os.makedirs(os.path.dirname(args.json) or ".", exist_ok=True)
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
