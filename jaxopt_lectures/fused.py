@@ -19,6 +19,11 @@ parameter-sized array is allocated per step::
 The update is computed with the same per-array rules (``adam_leaf``, ``momentum_leaf``) and
 the same casts as the chains, so the numbers are those of ``adam``/``adamw``/``sgd``
 followed by ``apply_updates`` (the tests check it bit for bit).
+
+Cost on XLA CPU (``benchmarks/README.md``): the packed update is one loop fusion per output;
+gradients given as a pytree are packed inside the step by a ``concatenate``, which XLA CPU
+runs slowly for many leaves (a 100-leaf MLP loses to the per-leaf path). Pass a ``Packed``
+gradient when you have one.
 """
 
 from __future__ import annotations
