@@ -55,3 +55,12 @@ from .transforms import (
 )
 
 __version__ = "0.1.0"
+from .fused import (
+    FusedOptimizer as FusedOptimizer,
+    FusedState as FusedState,
+    Packed as Packed,
+    fused_adam as fused_adam,
+    fused_adamw as fused_adamw,
+    fused_sgd as fused_sgd,
+    jit_step as jit_step,
+)
