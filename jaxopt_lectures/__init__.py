@@ -54,7 +54,6 @@ from .transforms import (
     scale_by_rms as scale_by_rms,
 )
 
-__version__ = "0.1.0"
 from .fused import (
     FusedOptimizer as FusedOptimizer,
     FusedState as FusedState,
@@ -64,3 +63,5 @@ from .fused import (
     fused_sgd as fused_sgd,
     jit_step as jit_step,
 )
+
+__version__ = "0.1.0"
