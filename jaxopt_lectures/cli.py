@@ -47,6 +47,9 @@ def _recipe_parser(sub) -> None:
     p.add_argument("--seeds", type=int, default=3, metavar="N", help="seeds per technique, N >= 1 (default 3)")
     p.add_argument("--out", type=Path, default=Path("results"), metavar="DIR",
                    help="where recipe.md/.json/.csv/.png and the per-row files go (default: results/)")
+    p.add_argument("--jobs", type=int, default=min(os.cpu_count() or 1, 4), metavar="J",
+                   help="rows trained at once in worker processes (default: cores, at most 4); compiling "
+                        "is single-threaded, so J = cores finishes sooner")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--list", action="store_true", help="list the techniques and exit")
     p.set_defaults(run=_run_recipe)
@@ -55,6 +58,8 @@ def _recipe_parser(sub) -> None:
 def _run_recipe(args) -> int:
     if args.seeds < 1:
         raise UsageError(f"--seeds {args.seeds} is out of range; allowed: integers >= 1")
+    if args.jobs < 1:
+        raise UsageError(f"--jobs {args.jobs} is out of range; allowed: integers >= 1")
     names = [n.strip() for n in args.only.split(",") if n.strip()]
     from jaxopt_lectures.lab import recipe, report  # Flax and the lab load only here
 
@@ -70,7 +75,8 @@ def _run_recipe(args) -> int:
     from jaxopt_lectures.lab import enable_compilation_cache
 
     enable_compilation_cache()
-    table = report.run_table(entries, list(range(args.seeds)), args.quick, out, progress=not args.no_progress)
+    table = report.run_table(entries, list(range(args.seeds)), args.quick, out, progress=not args.no_progress,
+                             jobs=args.jobs)
     paths = report.write_reports(table, out)
     print()
     print(report.terminal(table), end="")
@@ -85,6 +91,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _recipe_parser(sub)
+    from jaxopt_lectures import figures_cli  # no Flax or matplotlib here: they load inside the commands
+
+    figures_cli.register(sub)
     return parser
 
 

@@ -1,0 +1,158 @@
+"""``jaxopt-lectures paths | landscape | gradients | batch-size | schedules``: the lectures' pictures.
+
+Registered from :func:`jaxopt_lectures.cli.build_parser`. Kept outside ``lab`` so that building the
+parser never imports Flax; Flax and matplotlib load only
+inside the commands. Every command takes ``--out`` and ``--seed`` and prints what it wrote.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", type=Path, default=Path("figures"), metavar="DIR",
+                   help="where the PNGs go (default: figures/)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the data and the initialization (default 0)")
+
+
+def _positive(name: str, value: int, low: int = 1) -> None:
+    from jaxopt_lectures.cli import UsageError
+
+    if value < low:
+        raise UsageError(f"--{name} {value} is out of range; allowed: integers >= {low}")
+
+
+def _report(paths) -> int:
+    for path in paths:
+        print(f"wrote {path}")
+    return 0
+
+
+def _out(args) -> Path:
+    from jaxopt_lectures.cli import _writable_dir
+
+    return _writable_dir(args.out)
+
+
+def _run_paths(args) -> int:
+    _positive("steps", args.steps)
+    out = _out(args)
+    from jaxopt_lectures.lab import figures
+
+    r = figures.optimizer_paths(args.steps, seed=args.seed)
+    print(f"closed-form minimum: w* = {r.minimum[0]:.4f}, b* = {r.minimum[1]:.4f} (loss {r.min_loss:.4f})")
+    for name in r.paths:
+        print(f"  {r.labels[name]:32s} {figures.path_summary(r, name)}")
+    return _report(figures.plot_paths(r, out))
+
+
+def _run_landscape(args) -> int:
+    _positive("epochs", args.epochs)
+    _positive("resolution", args.resolution, 3)
+    if args.depth < 8 or (args.depth - 2) % 6:
+        from jaxopt_lectures.cli import UsageError
+
+        raise UsageError(f"--depth {args.depth} is out of range; allowed: 6n + 2 (8, 14, 20, 26, 32, ...)")
+    resolution = args.resolution + (args.resolution % 2 == 0)
+    out = _out(args)
+    from jaxopt_lectures.lab import enable_compilation_cache, figures
+
+    enable_compilation_cache()
+    result = figures.landscape_study(depth=args.depth, width=args.width, epochs=args.epochs, seed=args.seed,
+                                     resolution=resolution, span=args.span, progress=True)
+    for ls in result.values():
+        print(f"  {ls.label}: loss at the trained weights {ls.center_loss:.4f}, "
+              f"highest on the 2-D grid {ls.surface.max():.4g}")
+    return _report(figures.plot_landscapes(result, out))
+
+
+def _run_gradients(args) -> int:
+    _positive("epochs", args.epochs, 0)
+    try:
+        depths = tuple(int(d) for d in args.depths.split(","))
+    except ValueError:
+        from jaxopt_lectures.cli import UsageError
+
+        raise UsageError(f"--depths {args.depths!r} must be comma-separated integers, e.g. 5,10,20") from None
+    for d in depths:
+        _positive("depths", d)
+    out = _out(args)
+    from jaxopt_lectures.lab import enable_compilation_cache, figures
+
+    enable_compilation_cache()
+    study = figures.gradient_depth_study(depths, epochs=args.epochs, seed=args.seed, progress=True)
+    for (act, depth), (init, _) in study.norms.items():
+        print(f"  {act:7s} depth {depth:2d}: first-layer gradient {init[0]:.3g}, last layer {init[-1]:.3g} at init")
+    return _report(figures.plot_gradients(study, out))
+
+
+def _run_batch_size(args) -> int:
+    _positive("epochs", args.epochs)
+    _positive("seeds", args.seeds)
+    _positive("small", args.small)
+    _positive("large", args.large)
+    out = _out(args)
+    from jaxopt_lectures.lab import enable_compilation_cache, figures
+
+    enable_compilation_cache()
+    study = figures.batch_size_study((args.small, args.large), epochs=args.epochs,
+                                     seeds=tuple(range(args.seed, args.seed + args.seeds)), progress=True)
+    for row in study.table():
+        print(f"  batch {row['batch_size']:4d}: train acc {row['train_acc']:.3f}  val acc {row['val_acc']:.3f}  "
+              f"train loss {row['train_loss']:.3f}  val loss {row['val_loss']:.3f}")
+    return _report(figures.plot_batch_size(study, out))
+
+
+def _run_schedules(args) -> int:
+    _positive("steps", args.steps, 10)
+    out = _out(args)
+    from jaxopt_lectures.lab import figures
+
+    return _report(figures.plot_schedules(figures.schedule_curves(args.steps), out))
+
+
+def register(sub) -> None:
+    """Add the figure subcommands to ``jaxopt-lectures``' subparsers."""
+    p = sub.add_parser("paths", help="optimizer paths on the y = w*x + b toy (learning rate, Adagrad, RMSProp, momentum, Adam)",
+                       description="Gradient descent at η = 1e-3 and 1e-4, Adagrad, RMSProp, momentum and Adam on the "
+                                   "lecture's linear-regression toy, drawn on the loss surface over (w, b).")
+    _common(p)
+    p.add_argument("--steps", type=int, default=1000, help="updates per optimizer (default 1000)")
+    p.set_defaults(run=_run_paths)
+
+    p = sub.add_parser("landscape", help="loss landscape of a ResNet with and without skip connections (Li et al. 2018)",
+                       description="Train a ResNet with and without skip connections on the digits and plot the loss "
+                                   "along filter-normalized random directions around the trained weights.")
+    _common(p)
+    p.add_argument("--depth", type=int, default=20, help="ResNet depth 6n+2 (default 20)")
+    p.add_argument("--width", type=int, default=8, help="channels of the first stage (default 8)")
+    p.add_argument("--epochs", type=int, default=4, help="training epochs (default 4)")
+    p.add_argument("--resolution", type=int, default=13, help="grid points per axis, odd (default 13)")
+    p.add_argument("--span", type=float, default=1.0, help="the grid covers [-span, span] (default 1)")
+    p.set_defaults(run=_run_landscape)
+
+    p = sub.add_parser("gradients", help="per-layer gradient norms, sigmoid vs ReLU, at depths 5/10/20",
+                       description="Vanishing gradients: the size of each layer's gradient at initialization and after "
+                                   "training, for deep sigmoid and ReLU networks, with their training curves.")
+    _common(p)
+    p.add_argument("--depths", default="5,10,20", help="comma-separated numbers of hidden layers (default 5,10,20)")
+    p.add_argument("--epochs", type=int, default=5, help="training epochs, 0 = initialization only (default 5)")
+    p.set_defaults(run=_run_gradients)
+
+    p = sub.add_parser("batch-size", help="small vs large batch at equal epochs (Keskar et al.)",
+                       description="Train the same network with a small and a large batch for the same number of epochs "
+                                   "and plot training and validation loss and accuracy.")
+    _common(p)
+    p.add_argument("--small", type=int, default=16, help="small batch size (default 16)")
+    p.add_argument("--large", type=int, default=512, help="large batch size (default 512)")
+    p.add_argument("--epochs", type=int, default=20, help="epochs for both (default 20)")
+    p.add_argument("--seeds", type=int, default=3, help="seeds, starting at --seed (default 3)")
+    p.set_defaults(run=_run_batch_size)
+
+    p = sub.add_parser("schedules", help="plot every learning-rate schedule in jol.schedules",
+                       description="Plot each learning-rate schedule of jol.schedules over one run.")
+    _common(p)
+    p.add_argument("--steps", type=int, default=1000, help="length of the run in updates (default 1000)")
+    p.set_defaults(run=_run_schedules)

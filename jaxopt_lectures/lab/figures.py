@@ -1,0 +1,642 @@
+"""The lectures' pictures, as functions that return the data and save a PNG.
+
+Each picture has a *data* function (returns arrays; tested) and a ``plot_*`` function that
+draws that data with matplotlib's Agg backend (no display needed) and returns the files
+it wrote. Reading order follows the lectures:
+
+1. :func:`optimizer_paths` — the linear-regression toy ``ŷ = w·x + b`` (seeds 001/003): gradient
+   descent at η = 1e-3 "flies off", at η = 1e-4 "never reaches the minimum"; Adagrad,
+   RMSProp, momentum and Adam from the same start for the same number of updates.
+2. :func:`loss_landscape` — filter-normalized random directions around trained parameters
+   (Li et al. 2018, seed 000), for a ResNet with and without skip connections.
+3. :func:`gradient_depth_study` — per-layer gradient norms, sigmoid vs ReLU (seed 004).
+4. :func:`batch_size_study` — small vs large batch at equal epochs (Keskar et al., seed 002).
+5. :func:`schedule_curves` — every schedule in ``jol.schedules`` over one run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import jaxopt_lectures as jol
+from jaxopt_lectures import losses
+
+__all__ = [
+    "PathsResult",
+    "optimizer_paths",
+    "plot_paths",
+    "path_summary",
+    "filter_normalized_direction",
+    "Landscape",
+    "loss_landscape",
+    "landscape_study",
+    "plot_landscapes",
+    "GradientStudy",
+    "gradient_depth_study",
+    "plot_gradients",
+    "BatchSizeStudy",
+    "batch_size_study",
+    "plot_batch_size",
+    "schedule_curves",
+    "plot_schedules",
+]
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    _pyplot().close(fig)
+    return path
+
+
+# =======================================================================================
+# 1. Optimizer paths on the linear-regression toy.
+
+#: The toy's data (seed 001's ``y = b + w x``): 20 points, x spread over [0, 100]. The scale
+#: of x is what makes the loss surface a long narrow valley (∂L/∂w is ~100x ∂L/∂b, like
+#: the lecture's g = [500, 0.4]) and so what makes one η wrong for both parameters.
+TOY = dict(num_samples=20, w=2.0, b=10.0, noise=5.0, x_range=(0.0, 100.0))
+#: Where every optimizer starts, (w, b).
+TOY_START = (-2.0, -20.0)
+#: name -> (label, optimizer factory, learning rate). One η for the three adaptive methods.
+TOY_OPTIMIZERS: dict[str, tuple[str, Callable, float]] = {
+    "gd_1e-3": ("gradient descent, η = 1e-3", jol.sgd, 1e-3),
+    "gd_1e-4": ("gradient descent, η = 1e-4", jol.sgd, 1e-4),
+    "adagrad": ("Adagrad, η = 1", jol.adagrad, 1.0),
+    "rmsprop": ("RMSProp, η = 1", jol.rmsprop, 1.0),
+    "momentum": ("momentum (β = 0.9), η = 1e-4", functools.partial(jol.sgd, momentum=0.9), 1e-4),
+    "adam": ("Adam, η = 1", jol.adam, 1.0),
+}
+
+
+@dataclasses.dataclass
+class PathsResult:
+    """Optimizer paths on the toy. ``paths[name]`` is ``(steps + 1, 2)`` of (w, b), start first;
+    a run that overflowed holds ``inf``/``nan`` from then on. ``loss`` is over ``w_grid x b_grid``
+    (rows: b, columns: w), for contour plots."""
+
+    x: np.ndarray
+    y: np.ndarray
+    minimum: np.ndarray  # closed-form least squares (w*, b*)
+    min_loss: float
+    start: np.ndarray
+    paths: dict[str, np.ndarray]
+    labels: dict[str, str]
+    w_grid: np.ndarray
+    b_grid: np.ndarray
+    loss: np.ndarray
+
+    def loss_at(self, w: float, b: float) -> float:
+        """``L(w, b) = mean((w·x + b − y)²)``."""
+        return float(np.mean((w * self.x + b - self.y) ** 2))
+
+
+def toy_data(seed: int = 0, **overrides) -> tuple[np.ndarray, np.ndarray]:
+    """The toy's ``(x, y)`` as 1-D float32 arrays (:data:`TOY`, overridable)."""
+    from jaxopt_lectures.lab.data import linear_regression
+
+    ds = linear_regression(**{**TOY, **overrides}, seed=seed)
+    return ds.x_train[:, 0], ds.y_train[:, 0]
+
+
+def run_path(tx: jol.GradientTransformation, x, y, start, steps: int) -> np.ndarray:
+    """Full-batch updates of ``tx`` on ``L(w, b) = mean((w·x + b − y)²)``; returns ``(steps + 1, 2)``."""
+    x, y = jnp.asarray(x), jnp.asarray(y)
+
+    def loss(p):
+        return jnp.mean(jnp.square(p[0] * x + p[1] - y))
+
+    def body(carry, _):
+        p, s = carry
+        updates, s = tx.update(jax.grad(loss)(p), s, p)
+        p = jol.apply_updates(p, updates)
+        return (p, s), p
+
+    p0 = jnp.asarray(start, jnp.float32)
+    _, ps = jax.jit(lambda p: jax.lax.scan(body, (p, tx.init(p)), None, length=steps))(p0)
+    return np.concatenate([np.asarray(p0)[None], np.asarray(ps)])
+
+
+def optimizer_paths(
+    steps: int = 1000,
+    *,
+    seed: int = 0,
+    start: Sequence[float] = TOY_START,
+    optimizers: dict[str, tuple[str, Callable, float]] | None = None,
+    grid: int = 200,
+    data: tuple[np.ndarray, np.ndarray] | None = None,
+) -> PathsResult:
+    """Every optimizer of :data:`TOY_OPTIMIZERS` from ``start`` for ``steps`` full-batch updates.
+
+    The closed-form minimum solves the normal equations ``[x 1]ᵀ[x 1] (w, b) = [x 1]ᵀ y``.
+    """
+    x, y = data if data is not None else toy_data(seed)
+    x, y = np.asarray(x, np.float32), np.asarray(y, np.float32)
+    design = np.stack([x, np.ones_like(x)], axis=1).astype(np.float64)
+    minimum = np.linalg.solve(design.T @ design, design.T @ y.astype(np.float64))
+    optimizers = TOY_OPTIMIZERS if optimizers is None else optimizers
+    paths, labels = {}, {}
+    with np.errstate(over="ignore", invalid="ignore"):
+        for name, (label, make, lr) in optimizers.items():
+            paths[name] = run_path(make(lr), x, y, start, steps)
+            labels[name] = label
+    start = np.asarray(start, np.float64)
+    # A window holding the start and the minimum, with margins (the flown-off path leaves it).
+    lo, hi = np.minimum(start, minimum), np.maximum(start, minimum)
+    pad = np.array([0.5, 0.3]) * (hi - lo) + 1e-3
+    w_grid = np.linspace(lo[0] - pad[0], hi[0] + pad[0], grid)
+    b_grid = np.linspace(lo[1] - pad[1], hi[1] + pad[1], grid)
+    W, B = np.meshgrid(w_grid, b_grid)
+    loss = np.mean((W[..., None] * x + B[..., None] - y) ** 2, axis=-1)
+    min_loss = float(np.mean((minimum[0] * x + minimum[1] - y) ** 2))
+    return PathsResult(x, y, minimum, min_loss, start, paths, labels, w_grid, b_grid, loss)
+
+
+_PATH_COLORS = {"gd_1e-3": "tab:red", "gd_1e-4": "tab:gray", "adagrad": "tab:green",
+                "rmsprop": "tab:purple", "momentum": "tab:orange", "adam": "tab:blue"}
+
+
+def _draw_surface(ax, r: PathsResult):
+    levels = r.min_loss * np.logspace(0, np.log10(r.loss.max() / r.min_loss), 25)
+    ax.contourf(r.w_grid, r.b_grid, r.loss, levels=levels, cmap="Blues_r", norm=_lognorm(levels), alpha=0.8)
+    ax.contour(r.w_grid, r.b_grid, r.loss, levels=levels, colors="white", linewidths=0.4)
+    ax.plot(*r.minimum, marker="*", color="gold", markeredgecolor="black", markersize=16, zorder=5)
+    ax.annotate(f"minimum\nw* = {r.minimum[0]:.3f}\nb* = {r.minimum[1]:.2f}", r.minimum,
+                textcoords="offset points", xytext=(10, -40), fontsize=8,
+                bbox=dict(boxstyle="round", fc="white", alpha=0.8))
+    ax.plot(*r.start, marker="o", color="black", markersize=6, zorder=5)
+    ax.annotate("start", r.start, textcoords="offset points", xytext=(6, 4), fontsize=8)
+    ax.set_xlim(r.w_grid[0], r.w_grid[-1])
+    ax.set_ylim(r.b_grid[0], r.b_grid[-1])
+    ax.set_xlabel("w (slope)")
+    ax.set_ylabel("b (intercept)")
+
+
+def _lognorm(levels):
+    from matplotlib.colors import LogNorm
+
+    return LogNorm(vmin=levels[0], vmax=levels[-1])
+
+
+def path_summary(r: PathsResult, name: str) -> str:
+    """In words: did the path fly off (leave the map for good or overflow), or where did it end?"""
+    p = r.paths[name]
+    steps = len(p) - 1
+    inside = ((p[:, 0] >= r.w_grid[0]) & (p[:, 0] <= r.w_grid[-1]) &
+              (p[:, 1] >= r.b_grid[0]) & (p[:, 1] <= r.b_grid[-1]))
+    if not inside[-1]:
+        gone = int(len(p) - np.argmax(inside[::-1])) if inside.any() else 0
+        return f"flies off the map after {gone} update{'s' if gone != 1 else ''}"
+    d = float(np.hypot(*(p[-1] - r.minimum)))
+    return f"ends {d:.2g} from the minimum after {steps} updates"
+
+
+def _draw_path(ax, r: PathsResult, name: str, alpha: float = 1.0):
+    p = r.paths[name]
+    finite = np.all(np.isfinite(p), axis=1) & (np.abs(p) < 1e6).all(axis=1)
+    last = int(np.argmin(finite)) if not finite.all() else len(p)
+    color = _PATH_COLORS.get(name)
+    summary = path_summary(r, name)
+    q = p[:last]
+    ax.plot(q[:, 0], q[:, 1], "-", color=color, lw=1.6, alpha=alpha, label=f"{r.labels[name]}: {summary}",
+            marker=".", markersize=3 if len(p) <= 201 else 0)
+    if summary.startswith("flies off"):
+        k = min(3, len(p) - 1)
+        where = ", ".join(f"{i}: ({p[i, 0]:.3g}, {p[i, 1]:.3g})" for i in range(1, k + 1))
+        ax.annotate(f"(w, b) after update {where}", (0.02, 0.03), xycoords="axes fraction", fontsize=7.5,
+                    color=color, bbox=dict(boxstyle="round", fc="white", alpha=0.85))
+    else:
+        ax.plot(*q[-1], marker="x", color=color, markersize=9, mew=2, alpha=alpha, zorder=6)
+
+
+def plot_paths(r: PathsResult, out: str | Path) -> list[Path]:
+    """One PNG per comparison (each optimizer against gradient descent) plus a combined one."""
+    plt = _pyplot()
+    out = Path(out)
+    steps = len(next(iter(r.paths.values()))) - 1
+    comparisons = [("paths_learning_rate.png", ["gd_1e-3", "gd_1e-4"],
+                    "Learning rate is hard to tune: too big flies off, too small crawls")]
+    for name, title in [("adagrad", "Adagrad: a learning rate per parameter"),
+                        ("rmsprop", "RMSProp: per-parameter rate from recent gradients"),
+                        ("momentum", "Momentum: past gradients keep it moving"),
+                        ("adam", "Adam: momentum + RMSProp")]:
+        if name in r.paths:
+            comparisons.append((f"paths_{name}.png", ["gd_1e-4", name], title))
+    comparisons.append(("paths_all.png", list(r.paths), "All optimizers from the same start"))
+    written = []
+    for fname, names, title in comparisons:
+        names = [n for n in names if n in r.paths]
+        fig, ax = plt.subplots(figsize=(7.5, 6))
+        _draw_surface(ax, r)
+        for n in names:
+            _draw_path(ax, r, n, alpha=0.55 if (n == "gd_1e-4" and len(names) == 2 and fname != comparisons[0][0]) else 1)
+        ax.set_title(f"{title}\nloss = mean squared error of y = w·x + b; {steps} updates each", fontsize=10)
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.11), fontsize=8, framealpha=0.9)
+        written.append(_save(fig, out / fname))
+    return written
+
+
+# =======================================================================================
+# 2. Loss landscapes (Li et al. 2018).
+
+
+def filter_normalized_direction(params: Any, key: jax.Array) -> Any:
+    """A random direction ``d`` with the shape of ``params``, filter-normalized (Li et al. 2018):
+
+    ``d`` ~ N(0, I); then for every filter (a slice along a kernel's last, output axis)
+    ``d_f ← d_f / ‖d_f‖ · ‖θ_f‖``, so a step of 1 moves each filter by its own size and the
+    picture does not depend on the network's scale. Vectors (biases, batch-norm scales)
+    get ``d = 0``, as in the paper.
+    """
+    leaves, treedef = jax.tree.flatten(params)
+    keys = jax.random.split(key, len(leaves))
+    out = []
+    for leaf, k in zip(leaves, keys):
+        if leaf.ndim <= 1:
+            out.append(jnp.zeros_like(leaf))
+            continue
+        d = jax.random.normal(k, leaf.shape, leaf.dtype)
+        axes = tuple(range(leaf.ndim - 1))
+        d_norm = jnp.sqrt(jnp.sum(jnp.square(d), axis=axes, keepdims=True))
+        t_norm = jnp.sqrt(jnp.sum(jnp.square(leaf), axis=axes, keepdims=True))
+        out.append(d / (d_norm + 1e-10) * t_norm)
+    return jax.tree.unflatten(treedef, out)
+
+
+@dataclasses.dataclass
+class Landscape:
+    """Loss around trained parameters θ*: ``curve[i] = L(θ* + alphas[i]·δ)`` and
+    ``surface[j, i] = L(θ* + alphas[i]·δ + alphas[j]·η)``; ``center_loss = L(θ*)``."""
+
+    alphas: np.ndarray
+    curve: np.ndarray
+    surface: np.ndarray
+    center_loss: float
+    train_curve: np.ndarray | None = None  # the run's training loss per epoch
+    label: str = ""
+
+
+def loss_landscape(
+    model,
+    x: np.ndarray,
+    y: np.ndarray,
+    *,
+    seed: int = 0,
+    span: float = 1.0,
+    resolution: int = 21,
+    loss_fn: Callable = losses.softmax_cross_entropy,
+) -> Landscape:
+    """1-D and 2-D slices of the mean loss of ``model`` (an nnx module, evaluation mode) on ``(x, y)``.
+
+    ``resolution`` points per axis over ``[-span, span]`` (odd, so that 0 — the trained
+    parameters themselves — is on the grid).
+    """
+    from flax import nnx
+
+    if resolution % 2 == 0:
+        raise ValueError(f"resolution must be odd so the trained point is on the grid, got {resolution}.")
+    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+    kd, ke = jax.random.split(jax.random.key(seed))
+    delta = filter_normalized_direction(params, kd)
+    eta = filter_normalized_direction(params, ke)
+    x, y = jnp.asarray(x), jnp.asarray(y)
+
+    @jax.jit
+    def loss_at(a, b):
+        p = jax.tree.map(lambda t, d, e: t + a * d + b * e, params, delta, eta)
+        m = nnx.merge(graphdef, p, rest, copy=True)
+        return jnp.mean(loss_fn(m(x, train=False), y))
+
+    alphas = np.linspace(-span, span, resolution).astype(np.float32)
+    curve = np.array([float(loss_at(a, 0.0)) for a in alphas])
+    surface = np.array([[float(loss_at(a, b)) for a in alphas] for b in alphas])
+    center = float(loss_at(0.0, 0.0))
+    return Landscape(alphas, curve, surface, center)
+
+
+def landscape_study(
+    *,
+    depth: int = 20,
+    width: int = 8,
+    epochs: int = 4,
+    seed: int = 0,
+    resolution: int = 13,
+    span: float = 1.0,
+    batch_size: int = 64,
+    learning_rate: float = 0.05,
+    eval_examples: int = 256,
+    data=None,
+    progress: bool = False,
+) -> dict[str, Landscape]:
+    """Train a ResNet with and without skip connections on the digits (SGD + momentum, the
+    recipe's "skip" setting) and take the landscape of each around its trained parameters.
+
+    The landscape is measured on the first ``eval_examples`` training examples (evaluation
+    mode); ``center_loss`` is the trained network's loss there.
+    """
+    from jaxopt_lectures.lab import data as data_lib
+    from jaxopt_lectures.lab import models, trainer
+
+    ds = data if data is not None else data_lib.load_digits(seed=seed)
+    x, y = ds.x_train[:eval_examples], ds.y_train[:eval_examples]
+    out = {}
+    for skip in (True, False):
+        model_fn = functools.partial(models.ResNet, depth, width, in_shape=ds.input_shape,
+                                     num_classes=ds.num_classes, skip=skip, norm="batch")
+        h = trainer.train(model_fn, ds, jol.sgd(learning_rate, momentum=0.9), epochs, batch_size, seeds=(seed,),
+                          progress=progress)
+        ls = loss_landscape(h.model(0, 0), x, y, seed=seed, span=span, resolution=resolution)
+        ls.train_curve = h.train_loss[0, 0]
+        ls.label = f"ResNet-{depth} {'with' if skip else 'without'} skip connections"
+        out["skip" if skip else "no_skip"] = ls
+    return out
+
+
+def plot_landscapes(result: dict[str, Landscape], out: str | Path) -> list[Path]:
+    """Side by side: the 1-D curves on one axis, and one 2-D contour per network with the same
+    color scale (log of the loss)."""
+    plt = _pyplot()
+    from matplotlib.colors import LogNorm
+
+    items = list(result.items())
+    fig, axes = plt.subplots(1, 1 + len(items), figsize=(5.6 * (1 + len(items)), 4.6),
+                             gridspec_kw={"wspace": 0.35})
+    colors = ["tab:blue", "tab:red", "tab:green"]
+    for (name, ls), c in zip(items, colors):
+        axes[0].plot(ls.alphas, ls.curve, color=c, lw=2, label=ls.label)
+        axes[0].plot(0, ls.center_loss, "o", color=c)
+    axes[0].set_yscale("log")
+    axes[0].set_xlabel("step along one random direction (0 = trained weights)")
+    axes[0].set_ylabel("training loss (cross-entropy, log scale)")
+    axes[0].set_title("1-D slice of the loss")
+    axes[0].legend(fontsize=8)
+    lo = min(float(np.min(ls.surface)) for _, ls in items)
+    hi = max(float(np.max(ls.surface)) for _, ls in items)
+    hi = min(hi, 1e4)
+    levels = np.logspace(np.log10(max(lo, 1e-6)), np.log10(hi), 30)
+    cs = None
+    for ax, (name, ls) in zip(axes[1:], items):
+        s = np.clip(ls.surface, levels[0], levels[-1])
+        cs = ax.contourf(ls.alphas, ls.alphas, s, levels=levels, norm=LogNorm(levels[0], levels[-1]), cmap="viridis")
+        ax.contour(ls.alphas, ls.alphas, s, levels=levels[::3], colors="white", linewidths=0.4)
+        ax.plot(0, 0, "r*", markersize=12)
+        ax.set_title(f"{ls.label}\n(loss at the trained weights: {ls.center_loss:.3g})", fontsize=10)
+        ax.set_xlabel("random direction 1")
+        ax.set_ylabel("random direction 2")
+        ax.set_aspect("equal")
+    ticks = [t for t in 10.0 ** np.arange(-4, 5) if levels[0] <= t <= levels[-1]]
+    cb = fig.colorbar(cs, ax=list(axes[1:]), label="training loss (same color scale in both)", ticks=ticks)
+    cb.ax.set_yticklabels([f"{t:g}" for t in ticks])
+    cb.ax.minorticks_off()
+    fig.suptitle("Loss landscape around the trained weights (filter-normalized directions, Li et al. 2018)")
+    return [_save(fig, Path(out) / "landscape.png")]
+
+
+# =======================================================================================
+# 3. Vanishing gradients: sigmoid vs ReLU.
+
+
+@dataclasses.dataclass
+class GradientStudy:
+    """``norms[(activation, depth)]`` -> ``(init, trained)`` per-layer gradient norms, input
+    layer first (the output layer last); ``curves[(activation, depth)]`` -> training loss per epoch."""
+
+    norms: dict[tuple[str, int], tuple[np.ndarray, np.ndarray | None]]
+    curves: dict[tuple[str, int], np.ndarray]
+    depths: tuple[int, ...]
+    activations: tuple[str, ...]
+
+
+def _layer_norms(model, x, y) -> np.ndarray:
+    from jaxopt_lectures.lab import probes
+
+    norms = probes.gradient_norms(model, jnp.asarray(x), jnp.asarray(y))
+    hidden = sorted((k for k in norms if k.startswith("blocks/")), key=lambda k: int(k.split("/")[1]))
+    return np.array([norms[k] for k in hidden] + [norms[k] for k in norms if not k.startswith("blocks/")])
+
+
+def gradient_depth_study(
+    depths: Sequence[int] = (5, 10, 20),
+    activations: Sequence[str] = ("sigmoid", "relu"),
+    *,
+    width: int = 32,
+    epochs: int = 5,
+    seed: int = 0,
+    learning_rate: float = 0.05,
+    batch_size: int = 32,
+    probe_examples: int = 256,
+    data=None,
+    progress: bool = False,
+) -> GradientStudy:
+    """MLPs with ``depth`` hidden layers of ``width`` units (LeCun-normal init), trained with plain
+    SGD; per-layer gradient norms on ``probe_examples`` training examples at initialization and
+    after ``epochs`` epochs (``epochs=0``: initialization only)."""
+    from flax import nnx
+
+    from jaxopt_lectures.lab import data as data_lib
+    from jaxopt_lectures.lab import models, trainer
+
+    ds = data if data is not None else data_lib.load_digits(seed=seed)
+    x, y = ds.x_train[:probe_examples], ds.y_train[:probe_examples]
+    n_in = int(np.prod(ds.input_shape))
+    norms, curves = {}, {}
+    for act in activations:
+        for depth in depths:
+            model_fn = functools.partial(models.MLP, (n_in,) + (width,) * depth + (ds.num_classes,), activation=act)
+            init = _layer_norms(model_fn(rngs=nnx.Rngs(jax.random.fold_in(jax.random.PRNGKey(seed), 0))), x, y)
+            trained = None
+            if epochs > 0:
+                h = trainer.train(model_fn, ds, jol.sgd(learning_rate), epochs, batch_size, seeds=(seed,),
+                                  progress=progress)
+                trained = _layer_norms(h.model(0, 0), x, y)
+                curves[(act, depth)] = h.train_loss[0, 0]
+            norms[(act, depth)] = (init, trained)
+    return GradientStudy(norms, curves, tuple(depths), tuple(activations))
+
+
+def plot_gradients(study: GradientStudy, out: str | Path) -> list[Path]:
+    """Per-layer gradient norms (log scale) at initialization and after training, and the
+    training curves beside them."""
+    plt = _pyplot()
+    has_trained = bool(study.curves)
+    ncol = 3 if has_trained else 1
+    fig, axes = plt.subplots(1, ncol, figsize=(5.5 * ncol, 4.6), squeeze=False)
+    axes = axes[0]
+    styles = {"sigmoid": "--", "relu": "-"}
+    cmaps = {"sigmoid": plt.get_cmap("Reds"), "relu": plt.get_cmap("Blues")}
+    shade = {d: 0.45 + 0.5 * i / max(1, len(study.depths) - 1) for i, d in enumerate(study.depths)}
+    for (act, depth), (init, trained) in study.norms.items():
+        layers = np.arange(1, len(init) + 1)
+        kw = dict(ls=styles.get(act, ":"), color=cmaps.get(act, plt.get_cmap("Greys"))(shade[depth]), marker="o",
+                  markersize=3, label=f"{act}, {depth} hidden layers")
+        axes[0].plot(layers, init, **kw)
+        if has_trained and trained is not None:
+            axes[1].plot(layers, trained, **kw)
+            axes[2].plot(np.arange(1, len(study.curves[(act, depth)]) + 1), study.curves[(act, depth)], **kw)
+    for ax, title in zip(axes, ["at initialization", "after training", ""]):
+        if title:
+            ax.set_yscale("log")
+            ax.set_xlabel("layer (1 = next to the input)")
+            ax.set_ylabel("size of the gradient ‖∂L/∂θ_layer‖ (log scale)")
+            ax.set_title(f"Gradient per layer, {title}")
+    if has_trained:
+        axes[2].set_xlabel("epoch")
+        axes[2].set_ylabel("training loss (cross-entropy)")
+        axes[2].set_title("Training curves (plain SGD)")
+    axes[0].legend(fontsize=7)
+    fig.suptitle("Vanishing gradients: with sigmoid the layers near the input get almost no gradient")
+    return [_save(fig, Path(out) / "gradients.png")]
+
+
+# =======================================================================================
+# 4. Batch size at equal epochs.
+
+
+@dataclasses.dataclass
+class BatchSizeStudy:
+    """Per batch size, metric arrays ``(seeds, epochs)``."""
+
+    batch_sizes: tuple[int, ...]
+    train_loss: dict[int, np.ndarray]
+    val_loss: dict[int, np.ndarray]
+    train_acc: dict[int, np.ndarray]
+    val_acc: dict[int, np.ndarray]
+    updates_per_epoch: dict[int, int]
+
+    def table(self) -> list[dict]:
+        """Keskar et al.'s Table 2 at our scale: final train/val accuracy per batch size (mean over seeds)."""
+        return [{"batch_size": bs, "updates_per_epoch": self.updates_per_epoch[bs],
+                 "train_acc": float(np.nanmean(self.train_acc[bs][:, -1])),
+                 "val_acc": float(np.nanmean(self.val_acc[bs][:, -1])),
+                 "train_loss": float(np.nanmean(self.train_loss[bs][:, -1])),
+                 "val_loss": float(np.nanmean(self.val_loss[bs][:, -1]))} for bs in self.batch_sizes]
+
+
+def batch_size_study(
+    batch_sizes: Sequence[int] = (16, 512),
+    *,
+    epochs: int = 20,
+    seeds: Sequence[int] = (0, 1, 2),
+    hidden: Sequence[int] = (64, 64),
+    learning_rate: float = 0.05,
+    data=None,
+    progress: bool = False,
+) -> BatchSizeStudy:
+    """The same MLP and SGD learning rate on the digits, trained for the same number of epochs at
+    each batch size (so the small batch makes many more updates, as in Keskar et al.'s setup)."""
+    from jaxopt_lectures.lab import data as data_lib
+    from jaxopt_lectures.lab import models, trainer
+
+    ds = data if data is not None else data_lib.load_digits(seed=seeds[0])
+    n_in = int(np.prod(ds.input_shape))
+    model_fn = functools.partial(models.MLP, (n_in, *hidden, ds.num_classes))
+    tl, vl, ta, va, upe = {}, {}, {}, {}, {}
+    for bs in batch_sizes:
+        h = trainer.train(model_fn, ds, jol.sgd(learning_rate), epochs, bs, seeds=seeds, progress=progress)
+        tl[bs], vl[bs], ta[bs], va[bs] = h.train_loss[0], h.val_loss[0], h.train_acc[0], h.val_acc[0]
+        upe[bs] = len(ds.x_train) // min(bs, len(ds.x_train))
+    return BatchSizeStudy(tuple(batch_sizes), tl, vl, ta, va, upe)
+
+
+def plot_batch_size(study: BatchSizeStudy, out: str | Path) -> list[Path]:
+    """Training and validation loss and accuracy per epoch, one color per batch size
+    (solid: training, dashed: validation; band: min-max over seeds)."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.4))
+    colors = ["tab:blue", "tab:red", "tab:green", "tab:purple"]
+    for bs, c in zip(study.batch_sizes, colors):
+        for split, ls in (("train", "-"), ("val", "--")):
+            for ax, metric in zip(axes, ("loss", "acc")):
+                a = getattr(study, f"{split}_{metric}")[bs]
+                ep = np.arange(1, a.shape[1] + 1)
+                name = "training" if split == "train" else "validation"
+                ax.plot(ep, a.mean(0), ls, color=c, lw=2,
+                        label=f"batch {bs} ({study.updates_per_epoch[bs]} updates/epoch), {name}")
+                if a.shape[0] > 1:
+                    ax.fill_between(ep, a.min(0), a.max(0), color=c, alpha=0.15)
+    axes[0].set_yscale("log")
+    axes[0].set_ylabel("loss (cross-entropy, log scale)")
+    axes[1].set_ylabel("accuracy")
+    for ax in axes:
+        ax.set_xlabel("epoch (one pass over the training data)")
+    axes[0].set_title("Loss")
+    axes[1].set_title("Accuracy")
+    axes[1].legend(fontsize=7.5, loc="lower right")
+    rows = study.table()
+    summary = "; ".join(f"batch {r['batch_size']}: train acc {r['train_acc']:.3f}, val acc {r['val_acc']:.3f} "
+                        f"(gap {r['train_acc'] - r['val_acc']:.3f})" for r in rows)
+    fig.suptitle(f"Small vs large batch, same number of epochs (final epoch, mean over seeds)\n{summary}",
+                 fontsize=10, y=1.03)
+    return [_save(fig, Path(out) / "batch_size.png")]
+
+
+# =======================================================================================
+# 5. Learning-rate schedules.
+
+
+def schedule_curves(total_steps: int = 1000, peak: float = 0.1) -> dict[str, tuple[str, np.ndarray]]:
+    """Every schedule in ``jol.schedules`` at lecture-typical settings over ``total_steps``:
+    ``name -> (description, η_t for t = 0 … total_steps − 1)``."""
+    s = jol.schedules
+    T = int(total_steps)
+    w = max(1, T // 10)
+    specs = {
+        "constant": ("constant(η)", s.constant(peak)),
+        "linear": ("linear: η → 0 over the run", s.linear(peak, 0.0, T)),
+        "linear_warmup": (f"linear_warmup: 0 → η over {w} steps", s.linear_warmup(0.0, peak, w)),
+        "exponential_decay": ("exponential_decay: ×0.5 every T/5 steps", s.exponential_decay(peak, max(1, T // 5), 0.5)),
+        "piecewise_constant": ("piecewise_constant: ×0.1 at T/2 and 3T/4",
+                               s.piecewise_constant(peak, {T // 2: 0.1, (3 * T) // 4: 0.1})),
+        "step_decay": ("step_decay: ×0.5 every T/4 steps", s.step_decay(peak, max(1, T // 4), 0.5)),
+        "cosine_decay": ("cosine_decay: η → 0 along a cosine", s.cosine_decay(peak, T)),
+        "warmup_cosine_decay": (f"warmup_cosine_decay: warm-up {w} steps, then cosine",
+                                s.warmup_cosine_decay(0.0, peak, w, T)),
+        "join": (f"join: warm-up {w} steps, then exponential decay",
+                 s.join([s.linear_warmup(0.0, peak, w), s.exponential_decay(peak, max(1, T // 4), 0.3)], [w])),
+    }
+    missing = sorted(set(s.__all__) - set(specs))
+    if missing:  # a schedule added to jol.schedules must get a line here
+        raise NotImplementedError(f"schedule_curves does not draw {missing} yet.")
+    t = jnp.arange(T)
+    return {name: (desc, np.asarray(jax.vmap(fn)(t))) for name, (desc, fn) in specs.items()}
+
+
+def plot_schedules(curves: dict[str, tuple[str, np.ndarray]], out: str | Path) -> list[Path]:
+    """One small panel per schedule, same axes."""
+    plt = _pyplot()
+    n = len(curves)
+    ncol = 3
+    nrow = -(-n // ncol)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(4.2 * ncol, 2.8 * nrow), sharex=True, sharey=True, squeeze=False)
+    peak = max(float(np.max(v)) for _, v in curves.values())
+    for ax, (name, (desc, values)) in zip(axes.flat, curves.items()):
+        ax.plot(np.arange(len(values)), values, color="tab:blue", lw=2)
+        ax.set_title(desc, fontsize=9)
+        ax.set_ylim(0, peak * 1.1)
+        ax.grid(alpha=0.3)
+    for ax in axes.flat[n:]:
+        ax.axis("off")
+    for ax in axes[-1]:
+        ax.set_xlabel("update (step) number")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("learning rate η")
+    fig.suptitle("Learning-rate schedules in jol.schedules over one run")
+    fig.tight_layout()
+    return [_save(fig, Path(out) / "schedules.png")]
