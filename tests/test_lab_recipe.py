@@ -139,3 +139,15 @@ def test_tiny_real_pipeline_end_to_end(tmp_path, capsys, monkeypatch):
     assert row["name"] == "momentum" and row["seeds"] == [0] and row["agrees"] in ("yes", "no", "mixed")
     assert all(math.isfinite(row[m][s]["mean"]) for m in ("train", "val") for s in ("without", "with"))
     assert table["wall_s"] > 0 and table["compile_s"] > 0
+
+
+def test_rows_in_worker_processes_equal_rows_run_in_process(tmp_path):
+    """--jobs 2: the same numbers as running the rows one after another here."""
+    tiny = [recipe.Entry(**{**recipe.REGISTRY[n].__dict__, "quick_epochs": 1}) for n in ("momentum", "adam")]
+    here = report.run_table(tiny, [0], True, None, progress=False, log=lambda s: None)
+    there = report.run_table(tiny, [0], True, tmp_path, progress=False, log=lambda s: None, jobs=2)
+    for a, b in zip(here["rows"], there["rows"]):
+        assert a["name"] == b["name"]
+        for metric in ("train", "val"):
+            assert a[metric] == b[metric]
+    assert sorted(p.name for p in (tmp_path / "rows").iterdir()) == ["adam.json", "momentum.json"]

@@ -53,6 +53,23 @@ def load_finished(out: Path, entry: recipe.Entry, seeds, quick: bool) -> dict | 
     return row if row.get("fingerprint") == entry.fingerprint(seeds, quick) else None
 
 
+def timed_run(entry: recipe.Entry, seeds, quick: bool, progress: bool, run_entry: Callable = recipe.run_entry) -> dict:
+    """One row, with its wall and compile time and its fingerprint (a worker process's job)."""
+    recipe.CompileTimer.install()
+    t0, c0 = time.perf_counter(), recipe.CompileTimer.total()
+    row = run_entry(entry, seeds, quick, progress)
+    row["wall_s"] = round(time.perf_counter() - t0, 2)
+    row["compile_s"] = round(recipe.CompileTimer.total() - c0, 2)
+    row["fingerprint"] = entry.fingerprint(seeds, quick)
+    return row
+
+
+def _worker_init() -> None:
+    from jaxopt_lectures.lab import enable_compilation_cache
+
+    enable_compilation_cache()
+
+
 def run_table(
     entries: Sequence[recipe.Entry],
     seeds: Sequence[int],
@@ -61,42 +78,85 @@ def run_table(
     progress: bool = True,
     run_entry: Callable = recipe.run_entry,
     log: Callable[[str], None] = lambda s: print(s, file=sys.stderr),
+    jobs: int = 1,
 ) -> dict:
-    """Runs (or reloads) every entry; returns the table as a JSON-ready dict."""
-    recipe.CompileTimer.install()
-    start, compile_start = time.perf_counter(), recipe.CompileTimer.total()
-    rows, reused = [], 0
+    """Runs (or reloads) every entry; returns the table as a JSON-ready dict.
+
+    With ``jobs > 1`` rows run in that many worker processes at once: compiling is
+    single-threaded, so on a 2-core machine two rows compile in the time of one. Each
+    row's numbers do not depend on where it ran.
+    """
+    start = time.perf_counter()
+    seeds = [int(s) for s in seeds]
+    results: dict[str, dict] = {}
+    pending, reused = [], 0
     for i, entry in enumerate(entries, 1):
         done = load_finished(out, entry, seeds, quick) if out is not None else None
         if done is not None:
-            rows.append(done)
+            results[entry.name] = done
             reused += 1
             log(f"[{i}/{len(entries)}] {entry.name}: finished earlier, reusing {_row_path(out, entry.name)}")
-            continue
-        log(f"[{i}/{len(entries)}] {entry.name}: {entry.technique}")
-        t0, c0 = time.perf_counter(), recipe.CompileTimer.total()
-        row = run_entry(entry, seeds, quick, progress)
-        row["wall_s"] = round(time.perf_counter() - t0, 2)
-        row["compile_s"] = round(recipe.CompileTimer.total() - c0, 2)
-        row["fingerprint"] = entry.fingerprint(seeds, quick)
+        else:
+            pending.append(entry)
+
+    def finish(entry: recipe.Entry, row: dict) -> None:
         if out is not None:
             atomic_write(_row_path(out, entry.name), json.dumps(row, indent=1))
-        rows.append(row)
-        log(f"    {format_change(row['train'])} train, {format_change(row['val'])} val -> "
-            f"{row['verdict']} (agrees: {row['agrees']}) in {row['wall_s']:.1f}s")
+        results[entry.name] = row
+        log(f"[{len(results)}/{len(entries)}] {entry.name}: {format_change(row['train'])} train, "
+            f"{format_change(row['val'])} val -> {row['verdict']} (agrees: {row['agrees']}) in {row['wall_s']:.1f}s")
+
+    if jobs <= 1 or len(pending) <= 1:
+        for entry in pending:
+            log(f"    running {entry.name}: {entry.technique}")
+            finish(entry, timed_run(entry, seeds, quick, progress, run_entry))
+    else:
+        import multiprocessing
+        from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+        ctx = multiprocessing.get_context("spawn")  # JAX does not survive fork
+        with ProcessPoolExecutor(max_workers=min(jobs, len(pending)), mp_context=ctx,
+                                 initializer=_worker_init) as pool:
+            futures = {pool.submit(timed_run, e, seeds, quick, False, run_entry): e for e in pending}
+            bar = _bar(len(pending), progress)
+            try:
+                remaining = set(futures)
+                while remaining:
+                    done, remaining = wait(remaining, return_when=FIRST_COMPLETED)
+                    for fut in done:
+                        finish(futures[fut], fut.result())
+                        if bar is not None:
+                            bar.update(1)
+                            bar.set_postfix_str(futures[fut].name)
+            except BaseException:
+                pool.shutdown(wait=False, cancel_futures=True)
+                raise
+            finally:
+                if bar is not None:
+                    bar.close()
+    rows = [results[e.name] for e in entries]
     agree = sum(r["agrees"] == "yes" for r in rows)
     return {
         "rows": rows,
         "quick": quick,
         "seeds": list(seeds),
+        "jobs": jobs,
         "wall_s": round(time.perf_counter() - start, 2),
-        "compile_s": round(recipe.CompileTimer.total() - compile_start, 2),
+        "compile_s": round(sum(results[e.name]["compile_s"] for e in pending), 2),
         "rows_reused": reused,
         "agree": {"yes": agree, "mixed": sum(r["agrees"] == "mixed" for r in rows),
                   "no": sum(r["agrees"] == "no" for r in rows)},
         "rule": (f"an effect shows when the mean paired change exceeds max({recipe.REL_TOL:g} x |baseline|, "
                  f"{recipe.ABS_TOL:g}) and the seed-to-seed spread of the changes"),
     }
+
+
+def _bar(total: int, progress: bool):
+    if not progress or not sys.stderr.isatty():
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc="techniques", unit="row")
 
 
 # ---------------------------------------------------------------------------------------
