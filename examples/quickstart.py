@@ -1,6 +1,6 @@
 """Quickstart: compose an optimizer from the lectures' transformations and train a small model.
 
-Run: python examples/quickstart.py   (uses a GPU/TPU if JAX sees one)
+Run: python examples/quickstart.py [--small]   (uses a GPU/TPU if JAX sees one)
 """
 
 import jax
@@ -9,6 +9,7 @@ import numpy as np
 from sklearn.datasets import load_digits
 
 import jaxopt_lectures as jol
+from _small import small
 
 
 def init_mlp(key, sizes):
@@ -56,7 +57,8 @@ def main():
         return jol.apply_updates(params, updates), state, loss
 
     rng = np.random.default_rng(0)
-    for epoch in range(20):
+    epochs = 2 if small() else 20
+    for epoch in range(epochs):
         perm = rng.permutation(len(x_train))
         for i in range(0, len(perm), 28):
             idx = perm[i : i + 28]
