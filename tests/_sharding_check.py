@@ -153,8 +153,22 @@ def check_no_recompile():
     print("OK no recompile")
 
 
+def check_trainer_spreads_runs():
+    # lab.train(mesh=...): the 8 vmapped (config, seed) runs, one per device, as on one device
+    sgd = jol.inject_hyperparams(jol.sgd)(learning_rate=0.1, momentum=0.9)
+    kwargs = dict(epochs=2, batch_size=32, seeds=[0, 1, 2, 3], configs=[{"learning_rate": 0.1}, {"learning_rate": 0.03}],
+                  progress=False, compilation_cache=False)
+    one = lab.train(MODELS["mlp"], DIGITS, sgd, **kwargs)
+    spread = lab.train(MODELS["mlp"], DIGITS, sgd, mesh=mesh8, **kwargs)
+    np.testing.assert_allclose(spread.train_loss, one.train_loss, rtol=1e-5)
+    close(spread.state.params, one.state.params, "trainer mesh")
+    for leaf in jax.tree.leaves(spread.state.params) + jax.tree.leaves(spread.state.opt_state):
+        assert leaf.sharding.spec[0] == "data" and leaf.addressable_shards[0].data.shape[0] == 1, leaf.sharding
+    print("OK trainer runs spread")
+
+
 def main():
-    checks = sys.argv[1:] or ["init", "mlp", "cnn", "recompile"]
+    checks = sys.argv[1:] or ["init", "mlp", "cnn", "recompile", "runs"]
     for check in checks:
         if check == "init":
             check_state_follows_params()
@@ -163,6 +177,8 @@ def main():
             check_training(check, variants + [("sharded", True)] if check == "mlp" else variants)
         elif check == "recompile":
             check_no_recompile()
+        elif check == "runs":
+            check_trainer_spreads_runs()
     print("ALL OK")
 
 

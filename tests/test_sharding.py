@@ -7,7 +7,8 @@ a fresh Python process, and this file checks its exit code and its report. The c
 MLP and CNN trained on 1 device and on 8 (data-parallel; ZeRO-1 optimizer state; sharded
 parameters) reach the same parameters; every state leaf has the sharding it was given;
 ``init`` on ``ShapeDtypeStruct``s equals ``init`` on arrays, structure and shardings; a
-jitted step does not recompile while shardings stay the same.
+jitted step does not recompile while shardings stay the same; ``lab.train(mesh=...)``
+spreads its vmapped runs one per device with the numbers of one device.
 """
 
 import os
@@ -27,7 +28,8 @@ SCRIPT = Path(__file__).with_name("_sharding_check.py")
 EXPECTED = [
     "OK init adam", "OK init chain", "OK init masked", "OK init accumulate", "OK fused",
     "OK train mlp replicated zero=False", "OK train mlp replicated zero=True", "OK train mlp sharded zero=True",
-    "OK train cnn replicated zero=False", "OK train cnn replicated zero=True", "OK no recompile", "ALL OK",
+    "OK train cnn replicated zero=False", "OK train cnn replicated zero=True", "OK no recompile",
+    "OK trainer runs spread", "ALL OK",
 ]
 
 
