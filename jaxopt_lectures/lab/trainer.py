@@ -160,7 +160,7 @@ class _Setup:
     eval_loss_fn: Callable | None = None
 
 
-def _loss(setup: _Setup, params, batch_stats, x, y, x_unl, key, hp):
+def _loss(setup: _Setup, params, batch_stats, x, y, x_unl, pair_w, key, hp):
     model = nnx.merge(setup.graphdef, params, batch_stats, copy=True)
     k_aug, k_mix, k_drop, k_unl = jax.random.split(key, 4)
     if setup.augment is not None:
@@ -176,15 +176,34 @@ def _loss(setup: _Setup, params, batch_stats, x, y, x_unl, key, hp):
     if "entropy_weight" in hp:
         loss = loss + hp["entropy_weight"] * jnp.mean(losses.entropy(out_u))
     if "graph_weight" in hp:
-        # similar inputs (k nearest neighbours in the batch, RBF weights) get similar outputs
-        weights = losses.rbf_knn_weights(x_unl, GRAPH_NEIGHBOURS, gamma=1.0 / x_unl[0].size)
-        smooth = losses.graph_smoothness(jax.nn.softmax(out_u), jax.lax.stop_gradient(weights))
-        loss = loss + hp["graph_weight"] * smooth / x_unl.shape[0]
+        # Graph smoothness S = ½ Σ w_ij ‖y_i − y_j‖² over the edges of a k-nearest-neighbour
+        # graph of the whole unlabeled pool: the first half of x_unl are random nodes i, the
+        # second half one random neighbour j of each, so the batch mean of w_ij‖y_i − y_j‖²
+        # estimates the mean edge term (lecture 000: connected inputs get similar outputs).
+        y_u = jax.nn.softmax(out_u)
+        half = x_unl.shape[0] // 2
+        gaps = jnp.sum(jnp.square(y_u[:half] - y_u[half:]), axis=-1)
+        loss = loss + hp["graph_weight"] * 0.5 * jnp.mean(pair_w * gaps)
     if "l2" in hp:
         loss = loss + hp["l2"] * losses.l2_penalty(params)
     if "l1" in hp:
         loss = loss + hp["l1"] * losses.l1_penalty(params)
     return loss, (data_loss, nnx.state(model, nnx.BatchStat))
+
+
+def knn_graph(x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` nearest neighbours of every example (Euclidean) and their edge weights
+    ``w_ij = exp(−‖x_i − x_j‖² / d)`` (``d`` = input size), computed once on the host."""
+    flat = np.asarray(x, np.float32).reshape(len(x), -1)
+    k = max(min(k, len(flat) - 1), 1)
+    if len(flat) < 2:
+        return np.zeros((len(flat), 1), np.int32), np.zeros((len(flat), 1), np.float32)
+    sq = np.sum(flat**2, axis=1)
+    d2 = np.maximum(sq[:, None] + sq[None, :] - 2 * flat @ flat.T, 0.0)
+    np.fill_diagonal(d2, np.inf)
+    idx = np.argsort(d2, axis=1)[:, :k].astype(np.int32)
+    w = np.exp(-np.take_along_axis(d2, idx, axis=1) / flat.shape[1]).astype(np.float32)
+    return idx, w
 
 
 def _per_example_loss(setup: _Setup, out, target):
@@ -201,14 +220,20 @@ def _where(flag, new, old):
 
 def _step(setup: _Setup, rs: RunState, idx, hp, data) -> RunState:
     """One optimizer step of one run on the examples ``idx`` of the training split."""
-    x_train, y_train, _, _, x_unl = data
+    x_train, y_train, _, _, x_unl, nbr_idx, nbr_w = data
     key = jax.random.fold_in(jax.random.fold_in(rs.key, 1), rs.step)
     k_loss, k_unl = jax.random.split(key)
-    xu = None
+    xu, pair_w = None, None
     if setup.unlabeled_batch:
-        xu = x_unl[jax.random.randint(k_unl, (setup.unlabeled_batch,), 0, x_unl.shape[0])]
-    grad_fn = jax.value_and_grad(lambda p: _loss(setup, p, rs.batch_stats, x_train[idx], y_train[idx], xu, k_loss, hp),
-                                 has_aux=True)
+        k_node, k_edge = jax.random.split(k_unl)
+        half = setup.unlabeled_batch // 2
+        nodes = jax.random.randint(k_node, (half,), 0, x_unl.shape[0])
+        edge = jax.random.randint(k_edge, (half,), 0, nbr_idx.shape[1])
+        # random nodes and one random graph neighbour of each (see the graph term in _loss)
+        xu = x_unl[jnp.concatenate([nodes, nbr_idx[nodes, edge]])]
+        pair_w = nbr_w[nodes, edge]
+    grad_fn = jax.value_and_grad(
+        lambda p: _loss(setup, p, rs.batch_stats, x_train[idx], y_train[idx], xu, pair_w, k_loss, hp), has_aux=True)
     (loss, (_, batch_stats)), grads = grad_fn(rs.params)
     updates, opt_state = setup.optimizer.update(grads, rs.opt_state, rs.params)
     params = jol.apply_updates(rs.params, updates)
@@ -251,7 +276,7 @@ def _evaluate(setup: _Setup, rs: RunState, x, y):
 
 def _end_epoch(setup: _Setup, rs: RunState, data, patience):
     """Evaluate, then do the early-stopping bookkeeping. Returns (state, metrics)."""
-    x_train, y_train, x_val, y_val, _ = data
+    x_train, y_train, x_val, y_val, *_ = data
     tl, ta = _evaluate(setup, rs, x_train, y_train)
     vl, va = _evaluate(setup, rs, x_val, y_val) if x_val.shape[0] else (tl * jnp.nan, ta * jnp.nan)
     finite = jnp.isfinite(tl)
@@ -395,12 +420,16 @@ def train(
         augment=augment,
         loss_fn=loss_fn,
         eval_loss_fn=eval_loss_fn,
-        unlabeled_batch=(min(bs, len(data.x_unlabeled))
+        unlabeled_batch=(2 * max(min(bs, len(data.x_unlabeled)) // 2, 1)
                          if any(name in trainer_hp for name in UNLABELED_HPARAMS) else 0),
     )
+    x_unl = data.x_unlabeled if data.x_unlabeled is not None else np.zeros((1,) + data.input_shape, np.float32)
+    if "graph_weight" in trainer_hp:
+        nbr_idx, nbr_w = knn_graph(x_unl, GRAPH_NEIGHBOURS)
+    else:
+        nbr_idx, nbr_w = np.zeros((len(x_unl), 1), np.int32), np.zeros((len(x_unl), 1), np.float32)
     dev_data = tuple(
-        jnp.asarray(a) for a in (data.x_train, data.y_train, data.x_val, data.y_val,
-                                 data.x_unlabeled if data.x_unlabeled is not None else np.zeros((1,) + data.input_shape, np.float32))
+        jnp.asarray(a) for a in (data.x_train, data.y_train, data.x_val, data.y_val, x_unl, nbr_idx, nbr_w)
     )
     patience = early_stopping_patience
 
