@@ -95,7 +95,8 @@ def check_state_follows_params():
                 assert a.sharding.spec == P("data") and c.sharding.is_equivalent_to(a.sharding, 2), name
         zero_arrays = shd.init_sharded(tx, params, zero=True)
         zero_abstract = shd.init_sharded(tx, abstract, zero=True)
-        assert [x.sharding for x in jax.tree.leaves(zero_arrays)] == [x.sharding for x in jax.tree.leaves(zero_abstract)]
+        shardings = [[x.sharding for x in jax.tree.leaves(t)] for t in (zero_arrays, zero_abstract)]
+        assert shardings[0] == shardings[1], (name, shardings)
         print(f"OK init {name}")
     # fused: θ, m and v packed into one buffer each (16·4 + 4·12 + 8 = 120 = 8·15), split over the data axis
     fparams = jax.device_put({"w": jnp.ones((16, 4)), "k": jnp.ones((4, 12)), "b": jnp.ones((8,))},
@@ -156,8 +157,9 @@ def check_no_recompile():
 def check_trainer_spreads_runs():
     # lab.train(mesh=...): the 8 vmapped (config, seed) runs, one per device, as on one device
     sgd = jol.inject_hyperparams(jol.sgd)(learning_rate=0.1, momentum=0.9)
-    kwargs = dict(epochs=2, batch_size=32, seeds=[0, 1, 2, 3], configs=[{"learning_rate": 0.1}, {"learning_rate": 0.03}],
-                  progress=False, compilation_cache=False)
+    configs = [{"learning_rate": 0.1}, {"learning_rate": 0.03}]
+    kwargs = dict(epochs=2, batch_size=32, seeds=[0, 1, 2, 3], configs=configs, progress=False,
+                  compilation_cache=False)
     one = lab.train(MODELS["mlp"], DIGITS, sgd, **kwargs)
     spread = lab.train(MODELS["mlp"], DIGITS, sgd, mesh=mesh8, **kwargs)
     np.testing.assert_allclose(spread.train_loss, one.train_loss, rtol=1e-5)
