@@ -169,8 +169,28 @@ def check_trainer_spreads_runs():
     print("OK trainer runs spread")
 
 
+def check_recipe_spreads_rows():
+    # the recipe runner puts a row's vmapped runs on the devices: same row as on one device
+    from jaxopt_lectures.lab import recipe
+
+    entry = recipe.Entry(**{**recipe.REGISTRY["momentum"].__dict__, "quick_epochs": 1})
+    assert recipe._runs_mesh(entry.baseline, 6).shape == {"runs": 6}
+    spread = recipe.run_entry(entry, [0, 1, 2], quick=True)
+    original = jax.device_count
+    jax.device_count = lambda *a: 1  # as if JAX saw one device
+    try:
+        assert recipe._runs_mesh(entry.baseline, 6) is None
+        single = recipe.run_entry(entry, [0, 1, 2], quick=True)
+    finally:
+        jax.device_count = original
+    for metric in ("train", "val"):
+        for side in ("without", "with"):
+            np.testing.assert_allclose(spread[metric][side]["per_seed"], single[metric][side]["per_seed"], rtol=1e-5)
+    print("OK recipe rows spread")
+
+
 def main():
-    checks = sys.argv[1:] or ["init", "mlp", "cnn", "recompile", "runs"]
+    checks = sys.argv[1:] or ["init", "mlp", "cnn", "recompile", "runs", "recipe"]
     for check in checks:
         if check == "init":
             check_state_follows_params()
@@ -181,6 +201,8 @@ def main():
             check_no_recompile()
         elif check == "runs":
             check_trainer_spreads_runs()
+        elif check == "recipe":
+            check_recipe_spreads_rows()
     print("ALL OK")
 
 

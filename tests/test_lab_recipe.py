@@ -151,3 +151,8 @@ def test_rows_in_worker_processes_equal_rows_run_in_process(tmp_path):
         for metric in ("train", "val"):
             assert a[metric] == b[metric]
     assert sorted(p.name for p in (tmp_path / "rows").iterdir()) == ["adam.json", "momentum.json"]
+
+
+@pytest.mark.parametrize("runs, devices, expected", [(6, 1, 1), (6, 8, 6), (6, 4, 3), (3, 2, 1), (10, 8, 5), (4, 8, 4)])
+def test_rows_use_the_largest_device_count_that_divides_their_runs(runs, devices, expected):
+    assert recipe.runs_per_device_split(runs, devices) == expected

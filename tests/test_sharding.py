@@ -29,7 +29,7 @@ EXPECTED = [
     "OK init adam", "OK init chain", "OK init masked", "OK init accumulate", "OK fused",
     "OK train mlp replicated zero=False", "OK train mlp replicated zero=True", "OK train mlp sharded zero=True",
     "OK train cnn replicated zero=False", "OK train cnn replicated zero=True", "OK no recompile",
-    "OK trainer runs spread", "ALL OK",
+    "OK trainer runs spread", "OK recipe rows spread", "ALL OK",
 ]
 
 

@@ -30,7 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import jaxopt_lectures as jol
-from jaxopt_lectures import losses
+from jaxopt_lectures import losses, sharding
 from jaxopt_lectures.lab import augment as aug
 from jaxopt_lectures.lab import data as data_lib
 from jaxopt_lectures.lab import models
@@ -329,9 +329,24 @@ def _can_share_program(entry: Entry) -> bool:
     return all(p.startswith("hparams.") for p in paths) or all(p.startswith("optimizer") for p in paths)
 
 
+def runs_per_device_split(n_runs: int, n_devices: int) -> int:
+    """How many devices share a row's vmapped runs: the largest divisor of ``n_runs`` that is
+    at most ``n_devices`` (each then trains ``n_runs / d`` runs; 1 means no spreading)."""
+    return max(d for d in range(1, min(n_runs, n_devices) + 1) if n_runs % d == 0)
+
+
+def _runs_mesh(s: dict, n_runs: int):
+    """A mesh over the available devices for dense models (their runs are vmapped), else None."""
+    d = runs_per_device_split(n_runs, jax.device_count())
+    if d == 1 or s["model"]["name"] != "mlp":
+        return None
+    return sharding.data_mesh(d, axis="runs")
+
+
 def _train_side(s: dict, ds, epochs, seeds, progress, desc, configs=None, optimizer=None, init_from=None):
     total = epochs * _steps_per_epoch(len(ds.x_train), s["batch_size"])
     hp = dict(s["hparams"])
+    n_runs = len(configs or [None]) * len(seeds)
     return trainer.train(
         make_model_fn(s["model"], ds),
         ds,
@@ -348,6 +363,7 @@ def _train_side(s: dict, ds, epochs, seeds, progress, desc, configs=None, optimi
         init_from=init_from,
         progress=progress,
         progress_desc=desc,
+        mesh=_runs_mesh(s, n_runs),
     )
 
 

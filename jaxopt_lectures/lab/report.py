@@ -188,14 +188,15 @@ def markdown(table: dict) -> str:
     for row in table["rows"]:
         lines.append("| " + " | ".join(c.replace("|", "/") for c in row_cells(row)) + " |")
     a = table["agree"]
-    for row in table["rows"]:
-        for d in row.get("diverged", []):
-            lines.append(f"\n- {row['technique']}: {d}")
+    notes = [f"- {row['technique']}: {d}" for row in table["rows"] for d in row.get("diverged", [])]
+    if notes:
+        lines += [""] + notes
     lines += [
         "",
         f"{len(table['rows'])} techniques, seeds {table['seeds']}, {'quick' if table['quick'] else 'full'} budget: "
         f"{a['yes']} agree with the lecture, {a['mixed']} mixed, {a['no']} do not.",
-        f"Wall time {table['wall_s']:.0f} s, of which compiling {table['compile_s']:.0f} s"
+        f"Wall time {table['wall_s']:.0f} s; compiling took {table['compile_s']:.0f} s"
+        + (f" summed over {table['jobs']} worker processes" if table.get("jobs", 1) > 1 else "")
         + (f" ({table['rows_reused']} rows reused from an earlier run)." if table["rows_reused"] else "."),
         f"Rule: {table['rule']}. Losses are cross-entropy on the whole split, mean ± std over seeds.",
     ]
