@@ -108,7 +108,7 @@ def check_same_structure(tree: PyTree, reference: PyTree, name: str, ref_name: s
     b, _ = jax.tree_util.tree_flatten_with_path(reference)
     paths_a = [_path_str(p) for p, _ in a]
     paths_b = [_path_str(p) for p, _ in b]
-    for i, (pa, pb) in enumerate(zip(paths_a, paths_b)):
+    for pa, pb in zip(paths_a, paths_b):
         if pa != pb:
             detail = f"{name} has a leaf at {pa} where {ref_name} has one at {pb}"
             break

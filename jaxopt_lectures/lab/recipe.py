@@ -70,6 +70,8 @@ def setting(**overrides) -> dict:
 
 
 def _merge(base: dict, overrides: dict) -> dict:
+    """Nested dict merge; an override dict with ``"_replace": True`` replaces instead of merging
+    (e.g. swapping the MLP's settings for a CNN's)."""
     out = copy.deepcopy(base)
     for k, v in overrides.items():
         if isinstance(v, dict) and isinstance(out.get(k), dict) and not v.get("_replace"):
