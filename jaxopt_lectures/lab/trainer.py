@@ -488,12 +488,18 @@ def train(
             else:
                 target[..., :width] = arr[..., :width]
 
-    end_epoch = jax.jit(jax.vmap(lambda rs: _end_epoch(setup, rs, dev_data, patience)))
     if use_vmap:
+        end_epoch = jax.jit(jax.vmap(lambda rs: _end_epoch(setup, rs, dev_data, patience)))
         epoch_fn = jax.jit(jax.vmap(lambda rs, e, h: _scan_epoch(setup, rs, e, h, dev_data), in_axes=(0, None, 0)))
     else:
         step_fn = jax.jit(lambda rs, i, h, d: _step(setup, rs, i, h, d))
         indices_fn = jax.jit(lambda rs, e: _epoch_indices(setup, rs, e, n))
+        # conv nets are also evaluated run by run: vmapped convolutions are slow on CPU
+        end_one = jax.jit(lambda rs: _end_epoch(setup, rs, dev_data, patience))
+
+        def end_epoch(state):
+            outs = [end_one(r) for r in _unstack(state, n_runs)]
+            return _stack([o[0] for o in outs]), _stack([o[1] for o in outs])
 
     bar = _progress(range(start, epochs), progress, n_runs, progress_desc)
     for epoch in bar:
