@@ -47,7 +47,6 @@ CLAIMS = {
     "both": "better optimization and generalization",
     "worse": "worse generalization (a warning)",
 }
-VERDICTS = ("both", "better optimization", "better generalization", "neither", "worse")
 
 # ---------------------------------------------------------------------------------------
 # Settings and entries.
@@ -310,10 +309,6 @@ def per_example_loss(name: str):
     raise ValueError(f"unknown loss {name!r}")
 
 
-def cross_entropy_eval(out, target):
-    return losses.softmax_cross_entropy(out, target)
-
-
 def make_augment(name: str | None, ds: data_lib.Dataset):
     if name is None:
         return None
@@ -360,7 +355,7 @@ def _train_side(s: dict, ds, epochs, seeds, progress, desc, configs=None, optimi
         configs=configs,
         augment=make_augment(s["augment"], ds),
         loss_fn=per_example_loss(s["loss"]),
-        eval_loss_fn=cross_entropy_eval,
+        eval_loss_fn=losses.softmax_cross_entropy,  # both sides measured in cross-entropy
         early_stopping_patience=s["early_stopping"],
         init_from=init_from,
         progress=progress,
