@@ -499,7 +499,7 @@ def plot_gradients(study: GradientStudy, out: str | Path) -> list[Path]:
     if has_trained:
         axes[2].set_xlabel("epoch")
         axes[2].set_ylabel("training loss (cross-entropy)")
-        axes[2].set_title("Training curves (plain SGD)")
+        axes[2].set_title("Training curves (plain SGD; colors as on the left)")
     axes[0].legend(fontsize=7)
     fig.suptitle("Vanishing gradients: with sigmoid the layers near the input get almost no gradient")
     return [_save(fig, Path(out) / "gradients.png")]
