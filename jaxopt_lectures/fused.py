@@ -20,10 +20,25 @@ The update is computed with the same per-array rules (``adam_leaf``, ``momentum_
 the same casts as the chains, so the numbers are those of ``adam``/``adamw``/``sgd``
 followed by ``apply_updates`` (the tests check it bit for bit).
 
-Cost on XLA CPU (``benchmarks/README.md``): the packed update is one loop fusion per output;
-gradients given as a pytree are packed inside the step by a ``concatenate``, which XLA CPU
-runs slowly for many leaves (a 100-leaf MLP loses to the per-leaf path). Pass a ``Packed``
-gradient when you have one.
+Two implementations of the update (``backend=``):
+
+* ``"kernel"``: a C++ loop registered as an XLA FFI custom call (``_kernels/fused_step.cc``,
+  built with the system ``g++`` on first use and cached), one pass per element that reads
+  θ, g, m, v and writes θ, m, v in place (28 bytes per float32 Adam parameter), split over
+  XLA's intra-op threads. Gradients given as a pytree are passed leaf by leaf (no
+  concatenation). float32 and float64 groups; the per-step scalars are computed in JAX, so
+  schedules and traced hyper-parameters work, and the kernel repeats XLA CPU's float
+  operations (its FMA contractions and its reciprocal of the bias corrections), so the
+  numbers are those of the chains bit for bit (tested).
+* ``"xla"``: the pure-JAX update above. XLA CPU emits one loop per output (θ, m, v), about
+  40 bytes per parameter, and packs pytree gradients with a ``concatenate`` that is slow for
+  many leaves.
+* ``"auto"`` (default): the kernel for float32/float64 groups when JAX runs on a single CPU
+  device and the kernel can be built (``JAXOPT_LECTURES_KERNELS=0`` turns it off), else
+  ``"xla"`` (bfloat16 groups, GPU/TPU where XLA fuses the outputs itself, several devices
+  where the state may be sharded, no C++ compiler).
+
+Measurements: ``benchmarks/README.md``.
 """
 
 from __future__ import annotations
@@ -34,8 +49,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from . import _kernels
 from ._core import (
     as_coefficient,
+    check_choice,
     check_decay,
     check_eps,
     check_learning_rate,
@@ -120,18 +137,7 @@ class Packed:
 
     @classmethod
     def pack(cls, tree: PyTree, layout: Layout) -> "Packed":
-        leaves, treedef = jax.tree.flatten(tree)
-        if treedef != layout.treedef:
-            raise ValueError(
-                f"this tree does not have the packed parameters' structure ({treedef} vs "
-                f"{layout.treedef}); compute the gradients with respect to state.params.unpack()"
-            )
-        parts: dict[str, list] = {name: [] for name, _, _ in layout.groups}
-        dtypes = {name: dtype for name, dtype, _ in layout.groups}
-        for leaf, slot in zip(leaves, layout.slots):
-            if tuple(np.shape(leaf)) != slot.shape:
-                raise ValueError(f"a leaf has shape {np.shape(leaf)} where the layout has {slot.shape}")
-            parts[slot.group].append(jnp.ravel(jnp.asarray(leaf, dtypes[slot.group])))
+        parts = group_leaves(tree, layout)
         # A lone leaf is copied: the packed buffer is donated later, the caller's array is not.
         return cls({k: jnp.concatenate(v) if len(v) > 1 else jnp.copy(v[0]) for k, v in parts.items()}, layout)
 
@@ -146,6 +152,24 @@ class Packed:
     def map(self, f: Callable, *others: "Packed") -> "Packed":
         """``f(buffer, *other_buffers, group)`` group by group; same layout."""
         return Packed({g: f(b, *(o.buffers[g] for o in others), g) for g, b in self.buffers.items()}, self.layout)
+
+
+def group_leaves(tree: PyTree, layout: Layout) -> dict[str, list[jax.Array]]:
+    """Each group's leaves of ``tree``, raveled and cast to the group's dtype, in layout order
+    (their concatenation is the packed buffer). Checks the structure and the shapes."""
+    leaves, treedef = jax.tree.flatten(tree)
+    if treedef != layout.treedef:
+        raise ValueError(
+            f"this tree does not have the packed parameters' structure ({treedef} vs "
+            f"{layout.treedef}); compute the gradients with respect to state.params.unpack()"
+        )
+    parts: dict[str, list] = {name: [] for name, _, _ in layout.groups}
+    dtypes = {name: dtype for name, dtype, _ in layout.groups}
+    for leaf, slot in zip(leaves, layout.slots):
+        if tuple(np.shape(leaf)) != slot.shape:
+            raise ValueError(f"a leaf has shape {np.shape(leaf)} where the layout has {slot.shape}")
+        parts[slot.group].append(jnp.ravel(jnp.asarray(leaf, dtypes[slot.group])))
+    return parts
 
 
 def zeros_like_packed(packed: Packed) -> Packed:
@@ -188,14 +212,76 @@ def _apply(p, u):
     return jnp.asarray(p + u).astype(p.dtype)
 
 
-def _as_packed(grads, layout: Layout) -> Packed:
+BACKENDS = ("auto", "xla", "kernel")
+KERNEL_DTYPES = ("float32", "float64")
+
+
+def _gradient_groups(grads, layout: Layout) -> dict[str, list[jax.Array]]:
+    """Each group's gradient as 1-D pieces in layout order: the packed buffer when ``grads``
+    is a ``Packed``, else one piece per leaf (raveled, in the group's dtype)."""
     if isinstance(grads, Packed):
         if grads.layout != layout:
             raise ValueError("the packed gradients have another layout than the packed parameters")
-        return grads
+        return {name: [buffer] for name, buffer in grads.buffers.items()}
+    return group_leaves(grads, layout)
+
+
+def _concatenated(pieces: dict[str, list[jax.Array]], from_tree: bool) -> dict[str, jax.Array]:
+    """The packed gradient buffers of the groups in ``pieces`` (for the XLA update)."""
+    packed = {k: v[0] if len(v) == 1 else jnp.concatenate(v) for k, v in pieces.items()}
+    if not (from_tree and packed):
+        return packed
     # Materialize the concatenation once: XLA on CPU would otherwise fuse the concatenation
     # of every leaf into each consumer (m, v and θ), a per-element branch over all leaves.
-    return jax.lax.optimization_barrier(Packed.pack(grads, layout))
+    return jax.lax.optimization_barrier(packed)
+
+
+def _kernel_groups(layout: Layout, backend: str, owner: str) -> frozenset[str]:
+    """The groups the C++ kernel updates (see the module docstring for ``backend``)."""
+    if backend == "xla":
+        return frozenset()
+    eligible = frozenset(name for name, dtype, _ in layout.groups if dtype in KERNEL_DTYPES)
+    if backend == "kernel":
+        if jax.default_backend() != "cpu":
+            raise RuntimeError(f"{owner}(backend='kernel') runs on CPU only; JAX's default backend "
+                               f"is {jax.default_backend()!r}: use backend='auto' or 'xla'")
+        if not _kernels.available():
+            raise RuntimeError(f"{owner}(backend='kernel'): the C++ kernel is unavailable "
+                               f"({_kernels.unavailable_reason()}); use backend='auto' or 'xla'")
+        return eligible
+    if not eligible or jax.default_backend() != "cpu" or jax.device_count() != 1:
+        return frozenset()
+    return eligible if _kernels.available() else frozenset()
+
+
+def _as_dtype(values, dtype) -> jax.Array:
+    """The scalars ``values`` as one 1-D array of ``dtype`` (each cast as XLA casts it)."""
+    return jnp.stack([jnp.asarray(x).astype(dtype) for x in values])
+
+
+def _adam_coefficients(t, eta, b1, b2, eps, eps_root, bias_correction, weight_decay, dtype):
+    """``[β1, 1 − β1, β2, 1 − β2, 1/(1 − β1^t), 1/(1 − β2^t), ε_root, ε, λ, −η]`` for the kernel,
+    computed with the expressions of ``adam_leaf`` and ``scale_by_learning_rate`` (XLA turns
+    ``m / (1 − β1^t)`` into ``m · (1/(1 − β1^t))``: the kernel gets the reciprocals)."""
+    b1, b2 = as_coefficient(b1, dtype), as_coefficient(b2, dtype)
+    if bias_correction:
+        inv1, inv2 = 1 / (1 - b1**t).astype(dtype), 1 / (1 - b2**t).astype(dtype)
+    else:
+        inv1 = inv2 = 1.0  # x · 1 is exact: the kernel's product is then the chain's m, v
+    return _as_dtype(
+        [b1, 1 - b1, b2, 1 - b2, inv1, inv2, as_coefficient(eps_root, dtype), as_coefficient(eps, dtype),
+         as_coefficient(weight_decay, dtype), as_coefficient(-1.0 * eta, dtype)],
+        dtype,
+    )
+
+
+def _kernel_call(target: str, state: list[jax.Array], coef: jax.Array, grads: list[jax.Array], **attrs):
+    """``target(*state, coef, *grads) -> state'`` with each state buffer updated in place
+    (output ``i`` aliases input ``i``: with a donated state nothing is allocated)."""
+    shapes = tuple(jax.ShapeDtypeStruct(x.shape, x.dtype) for x in state)
+    call = jax.ffi.ffi_call(target, shapes, input_output_aliases={i: i for i in range(len(state))},
+                            vmap_method="sequential")
+    return call(*state, coef, *grads, **attrs)
 
 
 def fused_adam(
@@ -207,13 +293,15 @@ def fused_adam(
     bias_correction: bool = True,
     weight_decay=0.0,
     mask=DEFAULT_MASK,
+    backend: str = "auto",
 ) -> FusedOptimizer:
     """Adam (seed 003), or AdamW with ``weight_decay=λ > 0``, on packed buffers.
 
     Same numbers as ``adam(...)`` (``weight_decay=0``) or ``adamw(..., weight_decay, mask)``
     followed by ``apply_updates``: ``m_t = β1 m + (1 − β1) g``, ``v_t = β2 v + (1 − β2) g²``,
     ``θ ← θ − α (m̂_t / (√(v̂_t + ε_root) + ε) + λ θ)`` (λ only on the leaves ``mask`` selects;
-    by default those with ``ndim >= 2``).
+    by default those with ``ndim >= 2``). ``backend``: ``"auto"``, ``"kernel"`` or ``"xla"``
+    (module docstring).
     """
     owner = "fused_adam"
     check_learning_rate(learning_rate, owner=owner)
@@ -222,6 +310,7 @@ def fused_adam(
     check_eps("eps", eps, owner=owner)
     check_eps("eps_root", eps_root, owner=owner)
     check_range("weight_decay", weight_decay, 0.0, owner=owner)
+    check_choice("backend", backend, BACKENDS, owner=owner)
     decays = not (isinstance(weight_decay, (int, float)) and weight_decay == 0)
 
     def init(params):
@@ -229,21 +318,33 @@ def fused_adam(
         packed = Packed.pack(params, layout)
         return FusedState(jnp.zeros([], jnp.int32), packed, zeros_like_packed(packed), zeros_like_packed(packed))
 
+    def xla_group(p, g, m, v, t, eta, decay):
+        u, m, v = adam_leaf(g, m, v, t, b1, b2, eps, eps_root, bias_correction)
+        if decay:
+            c = as_coefficient(weight_decay, u.dtype)
+            u = (u + c * p.astype(u.dtype)).astype(u.dtype)
+        return _apply(p, _lr_scale(u, eta)), m, v
+
+    def kernel_group(p, grads, m, v, t, eta, decay):
+        coef = _adam_coefficients(t, eta, b1, b2, eps, eps_root, bias_correction,
+                                  weight_decay if decay else 0.0, p.dtype)
+        return _kernel_call("jaxopt_lectures_fused_adam", [p, m, v], coef, grads, decay=decay)
+
     def step(state, grads):
-        g = _as_packed(grads, state.params.layout)
+        layout = state.params.layout
+        pieces = _gradient_groups(grads, layout)
+        kernel = _kernel_groups(layout, backend, owner)
+        packed = _concatenated({k: v for k, v in pieces.items() if k not in kernel}, not isinstance(grads, Packed))
         t = safe_increment(state.count)
         eta = _learning_rate(learning_rate, state.count)
-        p_new, m_new, v_new = {}, {}, {}
+        new = {}
         for name, p in state.params.buffers.items():
-            u, m_new[name], v_new[name] = adam_leaf(
-                g.buffers[name], state.mu.buffers[name], state.nu.buffers[name],
-                t, b1, b2, eps, eps_root, bias_correction,
-            )
-            if decays and name.endswith("_decay"):
-                c = as_coefficient(weight_decay, u.dtype)
-                u = (u + c * p.astype(u.dtype)).astype(u.dtype)
-            p_new[name] = _apply(p, _lr_scale(u, eta))
-        layout = state.params.layout
+            m, v, decay = state.mu.buffers[name], state.nu.buffers[name], decays and name.endswith("_decay")
+            if name in kernel:
+                new[name] = kernel_group(p, pieces[name], m, v, t, eta, decay)
+            else:
+                new[name] = xla_group(p, packed[name], m, v, t, eta, decay)
+        p_new, m_new, v_new = ({k: x[i] for k, x in new.items()} for i in range(3))
         return FusedState(t, Packed(p_new, layout), Packed(m_new, layout), Packed(v_new, layout))
 
     return FusedOptimizer(init, step)
@@ -258,17 +359,20 @@ def fused_adamw(
     mask=DEFAULT_MASK,
     bias_correction: bool = True,
     eps_root=0.0,
+    backend: str = "auto",
 ) -> FusedOptimizer:
     """AdamW on packed buffers: the numbers of ``adamw(...)`` (same arguments)."""
-    return fused_adam(learning_rate, b1, b2, eps, eps_root, bias_correction, weight_decay, mask)
+    return fused_adam(learning_rate, b1, b2, eps, eps_root, bias_correction, weight_decay, mask, backend)
 
 
-def fused_sgd(learning_rate, momentum=0.0, nesterov: bool = False) -> FusedOptimizer:
+def fused_sgd(learning_rate, momentum=0.0, nesterov: bool = False, backend: str = "auto") -> FusedOptimizer:
     """SGD, with classic momentum ``m_t = β m + g``, ``θ ← θ − η m_t`` (PyTorch's SGD), on
-    packed buffers: the numbers of ``sgd(learning_rate, momentum, nesterov)``."""
+    packed buffers: the numbers of ``sgd(learning_rate, momentum, nesterov)``. Nesterov:
+    ``θ ← θ − η (β m_t + g)``. ``backend``: ``"auto"``, ``"kernel"`` or ``"xla"``."""
     owner = "fused_sgd"
     check_learning_rate(learning_rate, owner=owner)
     check_decay("momentum", momentum, owner=owner)
+    check_choice("backend", backend, BACKENDS, owner=owner)
     keeps_momentum = nesterov or not isinstance(momentum, (int, float)) or momentum > 0
 
     def init(params):
@@ -276,17 +380,35 @@ def fused_sgd(learning_rate, momentum=0.0, nesterov: bool = False) -> FusedOptim
         mu = zeros_like_packed(packed) if keeps_momentum else None
         return FusedState(jnp.zeros([], jnp.int32), packed, mu, None)
 
+    def xla_group(p, g, m, first, eta):
+        u = g
+        if keeps_momentum:
+            u, m = momentum_leaf(u, m, first, momentum, "classic", nesterov)
+        return _apply(p, _lr_scale(u, eta)), m
+
+    def kernel_group(p, grads, m, eta):
+        neg_eta = as_coefficient(-1.0 * eta, p.dtype)
+        if not keeps_momentum:
+            (p,) = _kernel_call("jaxopt_lectures_fused_sgd", [p], _as_dtype([neg_eta], p.dtype), grads)
+            return p, None
+        coef = _as_dtype([as_coefficient(momentum, p.dtype), neg_eta], p.dtype)
+        p, m = _kernel_call("jaxopt_lectures_fused_momentum", [p, m], coef, grads, nesterov=bool(nesterov))
+        return p, m
+
     def step(state, grads):
-        g = _as_packed(grads, state.params.layout)
+        layout = state.params.layout
+        pieces = _gradient_groups(grads, layout)
+        kernel = _kernel_groups(layout, backend, owner)
+        packed = _concatenated({k: v for k, v in pieces.items() if k not in kernel}, not isinstance(grads, Packed))
         eta = _learning_rate(learning_rate, state.count)
         first = state.count == 0
         p_new, m_new = {}, {}
         for name, p in state.params.buffers.items():
-            u = g.buffers[name]
-            if keeps_momentum:
-                u, m_new[name] = momentum_leaf(u, state.mu.buffers[name], first, momentum, "classic", nesterov)
-            p_new[name] = _apply(p, _lr_scale(u, eta))
-        layout = state.params.layout
+            m = state.mu.buffers[name] if keeps_momentum else None
+            if name in kernel:
+                p_new[name], m_new[name] = kernel_group(p, pieces[name], m, eta)
+            else:
+                p_new[name], m_new[name] = xla_group(p, packed[name], m, first, eta)
         mu = Packed(m_new, layout) if keeps_momentum else None
         return FusedState(safe_increment(state.count), Packed(p_new, layout), mu, None)
 

@@ -1,4 +1,9 @@
-"""Fused optimizers: the same numbers as the per-leaf chains, in place, state no larger."""
+"""Fused optimizers: the same numbers as the per-leaf chains, in place, state no larger.
+
+Both implementations of the packed update are checked: the C++ kernel (an XLA FFI custom
+call, ``backend="kernel"``; those tests skip, saying why, where it cannot be built) and the
+pure-JAX one (``backend="xla"``).
+"""
 
 import jax
 import jax.numpy as jnp
@@ -6,9 +11,11 @@ import numpy as np
 import pytest
 
 import jaxopt_lectures as jol
+from jaxopt_lectures import _kernels
 from jaxopt_lectures.fused import (
     FusedState,
     Packed,
+    _kernel_call,
     fused_adam,
     fused_adamw,
     fused_sgd,
@@ -16,6 +23,23 @@ from jaxopt_lectures.fused import (
     make_layout,
     state_bytes,
 )
+
+BACKENDS = ["kernel", "xla"]
+
+
+@pytest.fixture
+def kernel():
+    """Skips the test when the C++ kernel cannot be had here (no g++, a failed build, ...)."""
+    reason = _kernels.unavailable_reason()
+    if reason is not None:
+        pytest.skip(f"the fused-step C++ kernel is unavailable: {reason}")
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request):
+    if request.param == "kernel":
+        request.getfixturevalue("kernel")
+    return request.param
 
 
 def _params():
@@ -41,40 +65,155 @@ def _reference_step(tx):
     return step
 
 
-PAIRS = {
-    "adam": (lambda: jol.adam(1e-2), lambda: fused_adam(1e-2)),
+def _mixed_params():
+    """``_params()`` plus a scalar leaf, a one-element leaf and a leaf larger than the kernel's
+    chunk (so the threaded path, with chunks that straddle leaves, is exercised)."""
+    k = jax.random.PRNGKey(5)
+    return {**_params(), "scalar": jnp.array(0.5), "one": jnp.ones((1,)), "big": jax.random.normal(k, (300, 500))}
+
+
+def _mixed_grads(params, i):
+    """Gradients of several magnitudes (1e-3 ... 1e2), so m, v and the updates vary."""
+    return jax.tree.map(lambda p: (10.0 ** (i - 2) * jnp.sin(3.0 * p + i) + 0.1 * i).astype(p.dtype), params)
+
+
+def _assert_same_bits(have, want, what):
+    have, want = np.asarray(have), np.asarray(want)
+    assert have.dtype == want.dtype and have.shape == want.shape, what
+    if have.tobytes() != want.tobytes():  # a readable message first, then fail on signed zeros too
+        np.testing.assert_array_equal(have.astype(np.float64), want.astype(np.float64), err_msg=what)
+        raise AssertionError(f"{what}: equal values but different bits (signed zeros)")
+
+
+SCHEDULE = jol.schedules.exponential_decay(1e-2, 2, 0.5)
+PAIRS = {  # name: (per-leaf chain, fused factory taking backend=)
+    "adam": (lambda: jol.adam(1e-2), lambda **kw: fused_adam(1e-2, **kw)),
     "adam_no_bias_correction": (
         lambda: jol.adam(3e-2, b1=0.8, b2=0.99, eps=1e-6, bias_correction=False, eps_root=1e-9),
-        lambda: fused_adam(3e-2, b1=0.8, b2=0.99, eps=1e-6, bias_correction=False, eps_root=1e-9),
+        lambda **kw: fused_adam(3e-2, b1=0.8, b2=0.99, eps=1e-6, bias_correction=False, eps_root=1e-9, **kw),
     ),
-    "adamw_masked": (lambda: jol.adamw(1e-2, weight_decay=0.1), lambda: fused_adamw(1e-2, weight_decay=0.1)),
+    "adam_eps_root": (lambda: jol.adam(3e-2, eps_root=1e-7), lambda **kw: fused_adam(3e-2, eps_root=1e-7, **kw)),
+    "adam_array_hyperparameters": (
+        lambda: jol.adam(jnp.float32(1e-2), b1=jnp.float32(0.85), b2=jnp.float32(0.995)),
+        lambda **kw: fused_adam(jnp.float32(1e-2), b1=jnp.float32(0.85), b2=jnp.float32(0.995), **kw),
+    ),
+    "adamw_masked": (lambda: jol.adamw(1e-2, weight_decay=0.1), lambda **kw: fused_adamw(1e-2, weight_decay=0.1, **kw)),
     "adamw_all": (lambda: jol.adamw(1e-2, weight_decay=0.1, mask=None),
-                  lambda: fused_adamw(1e-2, weight_decay=0.1, mask=None)),
-    "adam_schedule": (lambda: jol.adam(jol.schedules.exponential_decay(1e-2, 2, 0.5)),
-                      lambda: fused_adam(jol.schedules.exponential_decay(1e-2, 2, 0.5))),
-    "sgd": (lambda: jol.sgd(0.1), lambda: fused_sgd(0.1)),
-    "sgd_momentum": (lambda: jol.sgd(0.1, momentum=0.9), lambda: fused_sgd(0.1, momentum=0.9)),
+                  lambda **kw: fused_adamw(1e-2, weight_decay=0.1, mask=None, **kw)),
+    "adam_schedule": (lambda: jol.adam(SCHEDULE), lambda **kw: fused_adam(SCHEDULE, **kw)),
+    "adamw_schedule": (lambda: jol.adamw(SCHEDULE, weight_decay=0.1),
+                       lambda **kw: fused_adamw(SCHEDULE, weight_decay=0.1, **kw)),
+    "sgd": (lambda: jol.sgd(0.1), lambda **kw: fused_sgd(0.1, **kw)),
+    "sgd_schedule": (lambda: jol.sgd(SCHEDULE), lambda **kw: fused_sgd(SCHEDULE, **kw)),
+    "sgd_momentum": (lambda: jol.sgd(0.1, momentum=0.9), lambda **kw: fused_sgd(0.1, momentum=0.9, **kw)),
+    "sgd_momentum_array": (lambda: jol.sgd(SCHEDULE, momentum=jnp.float32(0.8)),
+                           lambda **kw: fused_sgd(SCHEDULE, momentum=jnp.float32(0.8), **kw)),
     "sgd_nesterov": (lambda: jol.sgd(0.1, momentum=0.9, nesterov=True),
-                     lambda: fused_sgd(0.1, momentum=0.9, nesterov=True)),
+                     lambda **kw: fused_sgd(0.1, momentum=0.9, nesterov=True, **kw)),
 }
 
 
-@pytest.mark.parametrize("name", sorted(PAIRS))
-def test_fused_matches_per_leaf_bit_for_bit(name):
+def _compare_with_chain(name, backend, params, steps, grads_fn=_mixed_grads, packed_grads=False):
     make_ref, make_fused = PAIRS[name]
-    ref, opt = make_ref(), make_fused()
-    params = _params()
+    ref, opt = make_ref(), make_fused(backend=backend)
     ref_step, step = _reference_step(ref), jit_step(opt)
     ref_state, state = ref.init(params), opt.init(params)
-    for i in range(4):
-        grads = _grads(params, i)  # the same gradients for both: computed at the reference θ
+    for i in range(steps):
+        grads = grads_fn(params, i)  # the same gradients for both: computed at the reference θ
         params, ref_state = ref_step(params, ref_state, grads)
-        state = step(state, grads)
-        got = state.params.unpack()
-        for (path, want), have in zip(jax.tree_util.tree_leaves_with_path(params), jax.tree.leaves(got)):
-            assert have.dtype == want.dtype and have.shape == want.shape, path
-            np.testing.assert_array_equal(np.asarray(have, np.float32), np.asarray(want, np.float32),
-                                          err_msg=f"{name} step {i} at {jax.tree_util.keystr(path)}")
+        state = step(state, Packed.pack(grads, state.params.layout) if packed_grads else grads)
+        pairs = [("params", state.params, params)]
+        pairs += [(f, getattr(state, f), jol.get_state_field(ref_state, f)) for f in ("mu", "nu")
+                  if getattr(state, f) is not None]
+        for field, packed, want in pairs:
+            for (path, w), have in zip(jax.tree_util.tree_leaves_with_path(want), jax.tree.leaves(packed.unpack())):
+                _assert_same_bits(have, w, f"{name} ({backend}) step {i}: {field}{jax.tree_util.keystr(path)}")
+    return step, state
+
+
+@pytest.mark.parametrize("name", sorted(PAIRS))
+def test_fused_matches_per_leaf_bit_for_bit(name, backend):
+    _compare_with_chain(name, backend, _mixed_params(), steps=4)
+
+
+def test_kernel_step_takes_packed_gradients_too(kernel):
+    _compare_with_chain("adamw_masked", "kernel", _mixed_params(), steps=3, packed_grads=True)
+    _compare_with_chain("sgd_nesterov", "kernel", _mixed_params(), steps=3, packed_grads=True)
+
+
+@pytest.mark.parametrize("name", ["adam", "adamw_all", "sgd_momentum", "sgd"])
+def test_kernel_float64_matches_per_leaf(name, kernel):
+    with jax.enable_x64(True):
+        params = {k: v for k, v in _mixed_params().items() if k != "half"}
+        params = jax.tree.map(lambda p: p.astype(jnp.float64), params)
+        _compare_with_chain(name, "kernel", params, steps=3)
+
+
+def _custom_calls(step, state, grads):
+    text = step.lower(state, grads).compile().as_text()
+    return [t for t in _kernels.TARGETS if f'custom_call_target="{t}"' in text]
+
+
+def test_auto_uses_the_kernel_on_cpu_for_float32_groups(kernel):
+    params = _params()
+    for opt, target in [(fused_adamw(1e-2), "jaxopt_lectures_fused_adam"),
+                        (fused_sgd(0.1, momentum=0.9), "jaxopt_lectures_fused_momentum"),
+                        (fused_sgd(0.1), "jaxopt_lectures_fused_sgd")]:
+        assert _custom_calls(jit_step(opt), opt.init(params), params) == [target]
+    opt = fused_adam(1e-2, backend="xla")
+    assert _custom_calls(jit_step(opt), opt.init(params), params) == []
+    # a bfloat16-only tree has nothing for the kernel: pure XLA
+    half = {"a": jnp.ones((3, 2), jnp.bfloat16)}
+    assert _custom_calls(jit_step(fused_adam(1e-2)), fused_adam(1e-2).init(half), half) == []
+
+
+def test_fallback_when_the_kernel_is_unavailable(monkeypatch):
+    monkeypatch.setattr(_kernels, "_state", {"tried": True, "lib": None, "reason": "switched off for this test"})
+    params = _params()
+    opt = fused_adam(1e-2)
+    assert _custom_calls(jit_step(opt), opt.init(params), params) == []
+    _compare_with_chain("adamw_masked", "auto", _mixed_params(), steps=2)
+    _compare_with_chain("sgd_momentum", "auto", _mixed_params(), steps=2)
+    with pytest.raises(RuntimeError, match="backend='kernel'.*switched off for this test"):
+        fused_adam(1e-2, backend="kernel").step(opt.init(params), params)
+
+
+def test_loader_without_a_compiler_or_switched_off(monkeypatch, tmp_path):
+    monkeypatch.setenv("JAXOPT_LECTURES_CACHE", str(tmp_path))
+    monkeypatch.delenv(_kernels.SWITCH_ENV, raising=False)
+    monkeypatch.setattr(_kernels, "_state", {"tried": False, "lib": None, "reason": None})
+    monkeypatch.setenv("CXX", "no-such-compiler-here")
+    assert _kernels.load() is None
+    assert "no C++ compiler" in _kernels.unavailable_reason()
+    monkeypatch.setattr(_kernels, "_state", {"tried": False, "lib": None, "reason": None})
+    monkeypatch.setenv(_kernels.SWITCH_ENV, "0")
+    assert not _kernels.available()
+    assert _kernels.SWITCH_ENV in _kernels.unavailable_reason()
+    assert list(tmp_path.iterdir()) == []  # nothing was built
+
+
+def test_kernel_library_is_cached_per_source_and_compiler(kernel):
+    cxx = _kernels.compiler()
+    path = _kernels.library_path(cxx)
+    assert path.exists() and path.parent == _kernels.cache_dir()
+    assert path == _kernels.library_path(cxx)
+    assert not any(p.name.endswith(".tmp") for p in path.parent.iterdir() if path.stem in p.name)
+
+
+def test_kernel_refuses_gradients_of_another_size(kernel):
+    def call(p, m, v, coef, g):
+        return _kernel_call("jaxopt_lectures_fused_adam", [p, m, v], coef, [g], decay=False)
+
+    p, m, v = jnp.ones(5), jnp.zeros(5), jnp.zeros(5)
+    with pytest.raises(Exception, match="gradient operands hold 4 elements, the parameters 5"):
+        jax.block_until_ready(jax.jit(call)(p, m, v, jnp.zeros(10), jnp.ones(4)))
+
+
+def test_backend_is_checked():
+    with pytest.raises(ValueError, match="backend='gpu'"):
+        fused_adam(1e-3, backend="gpu")
+    with pytest.raises(ValueError, match="backend"):
+        fused_sgd(0.1, backend=None)
 
 
 def test_packed_grads_and_tree_grads_give_the_same_step():
@@ -108,19 +247,21 @@ def test_layout_groups_by_dtype_and_decay_mask():
         np.testing.assert_array_equal(np.asarray(a, np.float32), np.asarray(b, np.float32))
 
 
-def test_step_updates_in_place_without_new_buffers():
-    opt = fused_adamw(1e-2)
-    params = _params()
+@pytest.mark.parametrize("make", [lambda b: fused_adamw(1e-2, backend=b), lambda b: fused_sgd(0.1, 0.9, backend=b),
+                                  lambda b: fused_sgd(0.1, backend=b)], ids=["adamw", "sgd_momentum", "sgd"])
+def test_step_updates_in_place_without_new_buffers(make, backend):
+    opt = make(backend)
+    params = _mixed_params()
     state = opt.init(params)
     step = jit_step(opt)
-    state = step(state, _grads(params, 0))  # compile
+    state = step(state, _mixed_grads(params, 0))  # compile
     before = {id(x): x.unsafe_buffer_pointer() for x in jax.tree.leaves(state) if x.size > 1}
     pointers = sorted(before.values())
-    new = step(state, _grads(params, 1))
+    new = step(state, _mixed_grads(params, 1))
     after = sorted(x.unsafe_buffer_pointer() for x in jax.tree.leaves(new) if x.size > 1)
     assert after == pointers, "the donated buffers were not reused"
     assert all(x.is_deleted() for x in jax.tree.leaves(state) if x.size > 1)
-    text = step.lower(new, _grads(params, 2)).compile().as_text()
+    text = step.lower(new, _mixed_grads(params, 2)).compile().as_text()
     assert "input_output_alias" in text
     assert " copy(" not in text, "XLA inserted a parameter-sized copy"
 
