@@ -7,19 +7,12 @@ from pathlib import Path
 
 import jax
 
+from jaxopt_lectures import _kernels
+
 
 def cache_dir() -> Path:
-    """The user's cache folder for this package.
-
-    ``$JAXOPT_LECTURES_CACHE`` if set, else ``$XDG_CACHE_HOME/jaxopt_lectures``, else
-    ``~/.cache/jaxopt_lectures``. Created on first use.
-    """
-    override = os.environ.get("JAXOPT_LECTURES_CACHE")
-    if override:
-        path = Path(override)
-    else:
-        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-        path = Path(base) / "jaxopt_lectures"
+    """The package's cache folder (``jaxopt_lectures._kernels.cache_dir``), created on first use."""
+    path = _kernels.cache_dir()
     path.mkdir(parents=True, exist_ok=True)
     return path
 
