@@ -1,13 +1,15 @@
-"""Time one optimizer step: ours (fused and per-leaf), optax, torch; against bytes / bandwidth.
+"""Time one optimizer step (ours: fused and per-leaf; optax; torch) against bytes / bandwidth.
 
 An optimizer step is memory traffic: Adam reads θ, g, m, v and writes θ, m, v (28 bytes per
 float32 parameter), SGD with momentum reads θ, g, m and writes θ, m (20 bytes). The limit
 for a tree is those bytes divided by the machine's bandwidth, measured here as the in-place
 ``a += s·b`` rate on 50M floats (12 bytes per element; the best of JAX and torch).
 
-Every method runs in this one process, round-robin (one call of each per round, so load
-spikes hit all alike); medians and minimums over ``--repeats`` rounds; the load average is
-recorded before and after. Not a test:
+Every method runs in this one process, round-robin (one call of each per round, in a
+shuffled order, so load spikes hit all alike); medians and minimums over ``--repeats``
+rounds; the load average is recorded before and after. "ours kernel" is the fused step with
+the C++ kernel (``backend="kernel"``), "ours fused-xla" the same packed state updated by
+XLA (``backend="xla"``). Not a test:
 
     .venv/bin/python benchmarks/optimizer_step.py                  # full run, ~3 min
     .venv/bin/python benchmarks/optimizer_step.py --quick          # small trees, few repeats
@@ -20,6 +22,7 @@ import argparse
 import json
 import os
 import platform
+import random
 import statistics
 import sys
 import time
@@ -29,6 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import jaxopt_lectures as jol
+from jaxopt_lectures import _kernels
 from jaxopt_lectures.fused import fused_adam, fused_adamw, fused_sgd, jit_step
 
 LR, B1, B2, EPS, WD, BETA = 1e-3, 0.9, 0.999, 1e-8, 1e-2, 0.9
@@ -118,10 +122,14 @@ def make_runners(tree_name: str, optimizers: list[str], include_torch: bool):
     params = make_tree(shapes)
     grads = make_tree(shapes, seed=1)
     runners = {}
+    kernel_ok = _kernels.available()
+    if not kernel_ok:
+        print(f"# no C++ kernel: {_kernels.unavailable_reason()}", file=sys.stderr)
 
-    def ours_fused(kind):
-        opt = {"adam": fused_adam(LR, B1, B2, EPS), "adamw": fused_adamw(LR, B1, B2, EPS, WD, mask=None),
-               "sgdm": fused_sgd(LR, BETA)}[kind]
+    def ours_fused(kind, backend):
+        opt = {"adam": fused_adam(LR, B1, B2, EPS, backend=backend),
+               "adamw": fused_adamw(LR, B1, B2, EPS, WD, mask=None, backend=backend),
+               "sgdm": fused_sgd(LR, BETA, backend=backend)}[kind]
         return jax_runner(jit_step(opt), opt.init(params), grads)
 
     def per_leaf(tx):
@@ -133,7 +141,9 @@ def make_runners(tree_name: str, optimizers: list[str], include_torch: bool):
         return jax_runner(jax.jit(step, donate_argnums=0, keep_unused=True), (params, tx.init(params)), grads)
 
     for kind in optimizers:
-        runners[(kind, "ours fused")] = ours_fused(kind)
+        if kernel_ok:
+            runners[(kind, "ours kernel")] = ours_fused(kind, "kernel")
+        runners[(kind, "ours fused-xla")] = ours_fused(kind, "xla")
         ref = {"adam": jol.adam(LR, B1, B2, EPS), "adamw": jol.adamw(LR, B1, B2, EPS, WD, mask=None),
                "sgdm": jol.sgd(LR, BETA)}[kind]
         runners[(kind, "ours per-leaf")] = per_leaf(ref)
@@ -185,10 +195,17 @@ def torch_runners(kind: str, shapes):
     return out
 
 
-def time_round_robin(runners: dict, repeats: int) -> dict:
+def time_round_robin(runners: dict, repeats: int, seed: int = 0) -> dict:
+    """Each round calls every runner once, in a fresh random order: a load spike hits all
+    methods alike, and no method always runs right after the same one (torch's OpenMP
+    threads keep spinning for a while after a call and slow whatever comes next)."""
     times = {k: [] for k in runners}
+    order = list(runners)
+    rng = random.Random(seed)
     for _ in range(repeats):
-        for k, run in runners.items():
+        rng.shuffle(order)
+        for k in order:
+            run = runners[k]
             t = time.perf_counter()
             run()
             times[k].append(time.perf_counter() - t)

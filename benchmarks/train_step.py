@@ -1,9 +1,10 @@
 """Time a full training step (forward, backward, optimizer) of the lab's MLP and ResNet.
 
-Same model, same batch, three optimizers: our fused AdamW (θ, m, v packed, the state
-donated), our per-leaf ``adamw`` chain, and ``optax.adamw``, each in a jitted step with the
-whole carry donated. A fourth program computes the loss and gradients only; the difference
-is the optimizer's share of the step. Round-robin, medians/minimums, load recorded. Not a test:
+Same model, same batch, four optimizers: our fused AdamW (θ, m, v packed, the state
+donated) with the C++ kernel and with the pure-XLA update, our per-leaf ``adamw`` chain, and
+``optax.adamw``, each in a jitted step with the whole carry donated. Another program computes
+the loss and gradients only; the difference is the optimizer's share of the step.
+Round-robin, medians/minimums, load recorded. Not a test:
 
     .venv/bin/python benchmarks/train_step.py            # ~2 min
     .venv/bin/python benchmarks/train_step.py --quick
@@ -26,6 +27,7 @@ import optax
 from flax import nnx
 
 import jaxopt_lectures as jol
+from jaxopt_lectures import _kernels
 from jaxopt_lectures.fused import fused_adamw
 from jaxopt_lectures.lab.models import MLP, ResNet
 
@@ -69,14 +71,15 @@ def runners(model_fn, x_shape):
         run()
         return run
 
-    fused = fused_adamw(LR, weight_decay=WD, mask=None)
+    for backend in ("kernel", "xla") if _kernels.available() else ("xla",):
+        fused = fused_adamw(LR, weight_decay=WD, mask=None, backend=backend)
 
-    def fused_step(carry):
-        state, stats = carry
-        (_, stats), grads = grad_fn(state.params.unpack(), stats)
-        return fused.step(state, grads), stats
+        def fused_step(carry, fused=fused):
+            state, stats = carry
+            (_, stats), grads = grad_fn(state.params.unpack(), stats)
+            return fused.step(state, grads), stats
 
-    out["ours fused adamw"] = donated(fused_step, (fused.init(params), stats))
+        out[f"ours fused-{backend} adamw"] = donated(fused_step, (fused.init(params), stats))
 
     def tree_step(tx, apply):
         def step(carry):
@@ -105,7 +108,7 @@ def main(argv=None):
     repeats = 5 if args.quick else args.repeats
     result = {"load_before": os.getloadavg(), "models": {}}
     print(f"# load {os.getloadavg()}")
-    print(f"{'model':<10} {'method':<20} {'median':>10} {'min':>10} {'optimizer share':>16}")
+    print(f"{'model':<10} {'method':<24} {'median':>10} {'min':>10} {'optimizer share':>16}")
     for name, model_fn, x_shape in models(args.quick):
         rs, n, leaves = runners(model_fn, x_shape)
         times = {k: [] for k in rs}
@@ -119,7 +122,7 @@ def main(argv=None):
         for k, v in times.items():
             med = statistics.median(v)
             entry["results"][k] = {"median_s": med, "min_s": min(v), "optimizer_share_s": med - base}
-            print(f"{name:<10} {k:<20} {med * 1e3:>8.2f}ms {min(v) * 1e3:>8.2f}ms {(med - base) * 1e3:>14.2f}ms")
+            print(f"{name:<10} {k:<24} {med * 1e3:>8.2f}ms {min(v) * 1e3:>8.2f}ms {(med - base) * 1e3:>14.2f}ms")
         result["models"][f"{name} ({leaves} leaves, {n:,} params)"] = entry
     result["load_after"] = os.getloadavg()
     print(f"# load after {result['load_after']}")
