@@ -165,3 +165,13 @@ def test_gradient_norm_probe_shows_vanishing_gradients():
     relu = norms("relu", "he")
     assert sig["blocks/0/linear"] < sig["head"] / 5
     assert relu["blocks/0/linear"] > relu["head"] / 3
+
+
+def test_the_epoch_step_updates_the_run_state_in_place(digits):
+    """Donation end to end: the state an epoch hands over is consumed by the next epoch."""
+    seen = []
+    lab.train(MLP, digits, SGD, epochs=2, batch_size=64, seeds=[0], progress=False,
+              on_epoch_end=lambda epoch, h: seen.append(h.state))
+    first, last = (jax.tree.leaves(s.params) + jax.tree.leaves(s.opt_state) for s in seen)
+    assert all(leaf.is_deleted() for leaf in first if leaf.size)
+    assert not any(leaf.is_deleted() for leaf in last)

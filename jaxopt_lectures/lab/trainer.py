@@ -380,7 +380,9 @@ def train(
       vmap: run all pairs as one vmapped program; default: yes unless the model has convolutions.
       checkpoint: file to save to every ``checkpoint_every`` epochs (atomically, no pickle);
         if it exists, training resumes from it and follows the same trajectory bit for bit.
-      on_epoch_end: called as ``on_epoch_end(epoch, history)`` after every epoch.
+      on_epoch_end: called as ``on_epoch_end(epoch, history)`` after every epoch;
+        ``history.state`` is valid until the next epoch starts (its buffers are donated to
+        the next training step): copy what you keep.
       progress: show a tqdm bar (only when stderr is a terminal).
       compilation_cache: turn on JAX's persistent compilation cache in the user cache dir.
       eval_loss_fn: per-example loss for the reported train/validation loss (default:
@@ -490,9 +492,11 @@ def train(
 
     if use_vmap:
         end_epoch = jax.jit(jax.vmap(lambda rs: _end_epoch(setup, rs, dev_data, patience)))
-        epoch_fn = jax.jit(jax.vmap(lambda rs, e, h: _scan_epoch(setup, rs, e, h, dev_data), in_axes=(0, None, 0)))
+        # The run state is donated (updated in place: no parameter-sized buffer per epoch).
+        epoch_fn = jax.jit(jax.vmap(lambda rs, e, h: _scan_epoch(setup, rs, e, h, dev_data), in_axes=(0, None, 0)),
+                           donate_argnums=0)
     else:
-        step_fn = jax.jit(lambda rs, i, h, d: _step(setup, rs, i, h, d))
+        step_fn = jax.jit(lambda rs, i, h, d: _step(setup, rs, i, h, d), donate_argnums=0)  # in place
         indices_fn = jax.jit(lambda rs, e: _epoch_indices(setup, rs, e, n))
         # conv nets are also evaluated run by run: vmapped convolutions are slow on CPU
         end_one = jax.jit(lambda rs: _end_epoch(setup, rs, dev_data, patience))
