@@ -68,6 +68,10 @@ class History:
     stopped_epoch: np.ndarray
     best_epoch: np.ndarray
     epochs_done: int = 0
+    #: ``(configs, seeds)`` loss and accuracy of the final (early-stopped: best) parameters
+    #: on the test split, which nothing in training looks at; ``None`` without a test split.
+    test_loss: np.ndarray | None = None
+    test_acc: np.ndarray | None = None
     graphdef: Any = dataclasses.field(default=None, repr=False)
     state: Any = dataclasses.field(default=None, repr=False)
 
@@ -360,7 +364,9 @@ def train(
     Args:
       model_fn: builds the network, e.g. ``functools.partial(MLP, (64, 32, 10))``; called as
         ``model_fn(rngs=nnx.Rngs(key))``. Same seed, same initialization across configs.
-      data: a :class:`~jaxopt_lectures.lab.data.Dataset`.
+      data: a :class:`~jaxopt_lectures.lab.data.Dataset`, or one per seed (a sequence as long
+        as ``seeds``, all with the same split sizes): seed ``s`` then trains and is measured
+        on its own split, so the seed-to-seed spread includes the split's variance.
       optimizer: a ``jol`` transformation; wrap it in ``jol.inject_hyperparams`` to vary its
         hyper-parameters through ``configs`` without recompiling.
       epochs: total epochs (a resumed run continues up to this number).
@@ -397,6 +403,8 @@ def train(
     if compilation_cache:
         enable_compilation_cache()
     seeds = tuple(int(s) for s in seeds)
+    per_seed_data = _per_seed_datasets(data, len(seeds))
+    data = per_seed_data[0]
     configs, hp_table = _run_hparams(hparams, configs, seeds)
     n_cfg, n_seed = len(configs), len(seeds)
     n_runs = n_cfg * n_seed
@@ -425,14 +433,11 @@ def train(
         unlabeled_batch=(2 * max(min(bs, len(data.x_unlabeled)) // 2, 1)
                          if any(name in trainer_hp for name in UNLABELED_HPARAMS) else 0),
     )
-    x_unl = data.x_unlabeled if data.x_unlabeled is not None else np.zeros((1,) + data.input_shape, np.float32)
-    if "graph_weight" in trainer_hp:
-        nbr_idx, nbr_w = knn_graph(x_unl, GRAPH_NEIGHBOURS)
-    else:
-        nbr_idx, nbr_w = np.zeros((len(x_unl), 1), np.int32), np.zeros((len(x_unl), 1), np.float32)
-    dev_data = tuple(
-        jnp.asarray(a) for a in (data.x_train, data.y_train, data.x_val, data.y_val, x_unl, nbr_idx, nbr_w)
-    )
+    seed_data = [_device_arrays(d, "graph_weight" in trainer_hp) for d in per_seed_data]
+    # one copy of the data per run (runs are config-major): a run's split is its seed's
+    run_data = [seed_data[i % n_seed if len(seed_data) > 1 else 0] for i in range(n_runs)]
+    dev_data = seed_data[0] if len(seed_data) == 1 else tuple(jnp.stack(a) for a in zip(*run_data))
+    data_axis = None if len(per_seed_data) == 1 else 0
     patience = early_stopping_patience
 
     def init_run(seed_key, opt_values, src):
@@ -491,18 +496,24 @@ def train(
                 target[..., :width] = arr[..., :width]
 
     if use_vmap:
-        end_epoch = jax.jit(jax.vmap(lambda rs: _end_epoch(setup, rs, dev_data, patience)))
+        end_vmapped = jax.jit(jax.vmap(lambda rs, d: _end_epoch(setup, rs, d, patience), in_axes=(0, data_axis)))
         # The run state is donated (updated in place: no parameter-sized buffer per epoch).
-        epoch_fn = jax.jit(jax.vmap(lambda rs, e, h: _scan_epoch(setup, rs, e, h, dev_data), in_axes=(0, None, 0)),
-                           donate_argnums=0)
+        epoch_vmapped = jax.jit(jax.vmap(lambda rs, e, h, d: _scan_epoch(setup, rs, e, h, d),
+                                         in_axes=(0, None, 0, data_axis)), donate_argnums=0)
+
+        def end_epoch(state):
+            return end_vmapped(state, dev_data)
+
+        def epoch_fn(state, epoch, hp):
+            return epoch_vmapped(state, epoch, hp, dev_data)
     else:
         step_fn = jax.jit(lambda rs, i, h, d: _step(setup, rs, i, h, d), donate_argnums=0)  # in place
         indices_fn = jax.jit(lambda rs, e: _epoch_indices(setup, rs, e, n))
         # conv nets are also evaluated run by run: vmapped convolutions are slow on CPU
-        end_one = jax.jit(lambda rs: _end_epoch(setup, rs, dev_data, patience))
+        end_one = jax.jit(lambda rs, d: _end_epoch(setup, rs, d, patience))
 
         def end_epoch(state):
-            outs = [end_one(r) for r in _unstack(state, n_runs)]
+            outs = [end_one(r, run_data[i]) for i, r in enumerate(_unstack(state, n_runs))]
             return _stack([o[0] for o in outs]), _stack([o[1] for o in outs])
 
     bar = _progress(range(start, epochs), progress, n_runs, progress_desc)
@@ -518,7 +529,7 @@ def train(
                 h = {k: v[r] for k, v in hp.items()}
                 idx = indices_fn(runs[r], epoch)
                 for b in range(setup.num_batches):
-                    runs[r] = step_fn(runs[r], idx[b], h, dev_data)
+                    runs[r] = step_fn(runs[r], idx[b], h, run_data[r])
             state = _stack(runs)
         was_active = np.asarray(state.active).reshape(n_cfg, n_seed)
         state, (tl, ta, vl, va, better) = end_epoch(state)
@@ -537,7 +548,48 @@ def train(
     if patience is not None:
         state = state._replace(params=state.best_params, batch_stats=state.best_batch_stats)
     history.state = state
+    if len(data.x_test):
+        history.test_loss, history.test_acc = _test_metrics(setup, state, per_seed_data, use_vmap, n_cfg, n_seed)
     return history
+
+
+def _per_seed_datasets(data, n_seed: int) -> list:
+    if isinstance(data, Dataset):
+        return [data]
+    datasets = list(data)
+    if len(datasets) != n_seed:
+        raise ValueError(f"data: got {len(datasets)} data sets for {n_seed} seeds; pass one Dataset or one per seed.")
+    shapes = {(d.x_train.shape, d.x_val.shape, d.x_test.shape, None if d.x_unlabeled is None else d.x_unlabeled.shape)
+              for d in datasets}
+    if len(shapes) != 1:
+        raise ValueError(f"data: the per-seed data sets must have equal split shapes, got {sorted(map(str, shapes))}")
+    return datasets
+
+
+def _device_arrays(data: Dataset, graph: bool) -> tuple:
+    """The arrays a training step reads: train and validation splits, the unlabeled pool and
+    its neighbour graph (zeros when unused)."""
+    x_unl = data.x_unlabeled if data.x_unlabeled is not None else np.zeros((1,) + data.input_shape, np.float32)
+    if graph:
+        nbr_idx, nbr_w = knn_graph(x_unl, GRAPH_NEIGHBOURS)
+    else:
+        nbr_idx, nbr_w = np.zeros((len(x_unl), 1), np.int32), np.zeros((len(x_unl), 1), np.float32)
+    return tuple(jnp.asarray(a) for a in (data.x_train, data.y_train, data.x_val, data.y_val, x_unl, nbr_idx, nbr_w))
+
+
+def _test_metrics(setup: _Setup, state: RunState, datasets, use_vmap: bool, n_cfg: int, n_seed: int):
+    """``(configs, seeds)`` test loss and accuracy of every run's final parameters."""
+    n_runs = n_cfg * n_seed
+    tests = [(jnp.asarray(d.x_test), jnp.asarray(d.y_test)) for d in datasets]
+    if use_vmap:
+        x = jnp.stack([tests[i % n_seed if len(tests) > 1 else 0][0] for i in range(n_runs)])
+        y = jnp.stack([tests[i % n_seed if len(tests) > 1 else 0][1] for i in range(n_runs)])
+        loss, acc = jax.jit(jax.vmap(lambda rs, a, b: _evaluate(setup, rs, a, b)))(state, x, y)
+    else:
+        one = jax.jit(lambda rs, a, b: _evaluate(setup, rs, a, b))
+        outs = [one(r, *tests[i % n_seed if len(tests) > 1 else 0]) for i, r in enumerate(_unstack(state, n_runs))]
+        loss, acc = jnp.stack([o[0] for o in outs]), jnp.stack([o[1] for o in outs])
+    return (np.asarray(loss, np.float64).reshape(n_cfg, n_seed), np.asarray(acc, np.float64).reshape(n_cfg, n_seed))
 
 
 def _spread_runs(mesh, use_vmap: bool, n_runs: int, *trees):
