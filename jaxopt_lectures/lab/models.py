@@ -109,11 +109,13 @@ class Dropout(nnx.Module):
       layer's weights are multiplied by ``1 - p``, which is the same as outputting
       ``(1 - p) x``. For a linear network this equals the average over all ``2^n`` masks
       (the ensemble argument).
+    * ``"unscaled"``: classic training without the test-time ``1 - p``: the mistake the
+      lecture warns about (the test-time activations are ``1 / (1 - p)`` times too large).
     """
 
     def __init__(self, rate: float = 0.0, mode: str = "inverted"):
-        if mode not in ("inverted", "classic"):
-            raise ValueError(f"dropout mode must be 'inverted' or 'classic', got {mode!r}.")
+        if mode not in ("inverted", "classic", "unscaled"):
+            raise ValueError(f"dropout mode must be 'inverted', 'classic' or 'unscaled', got {mode!r}.")
         if not 0.0 <= rate < 1.0:
             raise ValueError(f"dropout rate must be in [0, 1), got {rate}.")
         self.rate = rate

@@ -382,7 +382,8 @@ def train(
       early_stopping_patience: stop a run after this many epochs without a lower validation
         loss and restore its best parameters.
       init_from: a previous :class:`History` (pre-training): matching layers start from its
-        trained parameters (run by run if it has as many runs, else from its first run).
+        trained parameters (run by run if it has as many runs, seed by seed if it has one run
+        per seed, else from its first run).
       vmap: run all pairs as one vmapped program; default: yes unless the model has convolutions.
       checkpoint: file to save to every ``checkpoint_every`` epochs (atomically, no pickle);
         if it exists, training resumes from it and follows the same trajectory bit for bit.
@@ -460,7 +461,9 @@ def train(
     if init_from is not None:
         src = init_from.state.params
         runs_src = jax.tree.leaves(src)[0].shape[0]
-        if runs_src != n_runs:
+        if runs_src == n_seed and n_runs != n_seed:  # one source run per seed: reuse it in every config
+            src = jax.tree.map(lambda a: jnp.concatenate([a] * n_cfg), src)
+        elif runs_src != n_runs:
             src = jax.tree.map(lambda a: jnp.broadcast_to(a[0], (n_runs,) + a.shape[1:]), src)
     opt_values = {k: jnp.asarray(v) for k, v in opt_hp.items()}
     # Eagerly, run by run: jit(vmap(init)) of a network takes seconds to compile on CPU

@@ -1,0 +1,157 @@
+"""From a row's setting and grid to the trainer's arguments: one program per arm.
+
+An *arm* is one training setting plus a grid of tuned knobs. Every grid point and every
+seed of an arm run in **one** compiled program: the tuned knobs are traced inputs, not
+constants. Optimizer knobs (``optimizer.learning_rate``, ``optimizer.weight_decay``) are
+injected into the optimizer state (``jol.inject_hyperparams``), the trainer's own knobs
+(``hparams.dropout``, ``hparams.l1`` ...) enter the step as arrays; dense nets run all
+(grid point, seed) pairs vmapped, conv nets run by run over one jitted step (the
+trainer's choice). Each seed trains on its own data split (``seed`` of the split).
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import math
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import jaxopt_lectures as jol
+from jaxopt_lectures.lab import augment as aug
+from jaxopt_lectures.lab import data as data_lib
+from jaxopt_lectures.lab import models
+from jaxopt_lectures.lab.trainer import TRAINER_HPARAMS
+
+#: Optimizer settings that may be tuned (they become injected hyper-parameters).
+TUNABLE_OPTIMIZER = ("learning_rate", "weight_decay")
+
+
+def grid_points(grid: dict[str, tuple]) -> list[dict[str, Any]]:
+    """The Cartesian product of a grid, as ``[{path: value}, ...]`` (one point for ``{}``)."""
+    keys = sorted(grid)
+    return [dict(zip(keys, values)) for values in itertools.product(*(grid[k] for k in keys))]
+
+
+def trainer_configs(points: list[dict[str, Any]]) -> list[dict[str, float]] | None:
+    """Grid points as the trainer's ``configs``: ``optimizer.X`` -> ``X`` (injected into the
+    optimizer state), ``hparams.X`` -> ``X`` (a trainer hyper-parameter)."""
+    out = []
+    for p in points:
+        c = {}
+        for path, value in p.items():
+            head, _, name = path.partition(".")
+            if head == "optimizer" and name in TUNABLE_OPTIMIZER:
+                c[name] = float(value)
+            elif head == "hparams" and name in TRAINER_HPARAMS:
+                c[name] = float(value)
+            else:
+                raise ValueError(f"cannot tune {path!r}: only optimizer.{TUNABLE_OPTIMIZER} and hparams.* are traced")
+        out.append(c)
+    return out if any(out) else None
+
+
+def steps_per_epoch(n_train: int, batch_size: int | None) -> int:
+    return 1 if batch_size is None else max(n_train // min(batch_size, n_train), 1)
+
+
+def load_data(spec: dict, seed: int) -> data_lib.Dataset:
+    """The data set of ``spec`` with the split of ``seed`` (split variance enters the seeds)."""
+    spec = dict(spec)
+    name = spec.pop("name")
+    return data_lib.load(name, seed=seed, **spec)
+
+
+def _shape(spec: dict | None, total_steps: int):
+    """The schedule's shape, peak 1 (the learning rate multiplies it, so it can be traced)."""
+    if not spec:
+        return None
+    kind = spec["kind"]
+    if kind == "linear_warmup":
+        warm = max(int(round(spec["warmup_fraction"] * total_steps)), 1)
+        return lambda count: jnp.minimum(jnp.asarray(count, jnp.float32) / warm, 1.0)
+    if kind == "cosine_decay":
+        return jol.schedules.cosine_decay(1.0, max(total_steps, 1))
+    raise ValueError(f"unknown schedule kind {kind!r}")
+
+
+def make_optimizer(spec: dict, total_steps: int) -> jol.GradientTransformation:
+    """The optimizer of ``spec`` with ``learning_rate`` (and ``weight_decay``) injected.
+
+    Names are ``jol`` aliases plus two chains: ``adam_l2`` (coupled L2 inside Adam: the
+    penalty gets divided by √v̂ too) and ``sgd_wd`` (``λθ`` added to the gradient before the
+    momentum: PyTorch's SGD ``weight_decay``, a per-step shrink of about ``ηλ/(1 − β)``).
+    """
+    spec = dict(spec)
+    name = spec.pop("name")
+    shape = _shape(spec.pop("schedule", None), total_steps)
+    lr0 = float(spec.pop("learning_rate"))
+    has_wd = "weight_decay" in spec
+    wd0 = float(spec.pop("weight_decay", 0.0))
+
+    def factory(learning_rate, weight_decay=0.0):
+        lr = learning_rate if shape is None else (lambda count: learning_rate * shape(count))
+        if name == "adam_l2":
+            return jol.chain(jol.add_l2_regularization(weight_decay), jol.adam(lr, **spec))
+        if name == "sgd_wd":
+            return jol.chain(jol.add_l2_regularization(weight_decay), jol.sgd(lr, **spec))
+        if name == "adamw":
+            return jol.adamw(lr, weight_decay=weight_decay, **spec)
+        return getattr(jol, name)(lr, **spec)
+
+    injected = jol.inject_hyperparams(factory)
+    return injected(learning_rate=lr0, weight_decay=wd0) if has_wd else injected(learning_rate=lr0)
+
+
+def make_model_fn(spec: dict, ds: data_lib.Dataset):
+    spec = dict(spec)
+    name = spec.pop("name")
+    classes = ds.num_classes
+    act = spec.pop("activation", "relu")
+    if isinstance(act, str) and act.startswith("maxout"):
+        act = models.maxout(int(act[len("maxout"):]))
+    if name == "mlp":
+        widths = (math.prod(ds.input_shape), *spec.pop("hidden"), classes)
+        return functools.partial(models.MLP, widths, activation=act, **spec)
+    if name == "cnn":
+        return functools.partial(models.CNN, ds.input_shape, classes, activation=act, **spec)
+    if name == "resnet":
+        return functools.partial(models.ResNet, in_shape=ds.input_shape, num_classes=classes, activation=act, **spec)
+    raise ValueError(f"unknown model {name!r}")
+
+
+def per_example_loss(name: str):
+    """The training loss: cross-entropy, MSE on softmax outputs, multi-class hinge, or (minus)
+    accuracy. Every arm is *measured* in cross-entropy and accuracy alike."""
+    if name == "cross_entropy":
+        return None  # the trainer's default
+    if name == "mse":
+        return lambda out, target: jnp.sum((jax.nn.softmax(out) - target) ** 2, axis=-1)
+    if name == "hinge":
+        from jaxopt_lectures import losses
+
+        return lambda out, target: losses.multiclass_hinge(out, jnp.argmax(target, -1))
+    if name == "accuracy":
+        # 1 − [argmax = label]: piecewise constant in the weights, so its gradient is 0.
+        return lambda out, target: 1.0 - (jnp.argmax(out, -1) == jnp.argmax(target, -1)).astype(out.dtype)
+    raise ValueError(f"unknown loss {name!r}")
+
+
+def make_augment(name: str | None):
+    if name is None:
+        return None
+    if name == "flip":  # deliberately unsafe: this row measures the lecture's warning
+        return aug.make_augment(flip=True, flip_safe=True)
+    raise ValueError(f"unknown augment {name!r}")
+
+
+def rotation_pretext(ds: data_lib.Dataset) -> data_lib.Dataset:
+    """Pretext task: by how many quarter turns was an unlabeled image rotated?"""
+    x = ds.x_unlabeled
+    xs = np.concatenate([np.rot90(x, k, axes=(1, 2)) for k in range(4)])
+    ys = np.repeat(np.arange(4, dtype=np.int32), len(x))
+    return data_lib.from_arrays(xs, ys, name="digits-rotation", num_classes=4, normalize=False,
+                                val_fraction=0.1, test_fraction=0.0)
