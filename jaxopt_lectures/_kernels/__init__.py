@@ -5,8 +5,18 @@
 cache folder, as for the lab: ``$JAXOPT_LECTURES_CACHE``, else
 ``$XDG_CACHE_HOME/jaxopt_lectures``, else ``~/.cache/jaxopt_lectures``. ``<key>`` hashes the
 source, the compiler, its flags, the jaxlib version and the CPU's feature flags (the build
-uses ``-march=native``). The build writes a temporary file and renames it, so concurrent
-processes never load half a library. A build takes about 5 s, once per key.
+uses ``-march=native``). A build takes about 5 s, once per key.
+
+Loading a shared library runs its code, so the cache is guarded (a library planted by another
+user must never be loaded): the cache folder is created with mode 0700, and an existing one
+is used only if the current user owns it and neither group nor others can write to it
+(:func:`private_dir`); the build writes an unpredictable temporary name (``mkstemp`` in that
+folder) and renames it into place atomically; and before loading, the file itself (opened
+without following a symbolic link) must be a regular file owned by the current user and not
+group/world writable. Anything else is refused with one ``RuntimeWarning`` and the fused
+optimizers use the XLA path. An unusable cache folder (not creatable, not writable, not
+private) means no persistent cache at all: :func:`usable_cache_dir` says so once, naming
+``$JAXOPT_LECTURES_CACHE``.
 
 ``load()`` returns the loaded library, or ``None`` when the kernels cannot be had (no
 compiler, a failed build, or ``JAXOPT_LECTURES_KERNELS=0``); ``unavailable_reason()`` then
@@ -16,11 +26,14 @@ says why. Callers fall back to the pure-JAX path.
 from __future__ import annotations
 
 import ctypes
+import errno
 import hashlib
 import os
 import platform
 import shutil
+import stat
 import subprocess
+import tempfile
 import threading
 import warnings
 from pathlib import Path
@@ -37,20 +50,79 @@ TARGETS = {
 FLAGS = ("-O3", "-march=native", "-ffp-contract=off", "-fno-math-errno", "-std=c++17",
          "-shared", "-fPIC", "-pthread", "-Wno-return-type")
 SWITCH_ENV = "JAXOPT_LECTURES_KERNELS"  # "0": never use the kernels
+CACHE_ENV = "JAXOPT_LECTURES_CACHE"  # the cache folder (see cache_dir)
 BUILD_TIMEOUT_S = 300
 
 _lock = threading.Lock()
 _state: dict = {"tried": False, "lib": None, "reason": None}
+_cache_warned: set = set()  # cache folders already reported unusable in this process
 
 
 def cache_dir() -> Path:
     """The package's cache folder (built kernels here; the lab's data sets and compiled
     programs too): ``$JAXOPT_LECTURES_CACHE`` if set, else ``$XDG_CACHE_HOME/jaxopt_lectures``,
-    else ``~/.cache/jaxopt_lectures``. Not created here."""
-    if os.environ.get("JAXOPT_LECTURES_CACHE"):
-        return Path(os.environ["JAXOPT_LECTURES_CACHE"])
+    else ``~/.cache/jaxopt_lectures``. Not created here (see :func:`private_dir`)."""
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV])
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "jaxopt_lectures"
+
+
+class UnsafeCacheError(PermissionError):
+    """A cache folder or file that another user could have written: never used."""
+
+
+def check_private(path: str | os.PathLike, st: os.stat_result, what: str) -> None:
+    """Raises :class:`UnsafeCacheError` unless ``st`` (of ``path``) is owned by the current
+    user and not writable by group or others. No-op where POSIX owners do not exist."""
+    if not hasattr(os, "getuid"):  # pragma: no cover - Windows
+        return
+    uid = os.getuid()
+    if st.st_uid != uid:
+        raise UnsafeCacheError(f"{what} {path} is owned by uid {st.st_uid}, not by the current user "
+                               f"(uid {uid}); refusing to use it")
+    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise UnsafeCacheError(f"{what} {path} is writable by group or others (mode "
+                               f"{stat.S_IMODE(st.st_mode):04o}); refusing to use it")
+
+
+def private_dir(path: str | os.PathLike) -> Path:
+    """``path`` as a folder only the current user can write to.
+
+    Created with mode 0700 if missing (its parents the usual way); an existing folder must be
+    owned by the current user and not group/world writable, else :class:`UnsafeCacheError`.
+    Other failures (a file in the way, no permission to create it) raise their ``OSError``.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.mkdir(path, 0o700)
+    except FileExistsError:
+        pass
+    st = os.stat(path)
+    if not stat.S_ISDIR(st.st_mode):
+        raise NotADirectoryError(errno.ENOTDIR, "not a folder", str(path))
+    check_private(path, st, "cache folder")
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise PermissionError(errno.EACCES, "not writable", str(path))
+    return path
+
+
+def usable_cache_dir(sub: str | None = None) -> Path | None:
+    """:func:`cache_dir` (or its private sub-folder ``sub``), created on first use, or ``None``
+    when it cannot be used safely: then everything runs without a persistent cache, and one
+    ``RuntimeWarning`` per process says why and names ``$JAXOPT_LECTURES_CACHE``."""
+    root = cache_dir()
+    try:
+        root = private_dir(root)
+        return private_dir(root / sub) if sub else root
+    except OSError as e:
+        if str(root) not in _cache_warned:
+            _cache_warned.add(str(root))
+            warnings.warn(f"jaxopt_lectures: the cache folder {root} cannot be used ({type(e).__name__}: {e}); "
+                          f"running without a persistent cache (data regenerated, programs recompiled, no C++ "
+                          f"kernel); set {CACHE_ENV} to a folder you own", RuntimeWarning, stacklevel=2)
+        return None
 
 
 def compiler() -> str | None:
@@ -88,21 +160,64 @@ def library_path(cxx: str) -> Path:
     return cache_dir() / f"fused_step-{h.hexdigest()[:20]}.so"
 
 
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:  # pragma: no cover - platforms without directory fds
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover
+        pass
+    finally:
+        os.close(fd)
+
+
 def build(cxx: str, target: Path) -> None:
-    """Compiles ``fused_step.cc`` into ``target`` (temporary file, then an atomic rename)."""
+    """Compiles ``fused_step.cc`` into ``target``: an unpredictable temporary name in the
+    (private, see :func:`private_dir`) target folder, mode 0700, then an atomic rename."""
     import jax.ffi
 
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    private_dir(target.parent)
+    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    os.close(fd)
+    tmp = Path(tmp_name)
     cmd = [cxx, *FLAGS, "-I", jax.ffi.include_dir(), str(SOURCE), "-o", str(tmp)]
     try:
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=BUILD_TIMEOUT_S)
         if out.returncode != 0:
             raise RuntimeError(f"{' '.join(cmd)} failed ({out.returncode}):\n{out.stderr[-4000:]}")
+        os.chmod(tmp, 0o700)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
         os.replace(tmp, target)
+        _fsync_dir(target.parent)
     finally:
-        if tmp.exists():
+        if os.path.lexists(tmp):
             tmp.unlink()
+
+
+def open_library(path: Path) -> ctypes.CDLL:
+    """``dlopen`` of ``path`` after checking it: opened without following a symbolic link, it
+    must be a regular file owned by the current user and not group/world writable
+    (:class:`UnsafeCacheError` otherwise). The checked file itself is loaded (through
+    ``/proc/self/fd`` where there is one), so it cannot be swapped between check and load."""
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise UnsafeCacheError(f"kernel library {path} is a symbolic link; refusing to load it") from None
+        raise
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise UnsafeCacheError(f"kernel library {path} is not a regular file; refusing to load it")
+        check_private(path, st, "kernel library")
+        by_fd = f"/proc/self/fd/{fd}"
+        return ctypes.CDLL(by_fd if os.path.exists(by_fd) else str(path))
+    finally:
+        os.close(fd)
 
 
 def _register(lib: ctypes.CDLL) -> None:
@@ -119,13 +234,15 @@ class _Unavailable(RuntimeError):
 def _load_uncached() -> ctypes.CDLL:
     if os.environ.get(SWITCH_ENV, "1").strip().lower() in ("0", "false", "no", "off"):
         raise _Unavailable(f"switched off by {SWITCH_ENV}={os.environ[SWITCH_ENV]}")
+    if usable_cache_dir() is None:  # already said once, naming the folder
+        raise _Unavailable(f"the cache folder {cache_dir()} cannot be used (see {CACHE_ENV})")
     cxx = compiler()
     if cxx is None:
         raise _Unavailable(f"no C++ compiler: {os.environ.get('CXX') or 'g++'} is not on the PATH")
     path = library_path(cxx)
-    if not path.exists():
+    if not os.path.lexists(path):
         build(cxx, path)
-    lib = ctypes.CDLL(str(path))
+    lib = open_library(path)
     _register(lib)
     return lib
 

@@ -1,8 +1,16 @@
-"""Where the lab keeps its caches (generated data sets, compiled programs)."""
+"""Where the lab keeps its caches (generated data sets, compiled programs).
+
+One folder for the whole package (``jaxopt_lectures._kernels.cache_dir``: built kernels, data
+sets, JAX's compiled programs), private to the user (mode 0700; see
+``jaxopt_lectures._kernels.private_dir``). Compiled programs and kernels are code, so a folder
+another user could write to is never used. The cache only saves time: a folder that cannot be
+used means no persistent cache, with one warning naming ``$JAXOPT_LECTURES_CACHE``.
+"""
 
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import jax
@@ -11,21 +19,39 @@ from jaxopt_lectures import _kernels
 
 
 def cache_dir() -> Path:
-    """The package's cache folder (``jaxopt_lectures._kernels.cache_dir``), created on first use."""
-    path = _kernels.cache_dir()
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    """The package's cache folder (``jaxopt_lectures._kernels.cache_dir``), created with mode
+    0700 on first use. Raises ``OSError`` (``UnsafeCacheError`` for a folder another user can
+    write to) when it cannot be used; :func:`usable_cache_dir` warns and returns ``None`` instead."""
+    return _kernels.private_dir(_kernels.cache_dir())
 
 
-def enable_compilation_cache(path: str | os.PathLike | None = None, min_compile_secs: float = 0.5) -> Path:
+def usable_cache_dir(sub: str | None = None) -> Path | None:
+    """:func:`cache_dir` (or its private sub-folder ``sub``), or ``None`` with one warning per
+    process when it cannot be used: callers then run without a persistent cache."""
+    return _kernels.usable_cache_dir(sub)
+
+
+def enable_compilation_cache(path: str | os.PathLike | None = None, min_compile_secs: float = 0.5) -> Path | None:
     """Turn on JAX's persistent compilation cache (compiles dominate run time on CPU).
 
     Called by the trainer and the CLI, never on import. Programs that took at least
     ``min_compile_secs`` to compile are stored under ``path`` (default ``cache_dir()/jax``)
-    and reloaded by later processes instead of recompiled.
+    and reloaded by later processes instead of recompiled. The folder must be private to the
+    user (compiled programs are run as they are loaded); when it cannot be created or is not
+    private, the cache stays off, one ``RuntimeWarning`` says why, and ``None`` is returned.
     """
-    target = Path(path) if path is not None else cache_dir() / "jax"
-    target.mkdir(parents=True, exist_ok=True)
+    if path is None:
+        target = usable_cache_dir("jax")
+    else:
+        try:
+            target = _kernels.private_dir(path)
+        except OSError as e:
+            warnings.warn(f"jaxopt_lectures: the compilation cache folder {path} cannot be used "
+                          f"({type(e).__name__}: {e}); programs are recompiled in every process",
+                          RuntimeWarning, stacklevel=2)
+            target = None
+    if target is None:
+        return None
     jax.config.update("jax_compilation_cache_dir", str(target))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", float(min_compile_secs))
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)

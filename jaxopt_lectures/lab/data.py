@@ -3,18 +3,27 @@
 Nothing here downloads: ``digits`` is bundled with scikit-learn, ``mnist1d`` is generated
 locally (and cached as ``.npz``), ``linear_regression`` is the lecture's ``y = b + w x`` toy,
 and any ``.npz`` with ``x``/``y`` arrays can be loaded.
+
+Bad input is a :class:`DataError` naming the file or argument and saying what to do; splits
+never share an example; a damaged cache file is named, deleted and regenerated.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import numbers
 import os
 import random
+import tempfile
+import warnings
+import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
 
-from jaxopt_lectures.lab._paths import cache_dir
+from jaxopt_lectures.lab._paths import usable_cache_dir
 
 __all__ = [
     "Dataset",
@@ -78,12 +87,19 @@ def _check(x: np.ndarray, y: np.ndarray, num_classes: int | None, source: str) -
         raise DataError(f"{source}: x has {len(x)} examples but y has {len(y)}; they must match.")
     if len(x) == 0:
         raise DataError(f"{source}: no examples.")
+    if 0 in x.shape[1:]:
+        raise DataError(f"{source}: x has shape {x.shape}, i.e. no features; each example needs at least one value.")
+    if np.iscomplexobj(x):
+        raise DataError(f"{source}: x is complex ({x.dtype}); pass the real and imaginary parts as separate "
+                        "features, e.g. np.stack([x.real, x.imag], axis=-1).")
     if not np.issubdtype(x.dtype, np.number):
         raise DataError(f"{source}: x must be numeric, got dtype {x.dtype}.")
     if not np.all(np.isfinite(x)):
         bad = int(np.sum(~np.isfinite(x)))
         raise DataError(f"{source}: x contains {bad} NaN or infinite values; clean or impute them first.")
     if num_classes is None:
+        if np.iscomplexobj(y) or not np.issubdtype(y.dtype, np.number):
+            raise DataError(f"{source}: regression targets y must be real numbers, got dtype {y.dtype}.")
         if not np.all(np.isfinite(y)):
             raise DataError(f"{source}: y contains NaN or infinite values.")
         return
@@ -102,10 +118,18 @@ def _check(x: np.ndarray, y: np.ndarray, num_classes: int | None, source: str) -
         )
 
 
+def _is_int(v) -> bool:
+    return isinstance(v, numbers.Integral) and not isinstance(v, (bool, np.bool_))
+
+
 def _split_sizes(n: int, val_fraction: float, test_fraction: float, unlabeled_size: int) -> tuple[int, int]:
     for name, f in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
+        if not isinstance(f, numbers.Real) or isinstance(f, (bool, np.bool_)):
+            raise DataError(f"{name} must be a number in [0, 1), got {f!r} ({type(f).__name__}).")
         if not 0.0 <= f < 1.0:
             raise DataError(f"{name} must be in [0, 1), got {f}.")
+    if not _is_int(unlabeled_size) or unlabeled_size < 0:
+        raise DataError(f"unlabeled_size must be an integer >= 0, got {unlabeled_size!r}.")
     n_test = int(round(n * test_fraction))
     n_val = int(round(n * val_fraction))
     if n_test + n_val + unlabeled_size >= n:
@@ -135,22 +159,26 @@ def from_arrays(
     Split order (so that changing ``train_size`` never changes the other splits): test, then
     validation, then the unlabeled pool, then training; ``train_size`` keeps the first
     ``train_size`` of the remaining training examples (the "more training data" experiment).
-    ``num_classes=-1`` infers ``max(y) + 1``; ``None`` means regression.
-    Normalization: per channel (last axis) mean and standard deviation of the training split.
+    ``num_classes=-1`` infers ``max(y) + 1`` from integer labels (refused when that exceeds
+    the number of examples, or for float labels: pass it then); ``None`` means regression.
+    Normalization: per channel (last axis) mean and standard deviation of the training split,
+    computed in float64 (features near 1e30 do not overflow).
     """
     x = np.asarray(x)
     y = np.asarray(y)
-    if num_classes == -1:
-        if y.ndim == 1 and len(y) and np.issubdtype(y.dtype, np.integer):
-            num_classes = int(np.max(y)) + 1
-        else:
-            _check(x, y, 2, name)  # raises the shape/dtype error with a clear message
-            num_classes = int(np.max(y)) + 1
+    if num_classes == -1 and not isinstance(num_classes, (bool, np.bool_)):
+        num_classes = _infer_num_classes(x, y, name)
+    elif num_classes is not None and (not _is_int(num_classes) or num_classes < 1):
+        raise DataError(f"num_classes must be an integer >= 1, -1 (infer from y) or None (regression), "
+                        f"got {num_classes!r}.")
+    else:
+        num_classes = None if num_classes is None else int(num_classes)
     _check(x, y, num_classes, name)
-    x = x.astype(np.float32)
     y = y.astype(np.int32) if num_classes is not None else y.astype(np.float32)
     n = len(x)
     n_val, n_test = _split_sizes(n, val_fraction, test_fraction, unlabeled_size)
+    if train_size is not None and not _is_int(train_size):
+        raise DataError(f"train_size must be an integer or None, got {train_size!r}.")
     perm = np.random.default_rng(seed).permutation(n)
     test_idx = perm[:n_test]
     val_idx = perm[n_test : n_test + n_val]
@@ -160,18 +188,25 @@ def from_arrays(
         if not 0 < train_size <= len(train_idx):
             raise DataError(f"train_size must be in [1, {len(train_idx)}] for {name!r}, got {train_size}.")
         train_idx = train_idx[:train_size]
+    x = x.astype(np.float64)
     x_train = x[train_idx]
     axes = tuple(range(x.ndim - 1))
     if normalize:
-        mean = x_train.mean(axis=axes).astype(np.float32)
-        std = x_train.std(axis=axes).astype(np.float32)
-        std = np.where(std > 1e-8, std, 1.0).astype(np.float32)
+        mean64 = x_train.mean(axis=axes)
+        std64 = x_train.std(axis=axes)
+        std64 = np.where(std64 > 1e-8 * np.maximum(1.0, np.abs(mean64)), std64, 1.0)
     else:
-        mean = np.zeros(x.shape[-1], np.float32)
-        std = np.ones(x.shape[-1], np.float32)
+        mean64 = np.zeros(x.shape[-1])
+        std64 = np.ones(x.shape[-1])
+    big = float(np.finfo(np.float32).max)
+    if np.any(np.abs(mean64) > big) or np.any(std64 > big) or (
+            not normalize and np.any(np.abs(x) > big)):
+        raise DataError(f"{name}: x has values beyond float32's range (max |x| = {float(np.max(np.abs(x))):.3g}); "
+                        "rescale the features first.")
+    mean, std = mean64.astype(np.float32), std64.astype(np.float32)
 
     def norm(a: np.ndarray) -> np.ndarray:
-        return ((a - mean) / std).astype(np.float32)
+        return ((a - mean64) / std64).astype(np.float32)
 
     return Dataset(
         name=name,
@@ -189,6 +224,27 @@ def from_arrays(
     )
 
 
+def _infer_num_classes(x: np.ndarray, y: np.ndarray, name: str) -> int:
+    if y.ndim != 1 or not len(y) or not np.issubdtype(y.dtype, np.integer):
+        if y.ndim == 1 and len(y) and np.issubdtype(y.dtype, np.floating):
+            _check(x, y, None, name)  # x errors first, and y finite
+            if np.all(y == np.round(y)):
+                raise DataError(
+                    f"{name}: y holds float labels with integral values ({float(np.min(y)):g} .. "
+                    f"{float(np.max(y)):g}) and num_classes is inferred; pass num_classes="
+                    f"{max(int(np.max(y)) + 1, 1)} for classification or num_classes=None for regression "
+                    "(or store y as integers)."
+                )
+        _check(x, y, 2, name)  # raises the shape/dtype error with a clear message
+    num_classes = int(np.max(y)) + 1
+    if num_classes > len(y):
+        raise DataError(
+            f"{name}: inferring num_classes = max(y) + 1 = {num_classes} from {len(y)} examples (most classes "
+            "would have no example); relabel to 0..K-1 or pass num_classes explicitly."
+        )
+    return num_classes
+
+
 def load_digits(**split_kwargs) -> Dataset:
     """scikit-learn's bundled 8x8 handwritten digits (1797 images, 10 classes), as (n, 8, 8, 1).
 
@@ -202,10 +258,30 @@ def load_digits(**split_kwargs) -> Dataset:
 
 
 def _atomic_savez(path: Path, **arrays: np.ndarray) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
-        np.savez(f, **arrays)
-    os.replace(tmp, path)
+    """``np.savez`` that readers never see half-written: an unpredictable temporary file in
+    the target folder (``mkstemp``), ``fsync``, ``os.replace``, then ``fsync`` of the folder.
+    The temporary file is removed on any failure."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.lexists(tmp):
+            os.unlink(tmp)
+        raise
+    try:
+        dfd = os.open(path.parent, os.O_RDONLY)
+    except OSError:  # pragma: no cover - platforms without directory fds
+        return
+    try:
+        os.fsync(dfd)
+    except OSError:  # pragma: no cover
+        pass
+    finally:
+        os.close(dfd)
 
 
 def _generate_mnist1d(num_samples: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -226,20 +302,88 @@ def _generate_mnist1d(num_samples: int, seed: int) -> tuple[np.ndarray, np.ndarr
     return x, y
 
 
+_MNIST1D_LENGTH = 40
+_MNIST1D_CLASSES = 10
+_NPZ_ERRORS = (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error)
+
+
+def _open_npz(path: Path) -> np.lib.npyio.NpzFile:
+    """``np.load`` of an ``.npz`` (never unpickling), with a clear error for other files."""
+    with open(path, "rb") as fh:
+        head = fh.read(6)
+    if not head.startswith((b"PK\x03\x04", b"PK\x05\x06", b"\x93NUMPY")):
+        raise DataError(f"{path}: not an .npz archive (it starts with {head!r}); "
+                        "save with np.savez(path, x=inputs, y=labels).")
+    f = np.load(path, allow_pickle=False)
+    if not isinstance(f, np.lib.npyio.NpzFile):
+        raise DataError(f"{path}: holds a single array (.npy format), not an .npz archive; "
+                        "save with np.savez(path, x=inputs, y=labels).")
+    return f
+
+
+def _digest(x: np.ndarray, y: np.ndarray) -> str:
+    h = hashlib.sha256()
+    for a in (x, y):
+        h.update(f"{a.dtype.str}{a.shape}".encode())
+        h.update(np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()
+
+
+def _read_mnist1d_cache(path: Path, num_samples: int) -> tuple[np.ndarray, np.ndarray]:
+    """The cached arrays, checked (keys, shapes, dtypes, label range, checksum); raises
+    ``ValueError`` saying what is wrong (or numpy's/zipfile's error for an unreadable file)."""
+    n = _MNIST1D_CLASSES * (num_samples // _MNIST1D_CLASSES)
+    with _open_npz(path) as f:
+        missing = [k for k in ("x", "y", "sha256") if k not in f.files]
+        if missing:
+            raise ValueError(f"missing key {missing[0]!r} (found {sorted(f.files)})")
+        x, y, digest = f["x"], f["y"], str(f["sha256"])
+    if x.shape != (n, _MNIST1D_LENGTH) or x.dtype != np.float32:
+        raise ValueError(f"x is {x.dtype}{x.shape}, expected float32{(n, _MNIST1D_LENGTH)}")
+    if y.shape != (n,) or y.dtype != np.int32:
+        raise ValueError(f"y is {y.dtype}{y.shape}, expected int32{(n,)}")
+    if digest != _digest(x, y):
+        raise ValueError("checksum mismatch (the arrays were changed after they were written)")
+    return x, y
+
+
 def load_mnist1d(num_samples: int = 5000, *, generator_seed: int = 42, **split_kwargs) -> Dataset:
     """MNIST-1D (Greydanus 2020): 10 classes of length-40 signals, as (n, 40, 1).
 
-    Generated locally with ``mnist1d.data.make_dataset`` (~0.6 ms per sample) and cached as
-    ``mnist1d_<num_samples>_<generator_seed>.npz`` in :func:`cache_dir`; never downloaded.
+    Generated locally with ``mnist1d.data.make_dataset`` (~0.6 ms per sample; it makes
+    ``num_samples // 10`` examples of each class) and cached as
+    ``mnist1d_<num_samples>_<generator_seed>.npz`` in the package's cache folder; never downloaded.
+    The cache file carries a checksum; one that cannot be read or fails its checks is named in
+    a ``RuntimeWarning``, deleted and regenerated. Without a usable cache folder the data are
+    generated every time.
     """
-    path = cache_dir() / f"mnist1d_{num_samples}_{generator_seed}.npz"
-    if path.exists():
-        with np.load(path, allow_pickle=False) as f:
-            x, y = f["x"], f["y"]
-    else:
+    if not _is_int(num_samples) or num_samples < _MNIST1D_CLASSES:
+        raise DataError(f"num_samples must be an integer >= {_MNIST1D_CLASSES} (mnist1d makes num_samples // "
+                        f"{_MNIST1D_CLASSES} examples of each class), got {num_samples!r}.")
+    if not _is_int(generator_seed) or generator_seed < 0:
+        raise DataError(f"generator_seed must be an integer >= 0, got {generator_seed!r}.")
+    folder = usable_cache_dir()
+    path = None if folder is None else folder / f"mnist1d_{num_samples}_{generator_seed}.npz"
+    x = y = None
+    if path is not None and os.path.lexists(path):
+        try:
+            x, y = _read_mnist1d_cache(path, num_samples)
+        except _NPZ_ERRORS as e:
+            warnings.warn(f"jaxopt_lectures: damaged mnist1d cache file {path} ({type(e).__name__}: {e}); "
+                          "deleting and regenerating it", RuntimeWarning, stacklevel=2)
+            try:
+                path.unlink()
+            except OSError:
+                path = None  # cannot be replaced either: run without caching this one
+    if x is None:
         x, y = _generate_mnist1d(num_samples, generator_seed)
-        _atomic_savez(path, x=x, y=y)
-    return from_arrays(x[..., None], y, name="mnist1d", num_classes=10, **split_kwargs)
+        if path is not None:
+            try:
+                _atomic_savez(path, x=x, y=y, sha256=np.array(_digest(x, y)))
+            except OSError as e:
+                warnings.warn(f"jaxopt_lectures: could not write the mnist1d cache file {path} "
+                              f"({type(e).__name__}: {e}); continuing without it", RuntimeWarning, stacklevel=2)
+    return from_arrays(x[..., None], y, name="mnist1d", num_classes=_MNIST1D_CLASSES, **split_kwargs)
 
 
 def load_npz(path: str | os.PathLike, *, num_classes: int | None = -1, **split_kwargs) -> Dataset:
@@ -247,14 +391,22 @@ def load_npz(path: str | os.PathLike, *, num_classes: int | None = -1, **split_k
     path = Path(path)
     if not path.exists():
         raise DataError(f"{path}: no such file.")
-    with np.load(path, allow_pickle=False) as f:
-        missing = [k for k in ("x", "y") if k not in f.files]
-        if missing:
-            raise DataError(
-                f"{path}: missing key {missing[0]!r} (found {sorted(f.files)}); "
-                "save with np.savez(path, x=inputs, y=labels)."
-            )
-        x, y = f["x"], f["y"]
+    if path.is_dir():
+        raise DataError(f"{path}: is a folder, not an .npz file.")
+    try:
+        with _open_npz(path) as f:
+            missing = [k for k in ("x", "y") if k not in f.files]
+            if missing:
+                raise DataError(
+                    f"{path}: missing key {missing[0]!r} (found {sorted(f.files)}); "
+                    "save with np.savez(path, x=inputs, y=labels)."
+                )
+            x, y = f["x"], f["y"]
+    except DataError:
+        raise
+    except _NPZ_ERRORS as e:
+        raise DataError(f"{path}: not a readable .npz archive ({type(e).__name__}: {e}); "
+                        "save with np.savez(path, x=inputs, y=labels).") from e
     return from_arrays(x, y, name=str(path), num_classes=num_classes, **split_kwargs)
 
 
