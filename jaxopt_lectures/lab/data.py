@@ -10,6 +10,7 @@ never share an example; a damaged cache file is named, deleted and regenerated.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import numbers
@@ -19,6 +20,7 @@ import tempfile
 import warnings
 import zipfile
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -307,18 +309,22 @@ _MNIST1D_CLASSES = 10
 _NPZ_ERRORS = (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error)
 
 
-def _open_npz(path: Path) -> np.lib.npyio.NpzFile:
-    """``np.load`` of an ``.npz`` (never unpickling), with a clear error for other files."""
+@contextlib.contextmanager
+def _open_npz(path: Path) -> Iterator[np.lib.npyio.NpzFile]:
+    """``np.load`` of an ``.npz`` (never unpickling), with a clear error for other files; the
+    file is closed whatever happens (numpy leaks it when the archive is damaged)."""
     with open(path, "rb") as fh:
         head = fh.read(6)
-    if not head.startswith((b"PK\x03\x04", b"PK\x05\x06", b"\x93NUMPY")):
-        raise DataError(f"{path}: not an .npz archive (it starts with {head!r}); "
-                        "save with np.savez(path, x=inputs, y=labels).")
-    f = np.load(path, allow_pickle=False)
-    if not isinstance(f, np.lib.npyio.NpzFile):
-        raise DataError(f"{path}: holds a single array (.npy format), not an .npz archive; "
-                        "save with np.savez(path, x=inputs, y=labels).")
-    return f
+        if not head.startswith((b"PK\x03\x04", b"PK\x05\x06", b"\x93NUMPY")):
+            raise DataError(f"{path}: not an .npz archive (it starts with {head!r}); "
+                            "save with np.savez(path, x=inputs, y=labels).")
+        fh.seek(0)
+        f = np.load(fh, allow_pickle=False)
+        if not isinstance(f, np.lib.npyio.NpzFile):
+            raise DataError(f"{path}: holds a single array (.npy format), not an .npz archive; "
+                            "save with np.savez(path, x=inputs, y=labels).")
+        with f:
+            yield f
 
 
 def _digest(x: np.ndarray, y: np.ndarray) -> str:
