@@ -83,7 +83,8 @@ def check_private(path: str | os.PathLike, st: os.stat_result, what: str) -> Non
                                f"(uid {uid}); refusing to use it")
     if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
         raise UnsafeCacheError(f"{what} {path} is writable by group or others (mode "
-                               f"{stat.S_IMODE(st.st_mode):04o}); refusing to use it")
+                               f"{stat.S_IMODE(st.st_mode):04o}); refusing to use it (chmod go-w it if you "
+                               "trust what is in it)")
 
 
 def private_dir(path: str | os.PathLike) -> Path:
