@@ -41,10 +41,15 @@ def _recipe_parser(sub) -> None:
             "finished row is saved at once; rerunning the same command resumes where it stopped."
         ),
     )
-    p.add_argument("--quick", action="store_true", help="smaller epoch budgets (the same table, ~4x faster)")
+    p.add_argument("--quick", action="store_true",
+                   help="smaller budgets: fewer epochs, smaller tuning grids, 3 seeds (verdicts may differ from the full table)")
     p.add_argument("--only", default="", metavar="NAMES",
                    help="comma-separated technique names (default: all; see --list)")
-    p.add_argument("--seeds", type=int, default=3, metavar="N", help="seeds per technique, N >= 1 (default 3)")
+    p.add_argument("--seeds", default=None, metavar="N|LIST",
+                   help="a count N (seeds 0..N-1; default 5, or 3 with --quick) or a comma-separated list of seeds, "
+                        "e.g. 5,6,7,8,9 to rerun the table on a disjoint seed set; each seed has its own data split")
+    p.add_argument("--explain", default=None, metavar="NAME",
+                   help="print one row's quote, design, regime check, grids, seeds and budget, and exit")
     p.add_argument("--out", type=Path, default=Path("results"), metavar="DIR",
                    help="where recipe.md/.json/.csv/.png and the per-row files go (default: results/)")
     p.add_argument("--jobs", type=int, default=min(os.cpu_count() or 1, 4), metavar="J",
@@ -55,17 +60,44 @@ def _recipe_parser(sub) -> None:
     p.set_defaults(run=_run_recipe)
 
 
+def parse_seeds(text: str | None, quick: bool) -> list[int]:
+    """``--seeds``: a count N (seeds 0..N-1) or a comma-separated list of distinct seeds >= 0."""
+    if text is None:
+        return list(range(3 if quick else 5))
+    parts = [p.strip() for p in str(text).split(",")]
+    try:
+        values = [int(p) for p in parts]
+    except ValueError:
+        raise UsageError(f"--seeds {text!r} is not a count or a comma-separated list of integers") from None
+    if len(values) == 1 and "," not in str(text):
+        if values[0] < 1:
+            raise UsageError(f"--seeds {values[0]} is out of range; allowed: integers >= 1")
+        return list(range(values[0]))
+    if any(v < 0 for v in values) or len(set(values)) != len(values):
+        raise UsageError(f"--seeds {text!r}: a list needs distinct seeds >= 0")
+    return values
+
+
 def _run_recipe(args) -> int:
-    if args.seeds < 1:
-        raise UsageError(f"--seeds {args.seeds} is out of range; allowed: integers >= 1")
+    seeds = parse_seeds(args.seeds, args.quick)
     if args.jobs < 1:
         raise UsageError(f"--jobs {args.jobs} is out of range; allowed: integers >= 1")
     names = [n.strip() for n in args.only.split(",") if n.strip()]
     from jaxopt_lectures.lab import recipe, report  # Flax and the lab load only here
 
+    from jaxopt_lectures.lab.claims.quotes import CLAIMS
+
     if args.list:
         for e in recipe.REGISTRY.values():
-            print(f"{e.name:15s} {e.technique}  [{recipe.STEPS[e.step]}; lecture: {recipe.CLAIMS[e.claim]}]")
+            c = CLAIMS[e.name]
+            print(f"{e.name:24s} {c.technique}  [{recipe.STEPS[c.step]}; {c.source}: {c.statement}]")
+        return 0
+    if args.explain is not None:
+        try:
+            (entry,) = recipe.select([args.explain])
+        except KeyError as e:
+            raise UsageError(str(e.args[0])) from None
+        print(recipe.explain(entry, seeds, args.quick), end="")
         return 0
     try:
         entries = recipe.select(names)
@@ -75,8 +107,10 @@ def _run_recipe(args) -> int:
     from jaxopt_lectures.lab import enable_compilation_cache
 
     enable_compilation_cache()
-    table = report.run_table(entries, list(range(args.seeds)), args.quick, out, progress=not args.no_progress,
-                             jobs=args.jobs)
+    from jaxopt_lectures.lab import run
+
+    os.environ.setdefault(run.ARM_CACHE_ENV, str(out / "arms"))  # rows sharing an arm train it once
+    table = report.run_table(entries, seeds, args.quick, out, progress=not args.no_progress, jobs=args.jobs)
     paths = report.write_reports(table, out)
     print()
     print(report.terminal(table), end="")

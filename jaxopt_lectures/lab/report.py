@@ -18,9 +18,8 @@ import time
 from pathlib import Path
 from typing import Callable, Sequence
 
-from jaxopt_lectures.lab import recipe
+from jaxopt_lectures.lab import recipe, stats
 
-COLUMNS = ("technique", "step", "claim", "train loss without -> with", "val loss without -> with", "verdict", "agrees")
 
 
 def atomic_write(path: Path, text: str) -> None:
@@ -56,10 +55,11 @@ def load_finished(out: Path, entry: recipe.Entry, seeds, quick: bool) -> dict | 
 def timed_run(entry: recipe.Entry, seeds, quick: bool, progress: bool, run_entry: Callable = recipe.run_entry) -> dict:
     """One row, with its wall and compile time and its fingerprint (a worker process's job)."""
     recipe.CompileTimer.install()
-    t0, c0 = time.perf_counter(), recipe.CompileTimer.total()
+    t0, c0, n0 = time.perf_counter(), recipe.CompileTimer.total(), recipe.CompileTimer.count()
     row = run_entry(entry, seeds, quick, progress)
     row["wall_s"] = round(time.perf_counter() - t0, 2)
     row["compile_s"] = round(recipe.CompileTimer.total() - c0, 2)
+    row["compiles"] = recipe.CompileTimer.count() - n0
     row["fingerprint"] = entry.fingerprint(seeds, quick)
     return row
 
@@ -103,8 +103,9 @@ def run_table(
         if out is not None:
             atomic_write(_row_path(out, entry.name), json.dumps(row, indent=1))
         results[entry.name] = row
-        log(f"[{len(results)}/{len(entries)}] {entry.name}: {format_change(row['train'])} train, "
-            f"{format_change(row['val'])} val -> {row['verdict']} (agrees: {row['agrees']}) in {row['wall_s']:.1f}s")
+        cells = row_cells(row)
+        log(f"[{len(results)}/{len(entries)}] {entry.name}: train {cells[3]}, test {cells[4]} -> {row['verdict']} "
+            f"(agrees: {row['agrees']}) in {row['wall_s']:.1f}s")
 
     if jobs <= 1 or len(pending) <= 1:
         for entry in pending:
@@ -135,7 +136,6 @@ def run_table(
                 if bar is not None:
                     bar.close()
     rows = [results[e.name] for e in entries]
-    agree = sum(r["agrees"] == "yes" for r in rows)
     return {
         "rows": rows,
         "quick": quick,
@@ -143,11 +143,10 @@ def run_table(
         "jobs": jobs,
         "wall_s": round(time.perf_counter() - start, 2),
         "compile_s": round(sum(results[e.name]["compile_s"] for e in pending), 2),
+        "compiles": sum(results[e.name].get("compiles", 0) for e in pending),
         "rows_reused": reused,
-        "agree": {"yes": agree, "mixed": sum(r["agrees"] == "mixed" for r in rows),
-                  "no": sum(r["agrees"] == "no" for r in rows)},
-        "rule": (f"an effect shows when the mean paired change exceeds max({recipe.REL_TOL:g} x |baseline|, "
-                 f"{recipe.ABS_TOL:g}) and the seed-to-seed spread of the changes"),
+        "agree": {k: sum(r["agrees"] == k for r in rows) for k in AGREE_LABELS},
+        "rule": recipe.RULE,
     }
 
 
@@ -162,120 +161,127 @@ def _bar(total: int, progress: bool):
 # ---------------------------------------------------------------------------------------
 # Formatting.
 
-
-def _num(x: float) -> str:
-    if x is None or (isinstance(x, float) and math.isnan(x)):
-        return "nan"
-    if math.isinf(x):
-        return "diverged"
-    return f"{x:.3f}"
+COLUMNS = ("technique", "step", "lecture's claim", "train loss without -> with", "test loss without -> with",
+           "test acc without -> with", "diverged", "tuned (without / with)", "regime", "agrees")
+AGREE_LABELS = ("yes", "partly", "no", "regime not reached", "baseline never trains", "not testable")
 
 
-def format_change(metric: dict) -> str:
-    w, v = metric["without"], metric["with"]
-    return f"{_num(w['mean'])}±{_num(w['spread'])} -> {_num(v['mean'])}±{_num(v['spread'])}"
+def _num(x, digits: int = 3) -> str:
+    return "n/a" if x is None or (isinstance(x, float) and not math.isfinite(x)) else f"{x:.{digits}f}"
+
+
+def _change(pair: dict, comparison: dict | None = None, digits: int = 3) -> str:
+    w, v = pair["without"], pair["with"]
+    text = f"{_num(w['mean'], digits)} -> {_num(v['mean'], digits)}"
+    if comparison is not None and comparison.get("rel_change") is not None:
+        arrow = {1: " (better)", -1: " (worse)", 0: ""}[comparison["direction"]]
+        text += f" {comparison['rel_change']:+.0%} {stats.fmt_interval(*(_nan(x) for x in comparison['interval']))}{arrow}"
+    return text
+
+
+def _nan(x):
+    return math.nan if x is None else x
+
+
+def _tuned(row: dict) -> str:
+    def short(chosen: dict) -> str:
+        return ", ".join(f"{k.split('.')[-1].replace('learning_rate', 'η')}={v:g}" for k, v in chosen.items()) or "-"
+
+    return f"{short(row['tuned']['without']['chosen'])} / {short(row['tuned']['with']['chosen'])}"
+
+
+def _regime(row: dict) -> str:
+    r = row["regime"]
+    return "-" if r["reached"] is None else ("reached" if r["reached"] else "not reached")
 
 
 def row_cells(row: dict) -> list[str]:
-    agrees = f"{row['agrees']} ({row['seeds_agreeing']}/{len(row['seeds'])} seeds)"
-    verdict = row["verdict"] + (f" ({len(row['diverged'])} runs diverged)" if row.get("diverged") else "")
-    return [row["technique"], row["step"], row["claim"], format_change(row["train"]),
-            format_change(row["val"]), verdict, agrees]
+    test = {"without": row["test"]["without"]["loss"], "with": row["test"]["with"]["loss"]}
+    acc = {"without": row["test"]["without"]["acc"], "with": row["test"]["with"]["acc"]}
+    claim = row["claim"] + ("" if row["source"] == "lecture" else f" [{row['source']}]")
+    agrees = row["agrees"] + (f" ({'; '.join(row['flags'])})" if row.get("flags") else "")
+    return [row["technique"], row["step"], claim, _change(row["train"], row["comparisons"]["train"]),
+            _change(test, row["comparisons"]["test"]), _change(acc, row["comparisons"]["test_acc"]),
+            f"{row['diverged']['without']} / {row['diverged']['with']}", _tuned(row), _regime(row), agrees]
+
+
+def _footer(table: dict) -> list[str]:
+    rows = table["rows"]
+    counts = {k: sum(r["agrees"] == k for r in rows) for k in AGREE_LABELS}
+    directional = sum(1 for r in rows for ok in r.get("halves", {}) if ok)  # checked halves
+    lines = [
+        f"{len(rows)} rows, seeds {table['seeds']}, {'quick' if table['quick'] else 'full'} budget: "
+        + ", ".join(f"{counts[k]} {k}" for k in AGREE_LABELS if counts[k]) + ".",
+        f"By chance alone (no effect anywhere) about {stats.chance_agreements(len(rows)):.1f} rows would show a "
+        f"claimed improvement (alpha/2 per directional claim); rows sharing an arm are not independent.",
+        f"Wall time {table['wall_s']:.0f} s; compiling took {table['compile_s']:.0f} s"
+        + (f" summed over {table['jobs']} worker processes" if table.get("jobs", 1) > 1 else "")
+        + f"; {table.get('compiles', 0)} XLA compilations"
+        + (f" ({table['rows_reused']} rows reused from an earlier run)." if table["rows_reused"] else "."),
+        f"Rule: {table['rule']}.",
+    ]
+    del directional
+    missed = [r["name"] for r in rows if r["regime"]["reached"] is False]
+    if missed:
+        lines.append("Regime not reached: " + "; ".join(
+            f"{r['name']} ({r['regime']['condition']}: {r['regime']['detail']})" for r in rows if r["name"] in missed))
+    flagged = [f"{r['name']} ({'; '.join(r['flags'])})" for r in rows if r.get("flags")]
+    if flagged:
+        lines.append("Loss and accuracy disagree: " + ", ".join(flagged) + ".")
+    shared = {}
+    for r in rows:
+        for fp in r.get("arms", {}).values():
+            shared.setdefault(fp, []).append(r["name"])
+    groups = sorted({tuple(dict.fromkeys(v)) for v in shared.values() if len(set(v)) > 1})
+    if groups:
+        lines.append("Rows sharing an arm (not independent confirmations): "
+                     + "; ".join(", ".join(g) for g in groups) + ".")
+    return lines
 
 
 def markdown(table: dict) -> str:
     lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     for row in table["rows"]:
         lines.append("| " + " | ".join(c.replace("|", "/") for c in row_cells(row)) + " |")
-    a = table["agree"]
-    notes = [f"- {row['technique']}: {d}" for row in table["rows"] for d in row.get("diverged", [])]
-    if notes:
-        lines += [""] + notes
-    lines += [
-        "",
-        f"{len(table['rows'])} techniques, seeds {table['seeds']}, {'quick' if table['quick'] else 'full'} budget: "
-        f"{a['yes']} agree with the lecture, {a['mixed']} mixed, {a['no']} do not.",
-        f"Wall time {table['wall_s']:.0f} s; compiling took {table['compile_s']:.0f} s"
-        + (f" summed over {table['jobs']} worker processes" if table.get("jobs", 1) > 1 else "")
-        + (f" ({table['rows_reused']} rows reused from an earlier run)." if table["rows_reused"] else "."),
-        f"Rule: {table['rule']}. Losses are cross-entropy on the whole split, mean ± std over seeds.",
-    ]
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + [""] + _footer(table)) + "\n"
 
 
 def terminal(table: dict) -> str:
-    cells = [list(COLUMNS)] + [row_cells(r) for r in table["rows"]]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(COLUMNS))]
     out = io.StringIO()
-    for j, r in enumerate(cells):
-        out.write("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() + "\n")
-        if j == 0:
-            out.write("  ".join("-" * w for w in widths) + "\n")
-    tail = [line for line in markdown(table).splitlines() if line and not line.startswith("|")]
-    out.write("\n" + "\n".join(tail) + "\n")
+    for row in table["rows"]:
+        c = row_cells(row)
+        out.write(f"{c[0]} [{c[1]}] - {c[2]}\n    train {c[3]}\n    test  {c[4]}\n    acc   {c[5]}\n"
+                  f"    diverged {c[6]}; tuned {c[7]}; regime {c[8]}; agrees: {c[9]}\n")
+    out.write("\n" + "\n".join(_footer(table)) + "\n")
     return out.getvalue()
 
 
 def to_csv(table: dict) -> str:
     buf = io.StringIO()
     w = csv.writer(buf)
-    w.writerow(["name", "technique", "step", "claim", "train_without", "train_with", "train_without_spread",
-                "train_with_spread", "val_without", "val_with", "val_without_spread", "val_with_spread",
-                "verdict", "agrees", "seeds_agreeing", "seeds", "epochs"])
+    w.writerow(["name", "technique", "step", "claim", "source", "train_without", "train_with", "train_change",
+                "train_lo", "train_hi", "test_without", "test_with", "test_change", "test_lo", "test_hi",
+                "test_acc_without", "test_acc_with", "diverged_without", "diverged_with", "regime_reached",
+                "verdict", "agrees", "seeds"])
     for r in table["rows"]:
-        t, v = r["train"], r["val"]
-        w.writerow([r["name"], r["technique"], r["step"], r["claim"], t["without"]["mean"], t["with"]["mean"],
-                    t["without"]["spread"], t["with"]["spread"], v["without"]["mean"], v["with"]["mean"],
-                    v["without"]["spread"], v["with"]["spread"], r["verdict"], r["agrees"], r["seeds_agreeing"],
-                    len(r["seeds"]), r["epochs"]])
+        ct, cs = r["comparisons"]["train"], r["comparisons"]["test"]
+        w.writerow([r["name"], r["technique"], r["step"], r["claim"], r["source"],
+                    r["train"]["without"]["mean"], r["train"]["with"]["mean"], ct["rel_change"], *ct["interval"],
+                    r["test"]["without"]["loss"]["mean"], r["test"]["with"]["loss"]["mean"], cs["rel_change"],
+                    *cs["interval"], r["test"]["without"]["acc"]["mean"], r["test"]["with"]["acc"]["mean"],
+                    r["diverged"]["without"], r["diverged"]["with"], r["regime"]["reached"], r["verdict"],
+                    r["agrees"], len(r["seeds"])])
     return buf.getvalue()
-
-
-def _relative_change(metric: dict) -> float:
-    w, v = metric["without"]["mean"], metric["with"]["mean"]
-    if not (math.isfinite(w) and math.isfinite(v)):
-        return math.copysign(1.0, (v if math.isfinite(v) else 1e9) - (w if math.isfinite(w) else 1e9))
-    return (v - w) / max(abs(w), 1e-12)
-
-
-def plot(table: dict, path: Path) -> None:
-    """Horizontal bars: relative change of train and val loss per technique (left = better)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rows = table["rows"]
-    names = [r["technique"] for r in rows]
-    tr = [max(min(_relative_change(r["train"]), 1.0), -1.0) for r in rows]
-    va = [max(min(_relative_change(r["val"]), 1.0), -1.0) for r in rows]
-    fig, ax = plt.subplots(figsize=(9, 0.38 * len(rows) + 1.6))
-    ys = range(len(rows))
-    ax.barh([y - 0.2 for y in ys], tr, height=0.4, label="training loss (optimization)", color="tab:blue")
-    ax.barh([y + 0.2 for y in ys], va, height=0.4, label="validation loss (generalization)", color="tab:orange")
-    for y, r in zip(ys, rows):
-        mark = {"yes": "✓", "no": "✗", "mixed": "~"}[r["agrees"]]
-        ax.text(1.02, y, f"{mark} {r['verdict']}", va="center", fontsize=8, transform=ax.get_yaxis_transform())
-    ax.set_yticks(list(ys), names, fontsize=8)
-    ax.invert_yaxis()
-    ax.axvline(0, color="black", lw=0.8)
-    ax.set_xlim(-1.05, 1.05)
-    ax.set_xlabel("relative change of the loss with the technique on\n(left = lower = better; clipped at ±100%)")
-    ax.set_title("What each technique did in this run\n(✓ agrees with the lecture, ✗ does not, ~ mixed)")
-    ax.legend(loc="lower right", fontsize=8)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    os.replace(tmp, path)
 
 
 def write_reports(table: dict, out: Path) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
-    paths = [out / "recipe.md", out / "recipe.json", out / "recipe.csv", out / "recipe.png"]
+    paths = [out / "recipe.md", out / "recipe.json", out / "recipe.csv", out / "recipe.png", out / "recipe_curves.png"]
     atomic_write(paths[0], markdown(table))
     atomic_write(paths[1], json.dumps(table, indent=1))
     atomic_write(paths[2], to_csv(table))
-    plot(table, paths[3])
+    from jaxopt_lectures.lab import report_figures
+
+    report_figures.plot_bars(table, paths[3])
+    report_figures.plot_curves(table, paths[4])
     return paths
