@@ -149,3 +149,15 @@ def test_explain_prints_the_quote_design_grid_and_budget():
     q = quotes.CLAIMS["warmup"].quotes[0]
     for part in (q.seed, q.text.split("\n")[0][:10], "optimizer.learning_rate", "epochs", "instability"):
         assert part in text
+
+
+def test_classic_dropout_with_a_traced_rate_is_refused_not_evaluated_wrongly():
+    import functools
+
+    import jaxopt_lectures as jol
+    from jaxopt_lectures.lab import data, models, trainer
+
+    ds = data.load_digits(train_size=64)
+    mlp = functools.partial(models.MLP, (64, 16, 10), dropout_mode="classic")
+    with pytest.raises(ValueError, match="dropout_mode='inverted'"):
+        trainer.train(mlp, ds, jol.sgd(0.1), epochs=1, seeds=(0,), hparams={"dropout": 0.5}, progress=False)

@@ -420,6 +420,12 @@ def train(
     abstract = nnx.eval_shape(lambda: model_fn(rngs=nnx.Rngs(0)))
     graphdef, _, _ = _split_model(abstract)
     use_vmap = (not _has_conv(abstract)) if vmap is None else bool(vmap)
+    if "dropout" in trainer_hp and any(getattr(node, "mode", "inverted") != "inverted" and hasattr(node, "rate")
+                                       for _, node in nnx.iter_graph(abstract)):
+        # evaluation calls the model without the traced rate, so a test-time (1 − p) would use
+        # the model's own rate instead: refuse rather than evaluate the wrong network
+        raise ValueError("hparams/configs 'dropout' needs dropout_mode='inverted'; for 'classic' or 'unscaled' "
+                         "dropout set the rate in the model (e.g. MLP(..., dropout=0.5, dropout_mode='classic')).")
     setup = _Setup(
         graphdef=graphdef,
         optimizer=optimizer,

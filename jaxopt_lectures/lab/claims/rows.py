@@ -164,7 +164,7 @@ ROWS: list[Row] = [
          note="a long run, where Adagrad's accumulated σ shrinks its step"),
     make_row("warmup", "optimizer.schedule", {"data": DIGITS, "model": {**DEEP}, "optimizer": {"name": "adam"}},
          {"optimizer": {"schedule": {"kind": "linear_warmup", "warmup_fraction": 0.1}}}, 15, 6,
-         tune={LR: (3e-3, 1e-2, 3e-2)}, regime="instability",
+         tune={LR: (3e-3, 1e-2, 3e-2, 1e-1)}, quick_tune={LR: (1e-2, 1e-1)}, regime="instability",
          note="a deep MLP without normalization, Adam at high η; warm-up over the first 10% of the updates"),
     make_row("decay", "optimizer.schedule", {"data": MNIST1D, "optimizer": {"momentum": 0.9}},
          {"optimizer": {"schedule": {"kind": "cosine_decay"}}}, 30, 10, tune={LR: ETA_SGD}, regime="plateau",
@@ -239,9 +239,10 @@ ROWS: list[Row] = [
          quick_tune={LR: (1e-3, 3e-3), "hparams.dropout": (0.3,)},
          note="both arms use dropout (rate tuned); only the activation (and its matching init) differs"),
     make_row("dropout_test_scaling", "model.dropout_mode",
-         {**OVERFIT, "model": {**WIDE, "dropout_mode": "unscaled"}, "hparams": {"dropout": 0.5}},
+         {**OVERFIT, "model": {**WIDE, "dropout": 0.5, "dropout_mode": "unscaled"}},
          {"model": {"dropout_mode": "classic"}}, 20, 6, tune={LR: ETA_ADAM}, quick_tune={LR: (1e-3, 3e-3)},
-         note="classic dropout (p = 0.5) with and without multiplying by 1 − p at test time"),
+         note="classic dropout (p = 0.5, set in the model: the test-time 1 − p reads the model's own rate) with and "
+              "without multiplying by 1 − p at test time"),
     # --- what we want: the loss and the data ------------------------------------------------------
     make_row("accuracy_loss", "loss", {"data": DIGITS, "loss": "accuracy"}, {"loss": "cross_entropy"}, 20, 6,
          tune={LR: ETA}, note="1 − [argmax = y] has zero gradient almost everywhere"),
