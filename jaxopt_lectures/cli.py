@@ -83,6 +83,8 @@ def _run_recipe(args) -> int:
     if args.jobs < 1:
         raise UsageError(f"--jobs {args.jobs} is out of range; allowed: integers >= 1")
     names = [n.strip() for n in args.only.split(",") if n.strip()]
+    if args.only.strip() and not names:
+        raise UsageError(f"--only {args.only!r} names no technique; leave it out for all, or see --list")
     from jaxopt_lectures.lab import recipe, report  # Flax and the lab load only here
 
     from jaxopt_lectures.lab.claims.quotes import CLAIMS

@@ -121,3 +121,24 @@ def test_rows_in_worker_processes_equal_rows_run_in_process(tmp_path):
 @pytest.mark.parametrize("runs, devices, expected", [(6, 1, 1), (6, 8, 6), (6, 4, 3), (3, 2, 1), (10, 8, 5), (4, 8, 4)])
 def test_rows_use_the_largest_device_count_that_divides_their_runs(runs, devices, expected):
     assert recipe.runs_per_device_split(runs, devices) == expected
+
+
+def test_case_076_only_with_no_names_is_an_error_not_all_rows(capsys):
+    assert cli.main(["recipe", "--only", " , "]) == 2
+    assert "names no technique" in capsys.readouterr().err
+
+
+def test_case_077_a_row_named_twice_runs_once():
+    assert [r.name for r in recipe.select(["adam", "adam", "dropout"])] == ["adam", "dropout"]
+
+
+def test_case_133_the_json_report_is_strict_json_even_with_diverged_runs():
+    n = 3
+    base = arm([1.0, 1.0, 1.0], [1.0, 1.0, 1.0])
+    var = {**arm([0.5, 0.5, 0.5], [0.9, 0.9, 0.9]), "train": [None, 0.5, 0.5], "val": [None, 0.9, 0.9],
+           "test": [None, 0.9, 0.9], "diverged": [True, False, False]}
+    row = run.judge(recipe.REGISTRY["adam"], base, var, list(range(n)))
+    text = json.dumps(row, allow_nan=False)  # raises on NaN/Infinity
+    assert json.loads(text)["diverged"]["with"] == "1/3"
+    assert "1/3" in report.markdown({"rows": [row], "seeds": [0, 1, 2], "quick": True, "wall_s": 1, "compile_s": 1,
+                                     "rows_reused": 0, "rule": recipe.RULE})
