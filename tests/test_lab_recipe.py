@@ -142,3 +142,26 @@ def test_case_133_the_json_report_is_strict_json_even_with_diverged_runs():
     assert json.loads(text)["diverged"]["with"] == "1/3"
     assert "1/3" in report.markdown({"rows": [row], "seeds": [0, 1, 2], "quick": True, "wall_s": 1, "compile_s": 1,
                                      "rows_reused": 0, "rule": recipe.RULE})
+
+
+@pytest.mark.parametrize("content", [b"\xff\xfe garbage", b"[]", b"null", b"{}"])
+def test_case_087_088_089_damaged_row_files_are_redone_with_a_warning(tmp_path, content):
+    entries = recipe.select(["adam"])
+    report.run_table(entries, [0, 1], True, tmp_path, progress=False, run_entry=fake_run([]), log=lambda s: None)
+    path = tmp_path / "rows" / "adam.json"
+    saved = json.loads(path.read_text())
+    if content == b"{}":  # the right fingerprint, every other key missing
+        content = json.dumps({"fingerprint": saved["fingerprint"]}).encode()
+    path.write_bytes(content)
+    calls, logs = [], []
+    table = report.run_table(entries, [0, 1], True, tmp_path, progress=False, run_entry=fake_run(calls), log=logs.append)
+    assert calls == ["adam"] and table["rows_reused"] == 0
+    assert json.loads(path.read_text())["name"] == "adam"
+    assert sum("redoing the row" in line for line in logs) == 1
+
+
+def test_case_091_a_directory_in_place_of_a_row_file_does_not_lose_the_row(tmp_path):
+    (tmp_path / "rows" / "adam.json").mkdir(parents=True)
+    table = report.run_table(recipe.select(["adam"]), [0, 1], True, tmp_path, progress=False,
+                             run_entry=fake_run([]), log=lambda s: None)
+    assert json.loads((tmp_path / "rows" / "adam.json").read_text())["name"] == table["rows"][0]["name"]

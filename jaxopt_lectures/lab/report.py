@@ -41,15 +41,35 @@ def _row_path(out: Path, name: str) -> Path:
     return out / "rows" / f"{name}.json"
 
 
-def load_finished(out: Path, entry: recipe.Entry, seeds, quick: bool) -> dict | None:
+#: Keys every saved row must have to be reused (anything less is redone).
+ROW_KEYS = ("name", "verdict", "agrees", "train", "val", "test", "comparisons", "regime", "tuned", "diverged")
+
+
+def load_finished(out: Path, entry: recipe.Entry, seeds, quick: bool, warn: Callable[[str], None] | None = None) -> dict | None:
+    """The saved row of ``entry`` if it was made with these settings, seeds, budget, package
+    version and rule; ``None`` (redo the row) if it is missing, another run's, or unreadable:
+    a damaged file (not UTF-8, not JSON, not an object, keys missing) gets a one-line warning."""
     path = _row_path(out, entry.name)
     if not path.exists():
         return None
     try:
-        row = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
+        row = json.loads(path.read_bytes().decode("utf-8"))
+    except (OSError, ValueError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        (warn or _stderr)(f"{path}: unreadable ({type(e).__name__}); redoing the row")
         return None
-    return row if row.get("fingerprint") == entry.fingerprint(seeds, quick) else None
+    if not isinstance(row, dict) or row.get("fingerprint") != entry.fingerprint(seeds, quick):
+        if not isinstance(row, dict):
+            (warn or _stderr)(f"{path}: not a row object; redoing the row")
+        return None
+    missing = [k for k in ROW_KEYS if k not in row]
+    if missing or row.get("name") != entry.name:
+        (warn or _stderr)(f"{path}: incomplete row (missing {missing or ['name']}); redoing the row")
+        return None
+    return row
+
+
+def _stderr(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr)
 
 
 def timed_run(entry: recipe.Entry, seeds, quick: bool, progress: bool, run_entry: Callable = recipe.run_entry) -> dict:
@@ -91,7 +111,7 @@ def run_table(
     results: dict[str, dict] = {}
     pending, reused = [], 0
     for i, entry in enumerate(entries, 1):
-        done = load_finished(out, entry, seeds, quick) if out is not None else None
+        done = load_finished(out, entry, seeds, quick, warn=log) if out is not None else None
         if done is not None:
             results[entry.name] = done
             reused += 1
@@ -101,7 +121,11 @@ def run_table(
 
     def finish(entry: recipe.Entry, row: dict) -> None:
         if out is not None:
-            atomic_write(_row_path(out, entry.name), json.dumps(row, indent=1))
+            path = _row_path(out, entry.name)
+            if path.is_dir() and not path.is_symlink():  # audit case 91: keep the training, move the obstacle
+                path.rename(path.with_name(f"{path.name}.not-a-row-{os.getpid()}"))
+                log(f"warning: {path} was a directory; moved it aside")
+            atomic_write(path, json.dumps(row, indent=1))
         results[entry.name] = row
         cells = row_cells(row)
         log(f"[{len(results)}/{len(entries)}] {entry.name}: train {cells[3]}, test {cells[4]} -> {row['verdict']} "
