@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 EXIT_USAGE = 2
@@ -22,9 +23,11 @@ class UsageError(Exception):
 def _writable_dir(path: Path) -> Path:
     try:
         path.mkdir(parents=True, exist_ok=True)
-        probe = path / ".write-test"
-        probe.write_text("")
-        probe.unlink()
+        # an unpredictable probe name created with O_EXCL: never writes through a planted
+        # link, and two runs probing one folder do not race (audit cases 94, 138)
+        fd, probe = tempfile.mkstemp(dir=path, prefix=".write-test-")
+        os.close(fd)
+        os.unlink(probe)
     except OSError as e:
         raise UsageError(f"--out {str(path)!r} is not a writable directory ({e.strerror or e})") from None
     return path
@@ -106,6 +109,9 @@ def _run_recipe(args) -> int:
     except KeyError as e:
         raise UsageError(str(e.args[0])) from None
     out = _writable_dir(args.out)
+    for name in ("recipe.md", "recipe.json", "recipe.csv", "recipe.png", "recipe_curves.png"):
+        if (out / name).is_dir():  # audit case 78: found before training, not after
+            raise UsageError(f"--out {str(out)!r}: {name} there is a directory; move it or choose another --out")
     from jaxopt_lectures.lab import enable_compilation_cache
 
     enable_compilation_cache()

@@ -8,6 +8,7 @@ inside the commands. Every command takes ``--out`` and ``--seed`` and prints wha
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 
 
@@ -51,6 +52,11 @@ def _run_paths(args) -> int:
 def _run_landscape(args) -> int:
     _positive("epochs", args.epochs)
     _positive("resolution", args.resolution, 3)
+    _positive("width", args.width)
+    if not (math.isfinite(args.span) and args.span > 0):
+        from jaxopt_lectures.cli import UsageError
+
+        raise UsageError(f"--span {args.span} is out of range; allowed: finite numbers > 0")
     if args.depth < 8 or (args.depth - 2) % 6:
         from jaxopt_lectures.cli import UsageError
 

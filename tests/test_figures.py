@@ -129,3 +129,17 @@ def test_cli_bad_arguments_exit_2_with_one_line(argv, message, tmp_path, capsys)
     assert cli.main(argv + ["--out", str(tmp_path)]) == cli.EXIT_USAGE
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["landscape", "--width", "0"], "--width 0 is out of range"),
+    (["landscape", "--width", "-4"], "--width -4 is out of range"),
+    (["landscape", "--span", "nan"], "--span nan is out of range"),
+    (["landscape", "--span", "0"], "--span 0.0 is out of range"),
+])
+def test_case_072_073_landscape_arguments_are_checked_before_training(argv, message, capsys, tmp_path):
+    from jaxopt_lectures import cli
+
+    assert cli.main(argv + ["--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1

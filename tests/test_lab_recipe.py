@@ -165,3 +165,55 @@ def test_case_091_a_directory_in_place_of_a_row_file_does_not_lose_the_row(tmp_p
     table = report.run_table(recipe.select(["adam"]), [0, 1], True, tmp_path, progress=False,
                              run_entry=fake_run([]), log=lambda s: None)
     assert json.loads((tmp_path / "rows" / "adam.json").read_text())["name"] == table["rows"][0]["name"]
+
+
+def test_case_078_a_directory_where_a_report_goes_is_refused_before_training(tmp_path, capsys):
+    (tmp_path / "recipe.md").mkdir()
+    assert cli.main(["recipe", "--quick", "--only", "adam", "--out", str(tmp_path)]) == 2
+    assert "recipe.md there is a directory" in capsys.readouterr().err
+    assert not (tmp_path / "rows").exists()
+
+
+def test_case_138_094_the_out_probe_never_writes_through_a_planted_link(tmp_path):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / ".write-test").symlink_to(victim)
+    assert cli._writable_dir(out) == out
+    assert victim.read_text() == "precious"
+    assert sorted(p.name for p in out.iterdir()) == [".write-test"]  # no probe left behind
+
+
+def test_case_095_reports_honour_the_umask(tmp_path):
+    import os
+
+    old = os.umask(0o022)
+    try:
+        report.atomic_write(tmp_path / "r.md", "x")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "r.md").stat().st_mode & 0o777 == 0o644
+
+
+def test_case_084_a_worker_exits_when_its_parent_is_killed():
+    import os
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    grandchild = ("import time; from jaxopt_lectures.lab.report import _die_with_parent; "
+                  "_die_with_parent(0.1); print('ready', flush=True); time.sleep(60)")
+    child = ("import subprocess, sys, os\n"
+             f"p = subprocess.Popen([sys.executable, '-c', {grandchild!r}], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)\n"
+             "p.stdout.readline(); print(p.pid, flush=True); os._exit(0)  # the parent dies like kill -9\n")
+    pid = int(subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, timeout=120).stdout)
+    status = Path(f"/proc/{pid}/status")
+    deadline = time.time() + 10
+    while time.time() < deadline and status.exists() and "State:\tZ" not in status.read_text():
+        time.sleep(0.1)
+    alive = status.exists() and "State:\tZ" not in status.read_text()
+    if alive:
+        os.kill(pid, 9)
+    assert not alive, "the orphaned worker is still running"

@@ -29,12 +29,19 @@ def atomic_write(path: Path, text: str) -> None:
         with os.fdopen(fd, "w") as f:
             f.write(text)
             f.flush()
+            os.fchmod(f.fileno(), 0o666 & ~_umask())  # like any file we write (mkstemp makes 0600)
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _row_path(out: Path, name: str) -> Path:
@@ -87,7 +94,24 @@ def timed_run(entry: recipe.Entry, seeds, quick: bool, progress: bool, run_entry
 def _worker_init() -> None:
     from jaxopt_lectures.lab import enable_compilation_cache
 
+    _die_with_parent()
     enable_compilation_cache()
+
+
+def _die_with_parent(poll_s: float = 1.0) -> None:
+    """A worker exits when the process that started it is gone (audit case 84: after a
+    ``kill -9`` of ``recipe`` its workers were reparented and lived on, ~470 MB each)."""
+    import threading
+
+    parent = os.getppid()
+
+    def watch():
+        while True:
+            time.sleep(poll_s)
+            if os.getppid() != parent:
+                os._exit(1)
+
+    threading.Thread(target=watch, name="die-with-parent", daemon=True).start()
 
 
 def run_table(
