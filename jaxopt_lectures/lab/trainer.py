@@ -352,6 +352,8 @@ def train(
     vmap: bool | None = None,
     checkpoint: str | os.PathLike | None = None,
     checkpoint_every: int = 1,
+    checkpoint_mode: str = "resume",
+    checkpoint_info: dict | None = None,
     on_epoch_end: Callable[[int, History], None] | None = None,
     progress: bool = True,
     compilation_cache: bool = True,
@@ -387,6 +389,15 @@ def train(
       vmap: run all pairs as one vmapped program; default: yes unless the model has convolutions.
       checkpoint: file to save to every ``checkpoint_every`` epochs (atomically, no pickle);
         if it exists, training resumes from it and follows the same trajectory bit for bit.
+        The checkpoint records what it belongs to (model, an optimizer probe, seeds, configs,
+        batch size, data, package version, and ``checkpoint_info``); a checkpoint of another
+        run is refused with a message naming each difference.
+      checkpoint_mode: ``"resume"`` (default: continue a matching checkpoint) or ``"fresh"``
+        (ignore an existing file and overwrite it).
+      checkpoint_info: extra JSON-able settings to record in (and compare with) the
+        checkpoint, e.g. the optimizer's description: the optimizer probe (the first update
+        of run 0 on a gradient of ones) tells learning rates and rules apart, but not knobs
+        that only act later (a schedule's tail, an ``every_k``).
       on_epoch_end: called as ``on_epoch_end(epoch, history)`` after every epoch;
         ``history.state`` is valid until the next epoch starts (its buffers are donated to
         the next training step): copy what you keep.
@@ -494,8 +505,14 @@ def train(
         graphdef=graphdef,
     )
     start = 0
-    if checkpoint is not None and Path(checkpoint).exists():
-        state, start, saved = checkpoints.load(checkpoint, state)
+    if checkpoint_mode not in ("resume", "fresh"):
+        raise ValueError(f"checkpoint_mode={checkpoint_mode!r} is not one of ['resume', 'fresh']")
+    fingerprint = None
+    if checkpoint is not None:
+        fingerprint = _run_fingerprint(model_fn, abstract, optimizer, runs[0], seeds, configs, bs, per_seed_data,
+                                       loss_fn, augment, patience, checkpoint_info)
+    if checkpoint is not None and checkpoint_mode == "resume" and Path(checkpoint).exists():
+        state, start, saved = checkpoints.load(checkpoint, state, fingerprint)
         for name, arr in saved.items():
             target = getattr(history, name)
             width = min(target.shape[-1], arr.shape[-1]) if target.ndim == 3 else None
@@ -548,7 +565,7 @@ def train(
             bar.set_postfix(runs=n_runs, train=f"{np.nanmean(history.train_loss[..., epoch]):.4f}",
                             val=f"{np.nanmean(history.val_loss[..., epoch]):.4f}")
         if checkpoint is not None and ((epoch + 1) % checkpoint_every == 0 or epoch + 1 == epochs):
-            checkpoints.save(checkpoint, state, epoch + 1, _history_arrays(history))
+            checkpoints.save(checkpoint, state, epoch + 1, _history_arrays(history), fingerprint)
         if on_epoch_end is not None:
             history.state = state
             on_epoch_end(epoch, history)
@@ -560,6 +577,40 @@ def train(
     if len(data.x_test):
         history.test_loss, history.test_acc = _test_metrics(setup, state, per_seed_data, use_vmap, n_cfg, n_seed)
     return history
+
+
+def _run_fingerprint(model_fn, abstract, optimizer, run0, seeds, configs, batch_size, datasets, loss_fn, augment,
+                     patience, info) -> dict:
+    """What a checkpoint belongs to, as a JSON-able dict of short hashes and values."""
+    import hashlib
+    import json
+
+    from jaxopt_lectures import __version__
+
+    def digest(*arrays) -> str:
+        h = hashlib.sha256()
+        for a in arrays:
+            a = np.ascontiguousarray(np.asarray(a))
+            h.update(str((a.shape, a.dtype.str)).encode())
+            h.update(a.tobytes())
+        return h.hexdigest()[:16]
+
+    shapes = [(jax.tree_util.keystr(p), tuple(np.shape(v)), str(v.dtype))
+              for p, v in jax.tree_util.tree_flatten_with_path(nnx.state(abstract))[0]]
+    ones = jax.tree.map(jnp.ones_like, run0.params)
+    probe, _ = optimizer.update(ones, run0.opt_state, run0.params)
+    name = lambda f: None if f is None else getattr(f, "__qualname__", type(f).__name__)  # noqa: E731
+    return {
+        "model": f"{name(getattr(model_fn, 'func', model_fn))} {hashlib.sha256(str(shapes).encode()).hexdigest()[:16]}",
+        "optimizer_probe": digest(*jax.tree.leaves(probe)),
+        "seeds": list(seeds),
+        "configs": json.loads(json.dumps(list(configs), default=str)),
+        "batch_size": int(batch_size),
+        "data": [f"{d.name} {digest(d.x_train, d.y_train, d.x_val, d.y_val)}" for d in datasets],
+        "loss": name(loss_fn), "augment": name(augment), "early_stopping": patience,
+        "version": __version__,
+        "info": json.loads(json.dumps(info, sort_keys=True, default=str)) if info else None,
+    }
 
 
 def _per_seed_datasets(data, n_seed: int) -> list:
