@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -59,26 +58,9 @@ def save(path: str | os.PathLike, state: Any, epoch: int, extra: dict[str, np.nd
         arrays[f"extra_{key}"] = np.asarray(value)
     if fingerprint is not None:
         arrays[_FINGERPRINT] = np.asarray(json.dumps(fingerprint, sort_keys=True), dtype=np.str_)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    try:  # make the rename itself durable
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    except OSError:
-        pass
-    return path
+    from jaxopt_lectures.lab._files import atomic_write
+
+    return atomic_write(path, lambda f: np.savez(f, **arrays), mode=0o600)
 
 
 def compare_fingerprints(path, saved: dict | None, expected: dict | None) -> None:

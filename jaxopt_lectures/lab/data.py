@@ -16,7 +16,6 @@ import hashlib
 import numbers
 import os
 import random
-import tempfile
 import warnings
 import zipfile
 import zlib
@@ -260,30 +259,10 @@ def load_digits(**split_kwargs) -> Dataset:
 
 
 def _atomic_savez(path: Path, **arrays: np.ndarray) -> None:
-    """``np.savez`` that readers never see half-written: an unpredictable temporary file in
-    the target folder (``mkstemp``), ``fsync``, ``os.replace``, then ``fsync`` of the folder.
-    The temporary file is removed on any failure."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.lexists(tmp):
-            os.unlink(tmp)
-        raise
-    try:
-        dfd = os.open(path.parent, os.O_RDONLY)
-    except OSError:  # pragma: no cover - platforms without directory fds
-        return
-    try:
-        os.fsync(dfd)
-    except OSError:  # pragma: no cover
-        pass
-    finally:
-        os.close(dfd)
+    """``np.savez`` that readers never see half-written (:func:`._files.atomic_write`)."""
+    from jaxopt_lectures.lab._files import atomic_write
+
+    atomic_write(path, lambda f: np.savez(f, **arrays), mode=0o600)
 
 
 def _generate_mnist1d(num_samples: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -13,35 +13,17 @@ import json
 import math
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Callable, Sequence
 
-from jaxopt_lectures.lab import recipe, stats
+from jaxopt_lectures.lab import _files, recipe, stats
 
 
 
 def atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fchmod(f.fileno(), 0o666 & ~_umask())  # like any file we write (mkstemp makes 0600)
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+    """Write ``text`` so that readers never see it half-written (:func:`._files.atomic_write`)."""
+    _files.atomic_write(path, lambda f: f.write(text.encode("utf-8")))
 
 
 def _row_path(out: Path, name: str) -> Path:

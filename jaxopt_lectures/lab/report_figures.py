@@ -9,8 +9,6 @@ the training and validation loss per epoch of both arms (mean over seeds, band �
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from pathlib import Path
 
 MARKS = {"yes": "✓", "no": "✗", "partly": "~", "regime not reached": "?", "baseline never trains": "!",
@@ -18,28 +16,15 @@ MARKS = {"yes": "✓", "no": "✗", "partly": "~", "regime not reached": "?", "b
 
 
 def _save(fig, path: Path) -> None:
-    """Write a figure atomically: an unpredictable temp name in the target folder, then rename."""
+    """Write a figure atomically (:func:`._files.atomic_write`)."""
     import matplotlib.pyplot as plt
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".png")
-    os.close(fd)
+    from jaxopt_lectures.lab._files import atomic_write
+
     try:
-        fig.savefig(tmp, dpi=110)
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+        atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110))
     finally:
         plt.close(fig)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def _clip(x):
