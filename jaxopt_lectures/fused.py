@@ -51,6 +51,7 @@ import numpy as np
 
 from . import _kernels
 from ._core import (
+    _path_str,
     as_coefficient,
     check_choice,
     check_decay,
@@ -98,10 +99,11 @@ def make_layout(tree: PyTree, decay_mask: PyTree | None = None) -> Layout:
     offsets: dict[str, int] = {}
     dtypes: dict[str, str] = {}
     slots = []
-    for leaf, flag in zip(leaves, flags):
+    paths = [_path_str(p) for p, _ in jax.tree_util.tree_flatten_with_path(tree)[0]]
+    for leaf, flag, path in zip(leaves, flags, paths):
         dtype = jnp.dtype(leaf.dtype).name
         if not jnp.issubdtype(leaf.dtype, jnp.floating):
-            raise TypeError(f"fused optimizers need floating-point parameters, got a {dtype} leaf")
+            raise TypeError(f"fused optimizers need floating-point parameters, got a {dtype} leaf at {path}")
         group = dtype if flag is None else f"{dtype}_{'decay' if flag else 'nodecay'}"
         start = offsets.get(group, 0)
         shape = tuple(int(s) for s in np.shape(leaf))
@@ -165,9 +167,15 @@ def group_leaves(tree: PyTree, layout: Layout) -> dict[str, list[jax.Array]]:
         )
     parts: dict[str, list] = {name: [] for name, _, _ in layout.groups}
     dtypes = {name: dtype for name, dtype, _ in layout.groups}
-    for leaf, slot in zip(leaves, layout.slots):
+    paths = [_path_str(p) for p, _ in jax.tree_util.tree_flatten_with_path(tree)[0]]
+    for leaf, slot, path in zip(leaves, layout.slots, paths):
         if tuple(np.shape(leaf)) != slot.shape:
-            raise ValueError(f"a leaf has shape {np.shape(leaf)} where the layout has {slot.shape}")
+            raise ValueError(f"a leaf has shape {np.shape(leaf)} at {path} where the layout has {slot.shape}")
+        if jnp.issubdtype(jnp.result_type(leaf), jnp.complexfloating):
+            raise ValueError(
+                f"the leaf at {path} is complex ({jnp.result_type(leaf)}) where the parameters are "
+                f"{dtypes[slot.group]}; its imaginary part would be dropped"
+            )
         parts[slot.group].append(jnp.ravel(jnp.asarray(leaf, dtypes[slot.group])))
     return parts
 
@@ -214,6 +222,14 @@ def _apply(p, u):
 
 BACKENDS = ("auto", "xla", "kernel")
 KERNEL_DTYPES = ("float32", "float64")
+
+
+def _check_fused_state(state, owner: str) -> None:
+    if not isinstance(state, FusedState) or not isinstance(state.params, Packed):
+        raise ValueError(
+            f"{owner}.step got a state of type {type(state).__name__} where it expects the "
+            "FusedState of this optimizer's init (a chain's state cannot be stepped here)"
+        )
 
 
 def _gradient_groups(grads, layout: Layout) -> dict[str, list[jax.Array]]:
@@ -312,6 +328,7 @@ def fused_adam(
     check_range("weight_decay", weight_decay, 0.0, owner=owner)
     check_choice("backend", backend, BACKENDS, owner=owner)
     decays = not (isinstance(weight_decay, (int, float)) and weight_decay == 0)
+    zero_eps = all(isinstance(x, (int, float)) and x == 0 for x in (eps, eps_root))
 
     def init(params):
         layout = make_layout(params, resolve_mask(mask, params, owner) if decays else None)
@@ -331,9 +348,11 @@ def fused_adam(
         return _kernel_call("jaxopt_lectures_fused_adam", [p, m, v], coef, grads, decay=decay)
 
     def step(state, grads):
+        _check_fused_state(state, owner)
         layout = state.params.layout
         pieces = _gradient_groups(grads, layout)
-        kernel = _kernel_groups(layout, backend, owner)
+        # eps = eps_root = 0 (the lecture form): the XLA rule defines 0/0 as 0, the kernel does not.
+        kernel = frozenset() if zero_eps else _kernel_groups(layout, backend, owner)
         packed = _concatenated({k: v for k, v in pieces.items() if k not in kernel}, not isinstance(grads, Packed))
         t = safe_increment(state.count)
         eta = _learning_rate(learning_rate, state.count)
@@ -396,6 +415,7 @@ def fused_sgd(learning_rate, momentum=0.0, nesterov: bool = False, backend: str 
         return p, m
 
     def step(state, grads):
+        _check_fused_state(state, owner)
         layout = state.params.layout
         pieces = _gradient_groups(grads, layout)
         kernel = _kernel_groups(layout, backend, owner)

@@ -1,6 +1,9 @@
 """Learning-rate schedules: pure, jit-safe functions ``count -> value`` (0-based count).
 
-Argument names follow optax so users can switch. Seed 000 (learning-rate scheduling):
+Argument names follow optax so users can switch. Values (``init_value``, ``end_value``,
+``peak_value``, ...) must be finite and non-negative (these are learning rates); each
+schedule lists its boundary counts in ``probe_counts``, where ``scale_by_learning_rate``
+evaluates it once at construction. Seed 000 (learning-rate scheduling):
 *decay* shrinks η as training approaches the minimum; *warm-up* grows η from small at
 the start, while the adaptive statistics (σ of RMSProp/Adam) are still unreliable.
 """
@@ -20,14 +23,32 @@ def _count(count):
     return jnp.asarray(count, jnp.float32)
 
 
+def _value(name, v, owner):
+    """A schedule value: a finite number >= 0 (arrays and tracers pass unchecked)."""
+    check_range(name, v, 0.0, owner=owner)
+
+
+def _probed(schedule, *counts):
+    """Records the counts where the schedule changes regime (checked at construction)."""
+    schedule.probe_counts = tuple(sorted({int(c) for c in counts if c >= 0}))
+    return schedule
+
+
 def constant(value) -> Schedule:
     """``η_t = value``."""
-    return lambda count: jnp.full([], value, jnp.float32) + 0 * _count(count)
+    _value("value", value, "constant")
+
+    def schedule(count):
+        return jnp.full([], value, jnp.float32) + 0 * _count(count)
+
+    return schedule
 
 
 def linear(init_value, end_value, transition_steps: int, transition_begin: int = 0) -> Schedule:
     """Straight line from ``init_value`` (until ``transition_begin``) to ``end_value``
     (after ``transition_begin + transition_steps`` steps), constant outside."""
+    _value("init_value", init_value, "linear")
+    _value("end_value", end_value, "linear")
     check_range("transition_steps", transition_steps, 0, owner="linear")
     check_range("transition_begin", transition_begin, 0, owner="linear")
 
@@ -37,7 +58,7 @@ def linear(init_value, end_value, transition_steps: int, transition_begin: int =
         frac = jnp.clip((_count(count) - transition_begin) / transition_steps, 0.0, 1.0)
         return (init_value + frac * (end_value - init_value)).astype(jnp.float32)
 
-    return schedule
+    return _probed(schedule, transition_begin, transition_begin + transition_steps)
 
 
 def linear_warmup(init_value, peak_value, warmup_steps: int) -> Schedule:
@@ -55,10 +76,20 @@ def exponential_decay(
     end_value=None,
 ) -> Schedule:
     """``η_t = init_value · decay_rate^((t − transition_begin) / transition_steps)``
-    (floored exponent with ``staircase``), bounded by ``end_value`` if given."""
-    check_range("transition_steps", transition_steps, 0, low_open=True, owner="exponential_decay")
-    check_range("decay_rate", decay_rate, 0.0, low_open=True, owner="exponential_decay")
-    check_range("transition_begin", transition_begin, 0, owner="exponential_decay")
+    (floored exponent with ``staircase``), bounded by ``end_value`` if given. A growing
+    schedule (``decay_rate > 1``) needs ``end_value`` as its cap (it would reach ``inf``)."""
+    owner = "exponential_decay"
+    _value("init_value", init_value, owner)
+    check_range("transition_steps", transition_steps, 0, low_open=True, owner=owner)
+    check_range("decay_rate", decay_rate, 0.0, low_open=True, owner=owner)
+    check_range("transition_begin", transition_begin, 0, owner=owner)
+    if end_value is not None:
+        _value("end_value", end_value, owner)
+    elif isinstance(decay_rate, (int, float)) and decay_rate > 1:
+        raise ValueError(
+            f"exponential_decay: decay_rate={decay_rate!r} > 1 grows without bound (inf after "
+            "enough steps); pass end_value to cap it"
+        )
 
     def schedule(count):
         p = jnp.maximum(_count(count) - transition_begin, 0.0) / transition_steps
@@ -69,15 +100,17 @@ def exponential_decay(
             v = jnp.maximum(v, end_value) if decay_rate < 1 else jnp.minimum(v, end_value)
         return v.astype(jnp.float32)
 
-    return schedule
+    return _probed(schedule, transition_begin, transition_begin + transition_steps)
 
 
 def piecewise_constant(init_value, boundaries_and_scales: dict[int, float] | None = None) -> Schedule:
     """Starts at ``init_value``; at each boundary step the value is multiplied by its scale."""
-    items = sorted((boundaries_and_scales or {}).items())
-    for b, s in items:
+    _value("init_value", init_value, "piecewise_constant")
+    raw = (boundaries_and_scales or {}).items()
+    for b, s in raw:
         check_range("boundary", b, 0, owner="piecewise_constant")
         check_range("scale", s, 0.0, owner="piecewise_constant")
+    items = sorted(raw)
 
     def schedule(count):
         c = _count(count)
@@ -86,7 +119,7 @@ def piecewise_constant(init_value, boundaries_and_scales: dict[int, float] | Non
             v = v * jnp.where(c >= b, jnp.float32(s), 1.0)
         return v
 
-    return schedule
+    return _probed(schedule, *(b for b, _ in items))
 
 
 def step_decay(init_value, step_size: int, decay_rate=0.1) -> Schedule:
@@ -97,20 +130,27 @@ def step_decay(init_value, step_size: int, decay_rate=0.1) -> Schedule:
 
 def cosine_decay(init_value, decay_steps: int, alpha=0.0, exponent=1.0) -> Schedule:
     """``η_t = init_value · ((1 − α) · (½(1 + cos(π · min(t, T)/T)))^exponent + α)``, ``T`` = ``decay_steps``."""
+    _value("init_value", init_value, "cosine_decay")
     check_range("decay_steps", decay_steps, 0, low_open=True, owner="cosine_decay")
     check_range("alpha", alpha, 0.0, 1.0, owner="cosine_decay")
+    check_range("exponent", exponent, 0.0, low_open=True, owner="cosine_decay")
 
     def schedule(count):
         frac = jnp.minimum(_count(count), decay_steps) / decay_steps
         cos = 0.5 * (1 + jnp.cos(jnp.pi * frac))
         return (init_value * ((1 - alpha) * cos**exponent + alpha)).astype(jnp.float32)
 
-    return schedule
+    return _probed(schedule, decay_steps)
 
 
 def join(schedules: Sequence[Schedule], boundaries: Sequence[int]) -> Schedule:
     """Runs ``schedules[i]`` between ``boundaries[i−1]`` and ``boundaries[i]``; each one
     sees the count restarted at 0 from its boundary (optax's ``join_schedules``)."""
+    for i, s in enumerate(schedules):
+        if not callable(s):
+            raise TypeError(f"join: schedules[{i}] is {type(s).__name__}, not a schedule count -> value")
+    for b in boundaries:
+        check_range("boundary", b, 0, owner="join")
     if len(boundaries) != len(schedules) - 1:
         raise ValueError(
             f"join: boundaries has {len(boundaries)} entries; allowed: len(schedules) - 1 = {len(schedules) - 1}"
@@ -125,15 +165,27 @@ def join(schedules: Sequence[Schedule], boundaries: Sequence[int]) -> Schedule:
             out = jnp.where(c < b, out, s(c - b))
         return out.astype(jnp.float32)
 
-    return schedule
+    counts = list(boundaries)
+    for b, s in zip([0, *boundaries], schedules):
+        counts += [b + c for c in getattr(s, "probe_counts", ())]
+    return _probed(schedule, *counts)
 
 
 def warmup_cosine_decay(
     init_value, peak_value, warmup_steps: int, decay_steps: int, end_value=0.0, exponent=1.0
 ) -> Schedule:
     """Linear warm-up from ``init_value`` to ``peak_value`` over ``warmup_steps``, then
-    cosine decay to ``end_value`` at step ``decay_steps`` (which includes the warm-up)."""
-    check_range("warmup_steps", warmup_steps, 0, owner="warmup_cosine_decay")
+    cosine decay to ``end_value`` at step ``decay_steps`` (which includes the warm-up);
+    ``end_value`` must lie in ``[0, peak_value]``."""
+    owner = "warmup_cosine_decay"
+    _value("init_value", init_value, owner)
+    _value("peak_value", peak_value, owner)
+    _value("end_value", end_value, owner)
+    if isinstance(end_value, (int, float)) and isinstance(peak_value, (int, float)) and end_value > peak_value:
+        raise ValueError(
+            f"warmup_cosine_decay: end_value={end_value!r} is out of range; allowed: [0, peak_value={peak_value!r}]"
+        )
+    check_range("warmup_steps", warmup_steps, 0, owner=owner)
     if decay_steps <= warmup_steps:
         raise ValueError(
             f"warmup_cosine_decay: decay_steps={decay_steps!r} is out of range; allowed: > warmup_steps={warmup_steps}"

@@ -1,4 +1,17 @@
-"""Adaptive learning rates: Adagrad, RMSProp and Adam (seeds 001, 003, 004)."""
+"""Adaptive learning rates: Adagrad, RMSProp and Adam (seeds 001, 003, 004).
+
+Conventions shared by the three rules:
+
+- **0/0 is 0.** A coordinate whose denominator is exactly 0 (with ``eps = 0``, the
+  lecture forms, after only zero gradients) gets the update 0, as optax's Adagrad does;
+  the formula is otherwise unchanged.
+- **Low precision.** For float16/bfloat16 gradients the moments are computed in float32
+  and stored back in their own dtype (float16's ``eps = 1e-8`` would round to 0).
+- **Complex numbers** use ``|g|² = g·conj(g)`` in the second moment (optax's convention).
+- A huge gradient (``g² = inf``) makes the second moment infinite for good, and the
+  coordinate then never moves again; wrap the optimizer in ``apply_if_finite`` (which
+  also skips steps whose *updates* or new state are not finite) to guard against it.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +23,8 @@ import jax.numpy as jnp
 from .._core import (
     as_coefficient,
     GradientTransformation,
+    check_float_params,
+    check_state,
     check_choice,
     check_decay,
     check_eps,
@@ -24,11 +39,35 @@ from .._core import (
 RMS_INITS = ("zeros", "first_grad")
 
 
+def _compute_dtype(dtype):
+    """The dtype the rules compute in: at least float32 (float16's range and eps are too small)."""
+    return jnp.promote_types(dtype, jnp.float32)
+
+
+def _abs_sq(g):
+    """``|g|² = g·conj(g)``, real (``g²`` for a real ``g``)."""
+    if jnp.issubdtype(g.dtype, jnp.complexfloating):
+        return jnp.square(g.real) + jnp.square(g.imag)
+    return jnp.square(g)
+
+
+def _real(x):
+    return x.real if jnp.issubdtype(x.dtype, jnp.complexfloating) else x
+
+
+def _safe_div(num, denom):
+    """``num / denom``, and 0 where ``denom == 0`` (the 0/0 of ``eps = 0`` with a zero gradient)."""
+    zero = denom == 0
+    return jnp.where(zero, jnp.zeros_like(num), num / jnp.where(zero, jnp.ones_like(denom), denom))
+
+
 def _divide(g, second_moment, eps, eps_in_sqrt: bool):
-    """``g / sqrt(r + δ)`` (δ inside the root) or ``g / (δ + sqrt(r))`` (outside)."""
-    eps = as_coefficient(eps, second_moment.dtype)
-    denom = jnp.sqrt(second_moment + eps) if eps_in_sqrt else eps + jnp.sqrt(second_moment)
-    return (g / denom).astype(g.dtype)
+    """``g / sqrt(r + δ)`` (δ inside the root) or ``g / (δ + sqrt(r))`` (outside); 0 where
+    the denominator is 0."""
+    r = _real(second_moment)
+    eps = as_coefficient(eps, r.dtype)
+    denom = jnp.sqrt(r + eps) if eps_in_sqrt else eps + jnp.sqrt(r)
+    return _safe_div(g.astype(_compute_dtype(g.dtype)), denom).astype(g.dtype)
 
 
 # --- Adagrad ------------------------------------------------------------------------------
@@ -42,9 +81,11 @@ class AdagradState(NamedTuple):
 
 
 def adagrad_leaf(g, r, eps, eps_in_sqrt: bool):
-    """Seed 003: ``r_t = r_{t−1} + g⊙g``, step ``g / (δ + √r_t)``; returns ``(u, r_t)``."""
-    r = (r + jnp.square(g)).astype(r.dtype)
-    return _divide(g, r, eps, eps_in_sqrt), r
+    """Seed 003: ``r_t = r_{t−1} + g⊙g``, step ``g / (δ + √r_t)`` (0 where ``δ + √r_t = 0``);
+    returns ``(u, r_t)``."""
+    ct = _compute_dtype(r.dtype)
+    new_r = r.astype(ct) + _abs_sq(g.astype(_compute_dtype(g.dtype))).astype(ct)
+    return _divide(g, new_r, eps, eps_in_sqrt), new_r.astype(r.dtype)
 
 
 def scale_by_adagrad(eps=1e-10, initial_accumulator_value=0.0, eps_in_sqrt: bool = False):
@@ -52,11 +93,14 @@ def scale_by_adagrad(eps=1e-10, initial_accumulator_value=0.0, eps_in_sqrt: bool
 
     ``x_{t+1} = x_t − η/(δ + √r_t) · g_t`` with ``r_t = r_{t−1} + g_t ⊙ g_t``,
     ``r_{−1} = initial_accumulator_value``. ``eps_in_sqrt=True`` gives ``g/√(r_t + δ)``.
+    With ``eps=0`` a coordinate whose ``r_t`` is 0 (only zero gradients so far) gets the
+    update 0 (as optax defines it), not 0/0.
     """
     check_eps("eps", eps, owner="scale_by_adagrad")
     check_range("initial_accumulator_value", initial_accumulator_value, 0.0, owner="scale_by_adagrad")
 
     def init(params):
+        check_float_params(params, "scale_by_adagrad")
         return AdagradState(
             count=jnp.zeros([], jnp.int32),
             sum_of_squares=tree_full_like(params, initial_accumulator_value),
@@ -64,6 +108,7 @@ def scale_by_adagrad(eps=1e-10, initial_accumulator_value=0.0, eps_in_sqrt: bool
 
     def update(grads, state, params=None, **extra):
         del params, extra
+        check_state(state, AdagradState, "scale_by_adagrad")
         pairs = tree_map_checked(
             lambda g, r: adagrad_leaf(g, r, eps, eps_in_sqrt),
             grads,
@@ -95,21 +140,23 @@ def rms_leaf(g, nu, mu, first, decay, eps, eps_in_sqrt: bool, centered: bool, fi
     ``σ_0 = |g_0|``, ``σ_t = √(α σ_{t−1}² + (1 − α) g_t²)`` (so ``r = σ²``). The step is
     ``g / √(δ + r_t)``; ``centered`` subtracts the squared mean of g from ``r_t``.
     """
-    decay = as_coefficient(decay, nu.dtype)
-    sq = jnp.square(g).astype(nu.dtype)
-    new_nu = decay * nu + (1 - decay) * sq
+    ct = _compute_dtype(nu.dtype)
+    decay = as_coefficient(decay, ct)
+    gc = g.astype(_compute_dtype(g.dtype))
+    sq = _abs_sq(gc).astype(ct)
+    new_nu = decay * nu.astype(ct) + (1 - decay) * sq
     if first_grad:
         new_nu = jnp.where(first, sq, new_nu)
-    new_nu = new_nu.astype(nu.dtype)
     second = new_nu
     new_mu = mu
     if centered:
-        new_mu = decay * mu + (1 - decay) * g.astype(mu.dtype)
+        mt = _compute_dtype(mu.dtype)
+        mu_c = decay * mu.astype(mt) + (1 - decay) * gc.astype(mt)
         if first_grad:
-            new_mu = jnp.where(first, g.astype(mu.dtype), new_mu)
-        new_mu = new_mu.astype(mu.dtype)
-        second = new_nu - jnp.square(new_mu)
-    return _divide(g, second, eps, eps_in_sqrt), new_nu, new_mu
+            mu_c = jnp.where(first, gc.astype(mt), mu_c)
+        second = new_nu - _abs_sq(mu_c).astype(ct)
+        new_mu = mu_c.astype(mu.dtype)
+    return _divide(g, second, eps, eps_in_sqrt), new_nu.astype(nu.dtype), new_mu
 
 
 def scale_by_rms(
@@ -125,7 +172,8 @@ def scale_by_rms(
     Seed 003: ``r_t = p r_{t−1} + (1 − p) g⊙g``, ``x_{t+1} = x_t − η/√(δ + r_t) · g``
     (``p`` = ``decay``, ``δ`` = ``eps``; ``eps_in_sqrt=False`` gives ``δ + √r_t``).
     ``init="zeros"`` starts ``r_{−1} = initial_scale``; ``init="first_grad"`` is seeds
-    000/001/004's ``σ_0 = |g_0|`` (the first step divides by ``|g_0|``).
+    000/001/004's ``σ_0 = |g_0|`` (the first step divides by ``|g_0|``). With ``eps=0`` a
+    coordinate whose ``r_t`` is 0 gets the update 0, not 0/0.
     """
     owner = "scale_by_rms"
     check_decay("decay", decay, owner=owner)
@@ -135,6 +183,7 @@ def scale_by_rms(
     first_grad = init == "first_grad"
 
     def init_fn(params):
+        check_float_params(params, owner)
         return RmsState(
             count=jnp.zeros([], jnp.int32),
             nu=tree_full_like(params, initial_scale),
@@ -143,6 +192,7 @@ def scale_by_rms(
 
     def update(grads, state, params=None, **extra):
         del params, extra
+        check_state(state, RmsState, owner)
         first = state.count == 0
         mu = state.mu if centered else grads
         triples = tree_map_checked(
@@ -177,20 +227,29 @@ def adam_leaf(g, m, v, t, b1, b2, eps, eps_root, bias_correction: bool):
     """Seed 003 (Kingma & Ba, Algorithm 1); returns ``(u, m_t, v_t)``.
 
     ``m_t = β1 m_{t−1} + (1 − β1) g_t``, ``v_t = β2 v_{t−1} + (1 − β2) g_t²``,
-    ``m̂_t = m_t / (1 − β1^t)``, ``v̂_t = v_t / (1 − β2^t)``, ``u = m̂_t / (√(v̂_t + ε_root) + ε)``.
+    ``m̂_t = m_t / (1 − β1^t)``, ``v̂_t = v_t / (1 − β2^t)``, ``u = m̂_t / (√(v̂_t + ε_root) + ε)``
+    (0 where the denominator is 0, i.e. ``ε = ε_root = 0`` and only zero gradients so far).
+    float16/bfloat16 moments are computed in float32 and stored back; complex ``g`` uses
+    ``|g|²`` in ``v_t``.
     """
+    mt, vt = _compute_dtype(m.dtype), _compute_dtype(v.dtype)
+    low = mt != m.dtype or vt != v.dtype
+    m_store, v_store = m.dtype, v.dtype
+    if low:
+        m, v = m.astype(mt), v.astype(vt)
     b1 = as_coefficient(b1, m.dtype)
     b2 = as_coefficient(b2, v.dtype)
     m = (b1 * m + (1 - b1) * g.astype(m.dtype)).astype(m.dtype)
-    v = (b2 * v + (1 - b2) * jnp.square(g).astype(v.dtype)).astype(v.dtype)
+    v = (b2 * v + (1 - b2) * _abs_sq(g).astype(v.dtype)).astype(v.dtype)
     if bias_correction:
-        m_hat = m / (1 - b1**t).astype(m.dtype)
-        v_hat = v / (1 - b2**t).astype(v.dtype)
+        m_hat = m / (1 - b1**t).astype(_real(m).dtype)
+        v_hat = v / (1 - b2**t).astype(_real(v).dtype)
     else:
         m_hat, v_hat = m, v
-    root = jnp.sqrt(v_hat + as_coefficient(eps_root, v.dtype))
-    u = m_hat / (root + as_coefficient(eps, v.dtype))
-    return u.astype(g.dtype), m, v
+    root = jnp.sqrt(_real(v_hat) + as_coefficient(eps_root, _real(v).dtype))
+    denom = root + as_coefficient(eps, _real(v).dtype)
+    u = _safe_div(m_hat, denom)
+    return u.astype(g.dtype), m.astype(m_store), v.astype(v_store)
 
 
 def scale_by_adam(b1=0.9, b2=0.999, eps=1e-8, eps_root=0.0, bias_correction: bool = True):
@@ -205,12 +264,14 @@ def scale_by_adam(b1=0.9, b2=0.999, eps=1e-8, eps_root=0.0, bias_correction: boo
     check_eps("eps_root", eps_root, owner=owner)
 
     def init(params):
+        check_float_params(params, owner)
         return AdamState(
             count=jnp.zeros([], jnp.int32), mu=tree_zeros_like(params), nu=tree_zeros_like(params)
         )
 
     def update(grads, state, params=None, **extra):
         del params, extra
+        check_state(state, AdamState, owner)
         t = safe_increment(state.count)
         triples = tree_map_checked(
             lambda g, m, v: adam_leaf(g, m, v, t, b1, b2, eps, eps_root, bias_correction),

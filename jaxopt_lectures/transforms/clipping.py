@@ -5,7 +5,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from .._core import EmptyState, GradientTransformation, check_range, global_norm
+from .._core import EmptyState, GradientTransformation, as_float, check_range, global_norm
 
 
 def clip(max_delta) -> GradientTransformation:
@@ -18,10 +18,11 @@ def clip(max_delta) -> GradientTransformation:
 
     def update(grads, state, params=None, **extra):
         del params, extra
-        return jax.tree.map(
-            lambda g: jnp.clip(g, -jnp.asarray(max_delta, g.dtype), jnp.asarray(max_delta, g.dtype)),
-            grads,
-        ), state
+        def leaf(g):
+            g = as_float(g)
+            return jnp.clip(g, -jnp.asarray(max_delta, g.dtype), jnp.asarray(max_delta, g.dtype))
+
+        return jax.tree.map(leaf, grads), state
 
     return GradientTransformation(init, update)
 
@@ -30,6 +31,8 @@ def clip_by_global_norm(max_norm) -> GradientTransformation:
     """Rescales the whole gradient when its norm is too large.
 
     ``g ← g · min(1, c / ‖g‖)`` with ``‖g‖ = √(Σ_leaves Σ g²)`` and ``c`` = ``max_norm``.
+    The norm is computed without overflow (``global_norm`` scales by the largest
+    ``|g|`` first), so ``[1e20, 1]`` is clipped to ``[1, 1e-20]``, not zeroed.
     """
     check_range("max_norm", max_norm, 0.0, low_open=True, owner="clip_by_global_norm")
 
@@ -41,6 +44,10 @@ def clip_by_global_norm(max_norm) -> GradientTransformation:
         del params, extra
         norm = global_norm(grads)
         factor = jnp.where(norm > max_norm, max_norm / jnp.where(norm > 0, norm, 1.0), 1.0)
-        return jax.tree.map(lambda g: (g * factor.astype(g.dtype)).astype(g.dtype), grads), state
+        def leaf(g):
+            g = as_float(g)
+            return (g * factor.astype(g.dtype)).astype(g.dtype)
+
+        return jax.tree.map(leaf, grads), state
 
     return GradientTransformation(init, update)

@@ -11,6 +11,8 @@ from .._core import (
     as_coefficient,
     GradientTransformation,
     check_choice,
+    check_float_params,
+    check_state,
     check_decay,
     check_range,
     safe_increment,
@@ -66,10 +68,12 @@ def add_momentum(beta=0.9, variant: str = "classic", nesterov: bool = False) -> 
         check_decay("beta", beta, owner="add_momentum")
 
     def init(params):
+        check_float_params(params, "add_momentum")
         return MomentumState(count=jnp.zeros([], jnp.int32), mu=tree_zeros_like(params))
 
     def update(grads, state, params=None, **extra):
         del params, extra
+        check_state(state, MomentumState, "add_momentum")
         first = state.count == 0
         pairs = tree_map_checked(
             lambda g, m: momentum_leaf(g, m, first, beta, variant, nesterov),

@@ -17,11 +17,17 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 
+import numpy as np
+
 from .._core import (
     as_coefficient,
     EmptyState,
+    FlatTree,
     GradientTransformation,
+    _leaf_paths,
+    as_float,
     check_range,
+    check_same_shapes,
     check_same_structure,
 )
 
@@ -34,13 +40,34 @@ def decay_matrices_only(params) -> Any:
 DEFAULT_MASK: Callable = decay_matrices_only
 
 
+def _mask_leaf(flag, path: str, owner: str):
+    """A mask leaf as a Python bool, or a bool array (per element; possibly traced)."""
+    if isinstance(flag, (bool, np.bool_)):
+        return bool(flag)
+    if isinstance(flag, (jax.Array, np.ndarray)) and flag.dtype == np.bool_:
+        if flag.ndim == 0 and not isinstance(flag, jax.core.Tracer):
+            return bool(flag)
+        return flag
+    raise TypeError(
+        f"{owner} mask: the leaf at {path} is {flag!r:.60} ({type(flag).__name__}); allowed: "
+        "True/False or a bool array (bool('no') would be True)"
+    )
+
+
 def resolve_mask(mask, params, owner: str):
-    """Turns ``mask`` (None, a bool pytree, or a callable) into a pytree of Python bools."""
+    """Turns ``mask`` (None, a bool pytree, or a callable) into a pytree of Python bools or
+    bool arrays (per-element masks; traced ones under ``jit``). For the packed parameters
+    that ``flatten`` passes, the mask is evaluated on the original tree and packed."""
+    if isinstance(params, FlatTree):
+        if mask is None:
+            return jax.tree.map(lambda _: True, params)
+        return params.pack_flags(resolve_mask(mask, params.unpack(), owner))
     if mask is None:
         return jax.tree.map(lambda _: True, params)
     tree = mask(params) if callable(mask) else mask
     check_same_structure(tree, params, f"{owner} mask", "params")
-    return jax.tree.map(bool, tree)
+    flags = [_mask_leaf(f, path, owner) for path, f in _leaf_paths(tree)]
+    return jax.tree.unflatten(jax.tree.structure(tree), flags)
 
 
 def _add_scaled_params(coeff, mask, penalty_grad, owner: str) -> GradientTransformation:
@@ -56,13 +83,16 @@ def _add_scaled_params(coeff, mask, penalty_grad, owner: str) -> GradientTransfo
         if params is None:
             raise ValueError(f"{owner} needs the parameters: call update(grads, state, params)")
         check_same_structure(grads, params, "grads", "params")
+        check_same_shapes(grads, params, "grads", "params")
         keep = resolve_mask(mask, params, owner)
 
         def leaf(g, p, on):
-            if not on:
+            if on is False:
                 return g
+            g = as_float(g)
             c = as_coefficient(coeff, g.dtype)
-            return (g + c * penalty_grad(p).astype(g.dtype)).astype(g.dtype)
+            new = (g + c * penalty_grad(p).astype(g.dtype)).astype(g.dtype)
+            return new if on is True else jnp.where(on, new, g)
 
         return jax.tree.map(leaf, grads, params, keep), state
 

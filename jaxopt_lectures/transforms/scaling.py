@@ -11,7 +11,9 @@ from .._core import (
     as_coefficient,
     EmptyState,
     GradientTransformation,
+    as_float,
     check_learning_rate,
+    check_range,
     safe_increment,
 )
 
@@ -23,12 +25,14 @@ class ScaleByScheduleState(NamedTuple):
 
 
 def _scale_leaf(g, factor):
-    """The per-array rule: ``factor · g`` in ``g``'s dtype."""
+    """The per-array rule: ``factor · g`` in ``g``'s dtype (float32 for an integer ``g``)."""
+    g = as_float(g)
     return (as_coefficient(factor, g.dtype) * g).astype(g.dtype)
 
 
 def scale(step_size) -> GradientTransformation:
-    """Multiplies every update by a constant: ``u ← step_size · u``."""
+    """Multiplies every update by a constant: ``u ← step_size · u`` (a finite number, any sign)."""
+    check_range("step_size", step_size, owner="scale")
 
     def init(params):
         del params
@@ -46,6 +50,9 @@ def scale_by_learning_rate(learning_rate, *, flip_sign: bool = True) -> Gradient
 
     ``learning_rate`` is a float or a schedule ``count -> η_t`` (see
     ``jaxopt_lectures.schedules``); with a schedule the state holds ``count`` (0-based).
+    A schedule (or any callable) is evaluated at construction at counts 0 and 1 (and at
+    its boundaries, for this package's schedules) and refused if a value is negative or
+    not finite; values at other counts are not checked.
     """
     check_learning_rate(learning_rate, owner="scale_by_learning_rate")
     sign = -1.0 if flip_sign else 1.0
@@ -58,6 +65,9 @@ def scale_by_learning_rate(learning_rate, *, flip_sign: bool = True) -> Gradient
 
     def update(grads, state, params=None, **extra):
         del params, extra
+        if not isinstance(state, ScaleByScheduleState):
+            raise ValueError(f"scale_by_learning_rate got a state of type {type(state).__name__} where it "
+                             "expects ScaleByScheduleState; was the state made by this optimizer's init?")
         eta = learning_rate(state.count)
         updates = jax.tree.map(lambda g: _scale_leaf(g, sign * eta), grads)
         return updates, ScaleByScheduleState(count=safe_increment(state.count))

@@ -10,10 +10,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._core import (
+    FlatTree,
     GradientTransformation,
     MaskedNode,
-    check_range,
+    check_integer,
+    check_same_shapes,
     check_same_structure,
+    check_state,
     safe_increment,
     tree_zeros_like,
 )
@@ -29,13 +32,25 @@ class MaskedState(NamedTuple):
 
 
 def _select(tree, keep):
-    return jax.tree.map(lambda x, k: x if k else MaskedNode(), tree, keep)
+    """The leaves ``keep`` selects; a per-element mask keeps the leaf with zeros elsewhere
+    (so that a global norm inside sees only the selected elements)."""
+
+    def pick(x, k):
+        if k is True:
+            return x
+        if k is False:
+            return MaskedNode()
+        return jnp.where(k, x, jnp.zeros_like(x))
+
+    return jax.tree.map(pick, tree, keep)
 
 
 def masked(tx: GradientTransformation, mask) -> GradientTransformation:
     """Runs ``tx`` only on the leaves where ``mask`` is True; the others pass through.
 
-    ``mask`` is a bool pytree like the params or a callable ``params -> bool pytree``.
+    ``mask`` is a bool pytree like the params or a callable ``params -> bool pytree``; a
+    leaf may also be a bool array (per element: the inner transformation then sees the
+    leaf with zeros where the mask is False, and its updates are used where it is True).
     The inner state holds nothing for the left-out leaves.
     """
     if mask is None:
@@ -46,12 +61,15 @@ def masked(tx: GradientTransformation, mask) -> GradientTransformation:
         return MaskedState(inner_state=tx.init(_select(params, keep)))
 
     def update(grads, state, params=None, **extra):
+        check_state(state, MaskedState, "masked")
         keep = resolve_mask(mask, grads if params is None else params, "masked")
         check_same_structure(grads, keep, "grads", "mask")
         inner_params = None if params is None else _select(params, keep)
         inner_updates, inner_state = tx.update(_select(grads, keep), state.inner_state, inner_params, **extra)
+        if params is not None:
+            check_same_shapes(grads, params, "grads", "params")
         merged = jax.tree.map(
-            lambda g, u, k: u if k else g,
+            lambda g, u, k: (u if k else g) if isinstance(k, bool) else jnp.where(k, u, g),
             grads,
             inner_updates,
             keep,
@@ -75,6 +93,10 @@ class ApplyIfFiniteState(NamedTuple):
     inner_state: Any
 
 
+def _float_leaves(tree):
+    return [x for x in jax.tree.leaves(tree) if jnp.issubdtype(jnp.result_type(x), jnp.inexact)]
+
+
 def all_finite(tree) -> jax.Array:
     leaves = jax.tree.leaves(tree)
     if not leaves:
@@ -83,12 +105,17 @@ def all_finite(tree) -> jax.Array:
 
 
 def apply_if_finite(tx: GradientTransformation, max_consecutive_errors: int) -> GradientTransformation:
-    """Skips a step whose gradients hold NaN or Inf: zero update, inner state unchanged.
+    """Skips a step whose gradients, updates or new inner state hold NaN or Inf: zero
+    update, inner state unchanged.
 
-    After more than ``max_consecutive_errors`` bad steps in a row the step is applied
-    anyway, so a run that truly diverged shows NaNs instead of silently stalling.
+    This is the guard against exploding gradients in the adaptive rules: without it one
+    gradient with ``g² = inf`` makes Adam's ``v`` infinite for good and freezes that
+    coordinate; with it the step is skipped and the moments stay finite. NaN made inside
+    the optimizer (a NaN schedule value) is caught too. After more than
+    ``max_consecutive_errors`` bad steps in a row the step is applied anyway, so a run
+    that truly diverged shows NaNs instead of silently stalling.
     """
-    check_range("max_consecutive_errors", max_consecutive_errors, 0, owner="apply_if_finite")
+    check_integer("max_consecutive_errors", max_consecutive_errors, 0, owner="apply_if_finite")
 
     def init(params):
         return ApplyIfFiniteState(
@@ -99,8 +126,9 @@ def apply_if_finite(tx: GradientTransformation, max_consecutive_errors: int) -> 
         )
 
     def update(grads, state, params=None, **extra):
-        ok = all_finite(grads)
+        check_state(state, ApplyIfFiniteState, "apply_if_finite")
         updates, inner = tx.update(grads, state.inner_state, params, **extra)
+        ok = all_finite(grads) & all_finite(updates) & all_finite(_float_leaves(inner))
         bad_count = jnp.where(ok, 0, safe_increment(state.notfinite_count)).astype(jnp.int32)
         apply = ok | (bad_count > max_consecutive_errors)
         updates = jax.tree.map(lambda u: jnp.where(apply, u, jnp.zeros_like(u)), updates)
@@ -133,8 +161,7 @@ def accumulate_gradients(tx: GradientTransformation, every_k: int) -> GradientTr
     Between real updates the returned updates are zero and ``tx``'s state is unchanged,
     so ``k`` micro-batches of size ``B`` follow the same path as one batch of ``k·B``.
     """
-    if not isinstance(every_k, (int, np.integer)) or isinstance(every_k, bool) or every_k < 1:
-        raise ValueError(f"accumulate_gradients: every_k={every_k!r} is out of range; allowed: integers >= 1")
+    check_integer("every_k", every_k, 1, owner="accumulate_gradients")
 
     def init(params):
         return AccumulateState(
@@ -142,7 +169,9 @@ def accumulate_gradients(tx: GradientTransformation, every_k: int) -> GradientTr
         )
 
     def update(grads, state, params=None, **extra):
+        check_state(state, AccumulateState, "accumulate_gradients")
         check_same_structure(grads, state.acc_grads, "grads", "state.acc_grads")
+        check_same_shapes(grads, state.acc_grads, "grads", "state.acc_grads")
         acc = jax.tree.map(lambda a, g: (a + g).astype(a.dtype), state.acc_grads, grads)
         last = state.mini_step == every_k - 1
 
@@ -180,8 +209,10 @@ def inject_hyperparams(factory: Callable[..., GradientTransformation], *, static
     but ``state.hyperparams["learning_rate"]`` is an array: it can be logged, and changed
     between steps (``set_state_field(state, "learning_rate", 1e-4)``) without recompiling.
     A hyper-parameter given as a schedule ``count -> value`` is evaluated each step and
-    its current value stored. Only floats (and float arrays, and schedules) are injected:
-    integers, strings, booleans, masks and names in ``static_args`` stay fixed.
+    its current value stored. Floats, float arrays and schedules are injected, and so are
+    Python integers given for a hyper-parameter whose default is a float or that has no
+    default (``sgd(learning_rate=1)``); integer arguments with an integer default, strings,
+    booleans, masks and names in ``static_args`` stay fixed.
     """
     sig = inspect.signature(factory)
 
@@ -196,6 +227,9 @@ def inject_hyperparams(factory: Callable[..., GradientTransformation], *, static
                 return False
             if isinstance(v, (float, np.floating)):
                 return True
+            if isinstance(v, (int, np.integer)):
+                default = sig.parameters[name].default
+                return default is inspect.Parameter.empty or isinstance(default, float)
             if isinstance(v, (jax.Array, np.ndarray)):
                 return jnp.issubdtype(v.dtype, jnp.floating)
             return callable(v) and name != "mask" and _is_schedule(v)
@@ -219,6 +253,7 @@ def inject_hyperparams(factory: Callable[..., GradientTransformation], *, static
             return InjectHyperparamsState(count=count, hyperparams=hp, inner_state=factory(**static, **hp).init(params))
 
         def update(grads, state, params=None, **extra):
+            check_state(state, InjectHyperparamsState, wrapped.__name__)
             hp = values_at(state.count, state.hyperparams)
             inner_tx = factory(**static, **hp)
             updates, inner = inner_tx.update(grads, state.inner_state, params, **extra)
@@ -249,48 +284,36 @@ def _is_schedule(f) -> bool:
 
 
 class FlattenState(NamedTuple):
-    """``inner_state``: the wrapped transformation's state over one flat buffer per dtype."""
+    """``inner_state``: the wrapped transformation's state over one flat buffer per dtype;
+    ``layout``: the static layout of the packed tree (a ``FlatTree`` with no buffers)."""
 
     inner_state: Any
-
-
-def _pack(tree):
-    """One contiguous 1-D buffer per dtype: ``{dtype_name: concat(ravel(leaves))}``."""
-    groups: dict[str, list] = {}
-    for leaf in jax.tree.leaves(tree):
-        groups.setdefault(jnp.dtype(leaf.dtype).name, []).append(jnp.ravel(leaf))
-    return {k: jnp.concatenate(v) if len(v) > 1 else v[0] for k, v in sorted(groups.items())}
-
-
-def _unpack(flat, like):
-    leaves, treedef = jax.tree.flatten(like)
-    offsets: dict[str, int] = {}
-    out = []
-    for leaf in leaves:
-        name = jnp.dtype(leaf.dtype).name
-        start = offsets.get(name, 0)
-        size = int(np.prod(leaf.shape, dtype=np.int64))
-        out.append(jax.lax.dynamic_slice_in_dim(flat[name], start, size).reshape(leaf.shape))
-        offsets[name] = start + size
-    return jax.tree.unflatten(treedef, out)
+    layout: Any = None
 
 
 def flatten(tx: GradientTransformation) -> GradientTransformation:
     """Runs ``tx`` on one contiguous buffer per dtype instead of leaf by leaf.
 
     Same numbers as ``tx`` for element-wise transformations (and global-norm clipping);
-    fewer, larger kernels. Masks inside ``tx`` would see the flat buffers: apply masks
-    outside ``flatten``.
+    fewer, larger kernels. Masks inside ``tx`` (the default weight-decay mask of ``adamw``
+    and the regularizers, ``masked``) are evaluated on the original tree and carried into
+    the packed layout, so every rule keeps its meaning. Gradients are checked against the
+    parameters' layout (structure and shapes, named by path) and cast to its dtypes.
     """
 
     def init(params):
-        return FlattenState(inner_state=tx.init(_pack(params)))
+        flat = FlatTree.pack(params)
+        return FlattenState(inner_state=tx.init(flat), layout=FlatTree({}, flat.spec))
 
     def update(grads, state, params=None, **extra):
-        if params is not None:
-            check_same_structure(grads, params, "grads", "params")
-        flat_params = None if params is None else _pack(params)
-        flat_updates, inner = tx.update(_pack(grads), state.inner_state, flat_params, **extra)
-        return _unpack(flat_updates, grads), FlattenState(inner_state=inner)
+        check_state(state, FlattenState, "flatten")
+        if not isinstance(state.layout, FlatTree):
+            raise ValueError("flatten: this state has no layout; was it made by flatten(...).init?")
+        spec = state.layout.spec
+        flat_params = None if params is None else FlatTree.pack(params, spec, "params")
+        flat_grads = FlatTree.pack(grads, spec, "grads")
+        flat_updates, inner = tx.update(flat_grads, state.inner_state, flat_params, **extra)
+        updates = FlatTree(flat_updates.buffers, spec).unpack()
+        return updates, FlattenState(inner_state=inner, layout=state.layout)
 
     return GradientTransformation(init, update)
