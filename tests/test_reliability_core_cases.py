@@ -119,3 +119,66 @@ def test_case_050_set_state_field_validates_like_the_factory():
     tx = jol.inject_hyperparams(jol.sgd)(learning_rate=0.1, momentum=0.5)
     with pytest.raises(ValueError, match="momentum"):
         jol.set_state_field(tx.init(P), "momentum", 1.5)
+
+
+def test_case_013_apply_if_finite_needs_an_integer():
+    with pytest.raises(ValueError, match="max_consecutive_errors"):
+        jol.apply_if_finite(jol.sgd(0.1), 2.5)
+
+
+def test_case_017_a_user_schedule_that_is_negative_at_the_start_is_refused():
+    with pytest.raises(ValueError, match="schedule gives -0.001"):
+        jol.sgd(lambda count: -1e-3)
+
+
+def test_case_019_020_schedule_arguments_are_named():
+    with pytest.raises(ValueError, match="end_value"):
+        jol.schedules.warmup_cosine_decay(0, 0.1, 10, 100, end_value=0.5)
+    with pytest.raises(ValueError, match="decay_rate"):
+        jol.schedules.exponential_decay(0.1, 10, float("inf"))
+
+
+def test_case_025_int_gradients_for_float_params_move_the_params():
+    np.testing.assert_allclose(np.asarray(step(jol.sgd(0.1), {"w": jnp.ones(2, jnp.int32)})["w"]), [0.9, 0.9])
+
+
+def test_case_026_integer_params_are_refused_naming_the_path():
+    with pytest.raises(TypeError, match=r"\['w'\] is int32"):
+        jol.adam(0.1).init({"w": jnp.full(2, 10, jnp.int32)})
+
+
+def test_case_027_complex_params_follow_optax_semantics():
+    p, g = {"w": jnp.zeros(2, jnp.complex64)}, {"w": jnp.full(2, 1 + 1j, jnp.complex64)}
+    ours, ref = jol.adam(0.1), optax.adam(0.1)
+    s, r = ours.init(p), ref.init(p)
+    for _ in range(2):
+        u, s = ours.update(g, s, p)
+        v, r = ref.update(g, r, p)
+    np.testing.assert_allclose(np.asarray(u["w"]), np.asarray(v["w"]), rtol=1e-5)
+
+
+def test_case_029_float16_adam_has_no_nan_and_no_frozen_coordinate():
+    p, g = {"w": jnp.ones(4, jnp.float16)}, {"w": jnp.array([0, 1e-3, 1, 300], jnp.float16)}
+    out = np.asarray(step(jol.adam(0.1), g, p)["w"], np.float32)
+    assert np.isfinite(out).all()
+    np.testing.assert_allclose(out, [1.0, 0.9, 0.9, 0.9], atol=2e-3)
+
+
+def test_case_040_mask_leaves_must_be_booleans():
+    with pytest.raises(TypeError, match="bool"):
+        jol.masked(jol.sgd(0.1), {"w": "no"}).init(P)
+
+
+def test_case_042_another_optimizers_state_is_refused():
+    with pytest.raises(ValueError, match="AdamState"):
+        jol.sgd(0.1, momentum=0.9).update(G, jol.adam(0.1).init(P), P)
+
+
+def test_case_052_an_int_learning_rate_is_injected_too():
+    state = jol.inject_hyperparams(jol.sgd)(learning_rate=1).init(P)
+    assert float(jol.set_state_field(state, "learning_rate", 0.5).hyperparams["learning_rate"]) == 0.5
+
+
+def test_case_053_a_tree_field_is_not_replaced_by_a_scalar():
+    with pytest.raises(ValueError, match="holds a tree"):
+        jol.set_state_field(jol.adam(0.1).init(P), "mu", 0.0)

@@ -240,7 +240,7 @@ def adam_leaf(g, m, v, t, b1, b2, eps, eps_root, bias_correction: bool):
     b1 = as_coefficient(b1, m.dtype)
     b2 = as_coefficient(b2, v.dtype)
     m = (b1 * m + (1 - b1) * g.astype(m.dtype)).astype(m.dtype)
-    v = (b2 * v + (1 - b2) * _abs_sq(g).astype(v.dtype)).astype(v.dtype)
+    v = (b2 * v + (1 - b2) * _abs_sq(g.astype(_compute_dtype(g.dtype))).astype(v.dtype)).astype(v.dtype)
     if bias_correction:
         m_hat = m / (1 - b1**t).astype(_real(m).dtype)
         v_hat = v / (1 - b2**t).astype(_real(v).dtype)
