@@ -182,3 +182,9 @@ def test_case_052_an_int_learning_rate_is_injected_too():
 def test_case_053_a_tree_field_is_not_replaced_by_a_scalar():
     with pytest.raises(ValueError, match="holds a tree"):
         jol.set_state_field(jol.adam(0.1).init(P), "mu", 0.0)
+
+
+def test_case_047_flatten_names_the_leaf_of_a_wrong_shape():
+    tx, p = jol.flatten(jol.adam(0.1)), {"a": jnp.ones((3, 2))}
+    with pytest.raises(ValueError, match=r"\(2, 3\) at \['a'\]"):
+        tx.update({"a": jnp.ones((2, 3))}, tx.init(p), p)
