@@ -313,7 +313,7 @@ def judge(row: Row, base: dict, var: dict, seeds: Sequence[int]) -> dict:
             ok = stats.claim_check(expected, observed["direction"]) if observed["status"] == "ok" else None
             if ok is not None:
                 halves[half] = ok
-    statuses = {train["status"], test["status"]} - {"ok"}  # a baseline diverged at every grid point:
+    statuses = {train["status"], test["status"]} - {"ok"}  # "baseline never trains": diverged at every grid point
     if "baseline never trains" in statuses or all(f == len(seeds) for f in base["grid_diverged"]):
         agrees = "baseline never trains"
     elif regime["reached"] is False:
