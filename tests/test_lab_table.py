@@ -10,16 +10,7 @@ from jaxopt_lectures.lab import plan, run
 from jaxopt_lectures.lab.claims import quotes
 from jaxopt_lectures.lab.claims.rows import REGISTRY, differing_paths, flatten_setting
 
-EXISTING = (
-    "adagrad rmsprop momentum adam warmup decay adamw dropout weight_decay l1 init pretrain cnn skip "
-    "batchnorm layernorm accuracy_loss mse_loss more_data mixup flip entropy graph early_stopping sigmoid "
-    "maxout batch_size"
-).split()
-NEW = (
-    "nesterov bias_correction rmsprop_first_grad momentum_variants rmsprop_vs_adagrad l1_vs_l2_sparsity "
-    "l2_in_loss dropout_test_scaling dropout_relu_vs_sigmoid leaky_relu prelu full_batch depth_degradation "
-    "hinge init_minimum adamw_vs_adam"
-).split()
+from test_lab_quotes import EXISTING, NEW  # the row names issue 10 lists, kept in one place
 
 
 def test_registry_has_every_row_of_the_issue_and_each_has_a_quoted_claim():

@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import jaxopt_lectures as jol
+from jaxopt_lectures import sharding
 from jaxopt_lectures.lab import augment as aug
 from jaxopt_lectures.lab import data as data_lib
 from jaxopt_lectures.lab import models
@@ -52,6 +53,20 @@ def trainer_configs(points: list[dict[str, Any]]) -> list[dict[str, float]] | No
                 raise ValueError(f"cannot tune {path!r}: only optimizer.{TUNABLE_OPTIMIZER} and hparams.* are traced")
         out.append(c)
     return out if any(out) else None
+
+
+def runs_per_device_split(n_runs: int, n_devices: int) -> int:
+    """How many devices share an arm's vmapped runs: the largest divisor of ``n_runs`` that is
+    at most ``n_devices`` (each then trains ``n_runs / d`` runs; 1 means no spreading)."""
+    return max(d for d in range(1, min(n_runs, n_devices) + 1) if n_runs % d == 0)
+
+
+def runs_mesh(setting: dict, n_runs: int):
+    """A mesh over the available devices for dense models (their runs are vmapped), else None."""
+    d = runs_per_device_split(n_runs, jax.device_count())
+    if d == 1 or setting["model"]["name"] != "mlp":
+        return None
+    return sharding.data_mesh(d, axis="runs")
 
 
 def steps_per_epoch(n_train: int, batch_size: int | None) -> int:

@@ -18,9 +18,9 @@ from typing import Sequence
 
 import jax
 
-from jaxopt_lectures import sharding
 from jaxopt_lectures.lab.claims.rows import REGISTRY, Row, differing_paths, merge, setting
-from jaxopt_lectures.lab.plan import per_example_loss
+from jaxopt_lectures.lab.plan import per_example_loss, runs_per_device_split
+from jaxopt_lectures.lab.plan import runs_mesh as _runs_mesh
 from jaxopt_lectures.lab.run import RULE, explain, run_row
 
 Entry = Row  # the name report.py and older examples use
@@ -49,20 +49,6 @@ def select(names: Sequence[str] | None) -> list[Row]:
     if unknown:
         raise KeyError(f"unknown technique(s) {', '.join(map(repr, unknown))}; known: {', '.join(REGISTRY)}")
     return [REGISTRY[n] for n in dict.fromkeys(names)]
-
-
-def runs_per_device_split(n_runs: int, n_devices: int) -> int:
-    """How many devices share a row's vmapped runs: the largest divisor of ``n_runs`` that is
-    at most ``n_devices`` (each then trains ``n_runs / d`` runs; 1 means no spreading)."""
-    return max(d for d in range(1, min(n_runs, n_devices) + 1) if n_runs % d == 0)
-
-
-def _runs_mesh(s: dict, n_runs: int):
-    """A mesh over the available devices for dense models (their runs are vmapped), else None."""
-    d = runs_per_device_split(n_runs, jax.device_count())
-    if d == 1 or s["model"]["name"] != "mlp":
-        return None
-    return sharding.data_mesh(d, axis="runs")
 
 
 class CompileTimer:

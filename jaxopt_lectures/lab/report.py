@@ -238,7 +238,6 @@ def row_cells(row: dict) -> list[str]:
 def _footer(table: dict) -> list[str]:
     rows = table["rows"]
     counts = {k: sum(r["agrees"] == k for r in rows) for k in AGREE_LABELS}
-    directional = sum(1 for r in rows for ok in r.get("halves", {}) if ok)  # checked halves
     lines = [
         f"{len(rows)} rows, seeds {table['seeds']}, {'quick' if table['quick'] else 'full'} budget: "
         + ", ".join(f"{counts[k]} {k}" for k in AGREE_LABELS if counts[k]) + ".",
@@ -250,7 +249,6 @@ def _footer(table: dict) -> list[str]:
         + (f" ({table['rows_reused']} rows reused from an earlier run)." if table["rows_reused"] else "."),
         f"Rule: {table['rule']}.",
     ]
-    del directional
     missed = [r["name"] for r in rows if r["regime"]["reached"] is False]
     if missed:
         lines.append("Regime not reached: " + "; ".join(

@@ -129,14 +129,8 @@ def _train(setting: dict, grid: dict, epochs: int, seeds, progress: bool, desc: 
         augment=plan.make_augment(setting["augment"]), loss_fn=plan.per_example_loss(setting["loss"]),
         eval_loss_fn=losses.softmax_cross_entropy, early_stopping_patience=setting["early_stopping"],
         init_from=init_from, progress=progress, progress_desc=desc,
-        mesh=_runs_mesh(setting, len(points) * len(seeds)),
+        mesh=plan.runs_mesh(setting, len(points) * len(seeds)),
     ), datasets, points
-
-
-def _runs_mesh(setting: dict, n_runs: int):
-    from jaxopt_lectures.lab.recipe import _runs_mesh as mesh_for
-
-    return mesh_for(setting, n_runs)
 
 
 def _pretrain(setting: dict, seeds, progress: bool):
@@ -171,7 +165,7 @@ def run_arm(setting: dict, grid: dict, epochs: int, seeds: Sequence[int], measur
     div = h.diverged
     train, val, val_acc = pick(h.train_loss), pick(h.val_loss), pick(h.val_acc)
     c = _pick(val, div)
-    per_point_fail = [int((div[i] | ~(pick(h.train_loss)[i] < CHANCE_LOSS)).sum()) for i in range(len(points))]
+    per_point_fail = [int((div[i] | ~(train[i] < CHANCE_LOSS)).sum()) for i in range(len(points))]
     out = {
         "fingerprint": fp,
         "chosen": points[c],
