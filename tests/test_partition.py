@@ -126,8 +126,7 @@ def test_state_fields_by_name_reach_into_the_parts():
     tx = jol.partition({"body": jol.sgd(0.1), "head": injected}, {"body": "body", "head": "head"})
     state = tx.init(PARAMS)
     np.testing.assert_allclose(float(jol.get_state_field(state, "learning_rate")), 1e-2, rtol=1e-6)
-    # a label is a key too: the head's state, then its count
-    assert int(jol.get_state_field(jol.get_state_field(state, "head"), "count")) == 0
+    assert int(state.inner_states["head"].count) == 0
     _, state = trajectory(tx, steps=2)
     np.testing.assert_allclose(float(jol.get_state_field(state.inner_states["head"], "learning_rate")), 1e-2, rtol=1e-6)
     state = jol.set_state_field(state, "learning_rate", 1e-3)
@@ -305,3 +304,31 @@ def test_inside_flax_nnx_optimizer():
     _, _, ours = train(jol.partition(txs, labels))  # a dict of labels fits the nnx.State by path
     _, _, theirs = train(optax.partition(txs, full_labels))  # optax needs a tree of the State's own type
     np.testing.assert_allclose(ours, theirs, rtol=1e-5)
+
+
+def test_extra_arguments_reach_only_the_parts_that_take_them():
+    seen = {}
+
+    def spy_update(grads, state, params=None, *, value=None):
+        seen["value"] = value
+        return grads, state
+
+    spy = jol.GradientTransformation(lambda p: jol.EmptyState(), spy_update)
+    tx = jol.partition({"body": optax.clip(0.1), "head": spy}, {"body": "body", "head": "head"})
+    grads = grads_at(PARAMS, 0)
+    # optax.clip takes no extras and spy takes only value=: passing other=1 to either would raise
+    updates, _ = tx.update(grads, tx.init(PARAMS), PARAMS, value=jnp.asarray(2.0), other=1)
+    assert float(seen["value"]) == 2.0
+    chex.assert_trees_all_equal(updates["body"], jax.tree.map(lambda g: jnp.clip(g, -0.1, 0.1), grads["body"]))
+
+
+def test_nested_partitions_match_optax():
+    inner = {"kernel": jol.adam(1e-2), "bias": jol.sgd(0.1)}
+    ours = jol.partition({"body": jol.partition(inner, kernel_or_bias), "head": jol.sgd(0.05)},
+                         {"body": "body", "head": "head"})
+    theirs = optax.partition({"body": optax.partition(inner, kernel_or_bias), "head": optax.sgd(0.05)},
+                             {"body": "body", "head": "head"})
+    got, state = trajectory(ours)
+    want, _ = trajectory(theirs)
+    chex.assert_trees_all_close(got, want, rtol=2e-5, atol=1e-7)
+    assert int(state.inner_states["body"].inner_states["kernel"][0].count) == 5

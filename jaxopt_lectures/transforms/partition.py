@@ -227,12 +227,12 @@ def partition(transforms: Mapping[Hashable, GradientTransformation], param_label
             sub_params = None if params is None else split(params, flat, label)
             sub_updates, new_states[label] = tx.update(split(grads, flat, label), state.inner_states[label],
                                                        sub_params, **kw)
-            sub_leaves = jax.tree.leaves(sub_updates, is_leaf=lambda x: isinstance(x, MaskedNode))
-            if len(sub_leaves) != len(leaves):
-                raise ValueError(
-                    f"partition: transforms[{label!r}] returned updates with {len(sub_leaves)} leaves "
-                    f"for a tree of {len(leaves)}; it must keep the tree's structure"
-                )
+            try:  # one entry per leaf of grads: its update, or MaskedNode where another part's leaf is
+                sub_leaves = treedef.flatten_up_to(sub_updates)
+            except (ValueError, TypeError):
+                check_same_structure(sub_updates, split(grads, flat, label), f"transforms[{label!r}]'s updates",
+                                     "its gradients")
+                raise
             for i, (u, lab) in enumerate(zip(sub_leaves, flat)):
                 if lab == label:
                     out[i] = u
