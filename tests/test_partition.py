@@ -332,3 +332,13 @@ def test_nested_partitions_match_optax():
     want, _ = trajectory(theirs)
     chex.assert_trees_all_close(got, want, rtol=2e-5, atol=1e-7)
     assert int(state.inner_states["body"].inner_states["kernel"][0].count) == 5
+
+
+def test_inside_flatten_is_refused_with_the_fix():
+    tx = jol.flatten(jol.partition({"a": jol.sgd(0.1)}, "a"))
+    with pytest.raises(ValueError, match=re.escape("put flatten inside each part instead")):
+        tx.init(PARAMS)
+    inside = jol.partition({"body": jol.flatten(jol.adam(1e-2)), "head": jol.sgd(0.1)}, {"body": "body", "head": "head"})
+    got, _ = trajectory(inside)
+    want, _ = trajectory(optax.partition({"body": optax.adam(1e-2), "head": optax.sgd(0.1)}, {"body": "body", "head": "head"}))
+    chex.assert_trees_all_close(got, want, rtol=2e-5, atol=1e-7)
