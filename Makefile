@@ -1,23 +1,29 @@
 # Two commands a newcomer needs (each creates or updates its own virtual environment):
 #   make demo   - set up and run the main job: the lecture's table, measured (RECIPE_ARGS=--quick for the short one)
 #   make test   - set up and run the test suite (what .ci/run calls)
-PYTHON ?= python3.11
-VENV   ?= .venv
-BIN     = $(VENV)/bin
+# Variables: PYTHON (default: the first of python3.12, python3.13, python3.11 that runs here),
+# EXTRAS (e.g. EXTRAS=test,cuda to install JAX with CUDA on a GPU machine), CONSTRAINTS (a pip
+# constraints file, e.g. .ci/oldest.txt for the oldest supported stack), VENV, PYTEST_ARGS.
+PYTHON      ?= $(shell for p in python3.12 python3.13 python3.11; do $$p -c '' 2>/dev/null && { echo $$p; break; }; done)
+VENV        ?= .venv
+EXTRAS      ?= test
+CONSTRAINTS ?=
+BIN          = $(VENV)/bin
 
 .PHONY: demo test clean
 
-$(BIN)/.installed: pyproject.toml
-	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) (set PYTHON=...)"; exit 1; }
+$(BIN)/.installed: pyproject.toml $(CONSTRAINTS)
+	@test -n "$(PYTHON)" || { echo "need Python 3.11, 3.12 or 3.13 (set PYTHON=...)"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[test]"
+	$(BIN)/python -m pip install --quiet $(if $(CONSTRAINTS),-c $(CONSTRAINTS)) -e ".[$(EXTRAS)]"
 	touch $@
 
 demo: $(BIN)/.installed
 	$(BIN)/jaxopt-lectures recipe --out results $(RECIPE_ARGS)
 
 test: $(BIN)/.installed
+	@$(BIN)/python -c "import sys, jax, flax; print(f'python {sys.version.split()[0]}, jax {jax.__version__}, flax {flax.__version__}, backend {jax.default_backend()}')"
 	$(BIN)/python -m pytest -q -n 2 -m "not slow" $(PYTEST_ARGS)
 
 clean:
