@@ -114,8 +114,14 @@ def _run_recipe(args) -> int:
             raise UsageError(f"--out {str(out)!r}: {name} there is a directory; move it or choose another --out")
     from jaxopt_lectures.lab import enable_compilation_cache
 
+    # On a GPU, JAX grabs 75% of its memory per process by default: with --jobs workers (and
+    # this process) that is an out-of-memory crash. Allocate on demand instead (workers
+    # inherit the environment); a value the user set is kept.
+    os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
     enable_compilation_cache()
     from jaxopt_lectures.lab import run
+
+    print(f"running on {_device_line()}", flush=True)
 
     os.environ.setdefault(run.ARM_CACHE_ENV, str(out / "arms"))  # rows sharing an arm train it once
     table = report.run_table(entries, seeds, args.quick, out, progress=not args.no_progress, jobs=args.jobs)
@@ -124,6 +130,14 @@ def _run_recipe(args) -> int:
     print(report.terminal(table), end="")
     print("wrote " + ", ".join(str(p) for p in paths))
     return 0
+
+
+def _device_line() -> str:
+    """The backend and device the runs use, e.g. ``cpu (1 x cpu)`` or ``gpu (1 x NVIDIA H100)``."""
+    import jax
+
+    devices = jax.devices()
+    return f"{jax.default_backend()} ({len(devices)} x {devices[0].device_kind}), jax {jax.__version__}"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -139,6 +153,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: Top-level modules that only the ``[lab]`` extra installs.
+LAB_MODULES = frozenset({"flax", "orbax", "sklearn", "mnist1d", "tqdm", "matplotlib"})
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -147,6 +165,12 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as e:
         print(f"jaxopt-lectures {args.command}: error: {e}", file=sys.stderr)
         return EXIT_USAGE
+    except ModuleNotFoundError as e:
+        if e.name and e.name.split(".")[0] in LAB_MODULES:
+            print(f"jaxopt-lectures {args.command}: needs the lab extra (missing module {e.name!r}): "
+                  "pip install 'jaxopt_lectures[lab]'", file=sys.stderr)
+            return EXIT_USAGE
+        raise
     except KeyboardInterrupt:
         print("\ninterrupted: finished rows are saved; rerun the same command to resume.", file=sys.stderr)
         return 130

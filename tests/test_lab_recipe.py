@@ -2,7 +2,9 @@
 
 import json
 import math
+import os
 
+import jax
 import pytest
 
 from jaxopt_lectures import cli
@@ -87,10 +89,15 @@ def test_tiny_real_pipeline_end_to_end(tmp_path, capsys, monkeypatch):
     tiny = recipe.Entry(**{**entry.__dict__, "quick_epochs": 1, "tune": {"optimizer.learning_rate": (0.01, 0.1)}})
     monkeypatch.setitem(recipe.REGISTRY, "momentum", tiny)
     monkeypatch.setenv(run.ARM_CACHE_ENV, str(tmp_path / "arms"))
+    monkeypatch.delenv("XLA_PYTHON_CLIENT_PREALLOCATE", raising=False)
     argv = ["recipe", "--quick", "--only", "momentum", "--seeds", "4,7", "--out", str(tmp_path), "--no-progress"]
     assert cli.main(argv) == 0
     out = capsys.readouterr().out
     assert "Momentum" in out and "wrote" in out
+    # issue 11: the main job says which backend and device it runs on
+    assert f"running on {jax.default_backend()} (" in out and f"jax {jax.__version__}" in out
+    # issue 11: no process of the main job preallocates the GPU (workers inherit this)
+    assert os.environ["XLA_PYTHON_CLIENT_PREALLOCATE"] == "false"
     table = json.loads((tmp_path / "recipe.json").read_text())
     row = table["rows"][0]
     assert row["name"] == "momentum" and row["seeds"] == [4, 7]
@@ -217,3 +224,20 @@ def test_case_084_a_worker_exits_when_its_parent_is_killed():
     if alive:
         os.kill(pid, 9)
     assert not alive, "the orphaned worker is still running"
+
+
+@pytest.mark.parametrize("blocked", ["flax"])
+def test_cli_without_the_lab_extra_names_it_in_one_line(blocked):
+    """Issue 12: a subcommand that needs ``[lab]`` says so instead of a raw ModuleNotFoundError."""
+    import subprocess
+    import sys
+
+    code = (f"import sys; sys.modules[{blocked!r}] = None\n"
+            "from jaxopt_lectures import cli\n"
+            "sys.exit(cli.main(['recipe', '--list']))\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "pip install 'jaxopt_lectures[lab]'" in lines[0] and repr(blocked) in lines[0], lines
+    assert "Traceback" not in done.stderr
+
