@@ -1,5 +1,5 @@
 """One way to write a file that readers never see half-written (reports, rows, figures,
-checkpoints, the data cache)."""
+the data cache, a checkpoint epoch's list of file hashes)."""
 
 from __future__ import annotations
 

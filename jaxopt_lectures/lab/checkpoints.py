@@ -1,66 +1,106 @@
-"""Checkpoints as plain ``.npz`` files: no pickle, written atomically.
+"""Checkpoints on Orbax: a directory of finished epochs, written atomically, no pickle.
 
-A checkpoint stores the leaves of a state pytree (parameters, batch statistics, optimizer
-state, RNG keys, step counters) under their tree paths, the epoch, and any extra arrays
-(the history so far). Loading needs a *template* pytree of the same structure (the freshly
-initialized state), so nothing but arrays is ever read from disk.
+A checkpoint is a directory managed by an ``orbax.checkpoint.CheckpointManager``: one
+sub-directory per saved epoch (the step number is the epoch), the last ``keep`` of them
+kept. Each epoch holds three items:
 
-A checkpoint also records what it belongs to: a *fingerprint*, a JSON object of the run's
-settings (model, optimizer probe, seeds, configs, data, package version; see
-``trainer.train``). :func:`load` refuses a checkpoint whose fingerprint differs and names
-every differing field, so another run's weights and history are never resumed silently.
+- ``state``: the state pytree (parameters, batch statistics, optimizer state, RNG keys,
+  step counters; bfloat16 leaves and typed ``jax.random.key`` keys included), saved by
+  Orbax's ``StandardCheckpointHandler`` (TensorStore/OCDBT; each host writes its shards);
+- ``extra``: named numpy arrays (the trainer's history so far), when there are any;
+- ``meta``: JSON: the epoch, the tree layout (path, shape and dtype of every leaf) and the
+  run's *fingerprint*, a JSON object of its settings (model, optimizer probe, seeds,
+  configs, data, package version; see ``trainer.train``).
+
+Orbax writes an epoch under a temporary name and renames it when complete, so a crash
+mid-write leaves the previous epochs intact and the unfinished one is never read. Then the
+SHA-256 of every file of the epoch goes into ``sha256.json`` beside them (one process only;
+written atomically): a file damaged or missing later is named before Orbax reads anything
+(whose parallel reads, when one fails, leave the others to fail in the background).
+
+Loading needs a *template*: the freshly initialized state (or ``jax.ShapeDtypeStruct``
+leaves). The layout is compared with it first, naming the first differing path, then the
+fingerprint (:class:`CheckpointMismatch` names every differing field), and only then are
+the arrays read, each straight into the template leaf's sharding (a ZeRO-1 optimizer
+state lands split over its mesh again, not on the default device).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
-import zipfile
 from pathlib import Path
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
+import orbax.checkpoint as ocp
 
-__all__ = ["save", "load"]
+__all__ = ["Checkpoints", "CheckpointMismatch", "compare_fingerprints", "load", "save"]
 
-_PATHS = "__paths__"
-_EPOCH = "__epoch__"
-_FINGERPRINT = "__fingerprint__"
+_FORMAT = "jaxopt_lectures.checkpoint/2"
+_STATE, _EXTRA, _META = "state", "extra", "meta"
+_HASHES = "sha256.json"
 
 
 class CheckpointMismatch(ValueError):
     """The checkpoint was written by another run (other settings, seeds, data or version)."""
 
 
-def _flatten(tree: Any) -> tuple[list[str], list[Any], Any]:
-    flat, treedef = jax.tree_util.tree_flatten_with_path(tree)
-    return [jax.tree_util.keystr(p) for p, _ in flat], [leaf for _, leaf in flat], treedef
+def _layout(tree: Any) -> list[list]:
+    """``[path, shape, dtype]`` of every leaf (``None`` leaves are empty subtrees)."""
+    flat = jax.tree_util.tree_flatten_with_path(tree)[0]
+    return [[jax.tree_util.keystr(p), list(np.shape(leaf)), str(leaf.dtype if hasattr(leaf, "dtype")
+                                                                  else np.asarray(leaf).dtype)]
+            for p, leaf in flat]
 
 
-def save(path: str | os.PathLike, state: Any, epoch: int, extra: dict[str, np.ndarray] | None = None,
-         fingerprint: dict | None = None) -> Path:
-    """Write ``state`` (any pytree of arrays), ``epoch``, ``extra`` arrays and the run's
-    ``fingerprint`` (a JSON-able dict) to ``path``.
+def _target(leaf: Any) -> Any:
+    """What Orbax restores a leaf into: shape, dtype and sharding of a jax array or
+    ``ShapeDtypeStruct``; a numpy leaf restores as numpy."""
+    if isinstance(leaf, jax.Array):
+        return jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=leaf.sharding)
+    if isinstance(leaf, jax.ShapeDtypeStruct):
+        return leaf
+    return np.asarray(leaf)
 
-    The file is written under an unpredictable temp name in the destination folder (created
-    exclusively, so a planted link is never written through), fsynced, and renamed over the
-    destination (``os.replace``), so a crash mid-write leaves the previous checkpoint intact.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    names, leaves, _ = _flatten(state)
-    arrays = {f"leaf_{i}": np.asarray(leaf) for i, leaf in enumerate(leaves)}
-    arrays[_PATHS] = np.asarray(names, dtype=np.str_)
-    arrays[_EPOCH] = np.asarray(epoch, np.int64)
-    for key, value in (extra or {}).items():
-        arrays[f"extra_{key}"] = np.asarray(value)
-    if fingerprint is not None:
-        arrays[_FINGERPRINT] = np.asarray(json.dumps(fingerprint, sort_keys=True), dtype=np.str_)
+
+def _unreadable(path, step, error: BaseException) -> ValueError:
+    where = f"{path} (epoch {step})" if step is not None else str(path)
+    return ValueError(f"{where}: not a readable checkpoint ({type(error).__name__}: {error}); delete it or pass "
+                      "checkpoint_mode='fresh' to start over.")
+
+
+def _file_hashes(step_dir: Path) -> dict[str, str]:
+    out = {}
+    for f in sorted(step_dir.rglob("*")):
+        if f.is_file() and f.name != _HASHES:
+            with open(f, "rb") as fh:
+                out[f.relative_to(step_dir).as_posix()] = hashlib.file_digest(fh, "sha256").hexdigest()
+    return out
+
+
+def _write_hashes(step_dir: Path) -> None:
     from jaxopt_lectures.lab._files import atomic_write
 
-    return atomic_write(path, lambda f: np.savez(f, **arrays), mode=0o600)
+    text = json.dumps(_file_hashes(step_dir), indent=0, sort_keys=True)
+    atomic_write(step_dir / _HASHES, lambda f: f.write(text.encode()))
+
+
+def _check_hashes(step_dir: Path) -> None:
+    """Raise ``ValueError`` naming the first file of the epoch that is missing or differs
+    from its recorded SHA-256 (nothing to check if no hashes were recorded)."""
+    try:
+        recorded = json.loads((step_dir / _HASHES).read_text())
+    except FileNotFoundError:
+        return
+    found = _file_hashes(step_dir)
+    for name, digest in recorded.items():
+        if name not in found:
+            raise ValueError(f"{name} is missing")
+        if found[name] != digest:
+            raise ValueError(f"{name} is damaged (its SHA-256 differs from the one recorded when it was saved)")
 
 
 def compare_fingerprints(path, saved: dict | None, expected: dict | None) -> None:
@@ -69,63 +109,148 @@ def compare_fingerprints(path, saved: dict | None, expected: dict | None) -> Non
         return
     if saved is None:
         raise CheckpointMismatch(f"{path}: this checkpoint records no fingerprint of the run it belongs to, so it "
-                                 "cannot be checked; pass checkpoint_mode='fresh' (or delete the file) to start over.")
+                                 "cannot be checked; pass checkpoint_mode='fresh' (or delete it) to start over.")
     keys = sorted(set(saved) | set(expected))
     diffs = [f"{k}: checkpoint {saved.get(k, '<absent>')!r}, this run {expected.get(k, '<absent>')!r}"
              for k in keys if saved.get(k) != expected.get(k)]
     if diffs:
         raise CheckpointMismatch(f"{path} was written by another run ({'; '.join(diffs)}); pass "
-                                 "checkpoint_mode='fresh' (or delete the file) to start over, or use another path.")
+                                 "checkpoint_mode='fresh' (or delete it) to start over, or use another path.")
 
 
-def load(path: str | os.PathLike, template: Any, fingerprint: dict | None = None) -> tuple[Any, int, dict]:
-    """Read a checkpoint into the structure of ``template``: ``(state, epoch, extra)``.
+class Checkpoints:
+    """The checkpoint directory of one run: ``save`` epochs, ``restore`` the latest.
 
-    Raises ``ValueError`` naming the first mismatch when the checkpoint was written for a
-    different model, optimizer or number of runs, :class:`CheckpointMismatch` when its
-    recorded ``fingerprint`` differs from the given one, and ``ValueError`` naming the file
-    when it is damaged (truncated, not an ``.npz``, a leaf missing, a wrong dtype or epoch).
+    Args:
+      directory: the checkpoint directory (created on the first save).
+      fingerprint: the run's JSON-able settings, written with every epoch and compared on
+        :meth:`restore`.
+      keep: how many of the latest epochs to keep (>= 1).
+      fresh: ignore the epochs already there; they are deleted at the first save.
+
+    Saves are synchronous: when :meth:`save` returns, the epoch is on disk (renamed into
+    place), so training may donate the state's buffers right after.
     """
-    try:
-        return _load(path, template, fingerprint)
-    except (EOFError, zipfile.BadZipFile, KeyError, OSError, TypeError) as e:
-        if isinstance(e, (FileNotFoundError, IsADirectoryError, PermissionError)):
-            raise
-        raise ValueError(f"{path}: not a readable checkpoint ({type(e).__name__}: {e}); delete it or pass "
-                         "checkpoint_mode='fresh' to start over.") from None
+
+    def __init__(self, directory: str | os.PathLike, *, fingerprint: dict | None = None, keep: int = 2,
+                 fresh: bool = False):
+        if isinstance(keep, bool) or not isinstance(keep, (int, np.integer)) or keep < 1:
+            raise ValueError(f"keep={keep!r} is out of range; allowed: integers >= 1.")
+        self.path = Path(directory).absolute()
+        if self.path.exists() and not self.path.is_dir():
+            raise ValueError(f"{self.path}: not a readable checkpoint (a file, not a checkpoint directory; "
+                             "checkpoints are Orbax directories now); delete it or use another path.")
+        self.fingerprint = fingerprint
+        self._fresh = fresh
+        options = ocp.CheckpointManagerOptions(max_to_keep=int(keep), create=False,
+                                               enable_async_checkpointing=False)
+        handlers = {_STATE: ocp.StandardCheckpointHandler(), _EXTRA: ocp.StandardCheckpointHandler(),
+                    _META: ocp.JsonCheckpointHandler()}
+        self._manager = ocp.CheckpointManager(self.path, options=options, item_handlers=handlers)
+
+    def __enter__(self) -> Checkpoints:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._manager.close()
+
+    def latest_epoch(self) -> int | None:
+        """The last finished epoch on disk (``None``: none, or ``fresh``)."""
+        if self._fresh or not self.path.is_dir():
+            return None
+        self._manager.reload()
+        return self._manager.latest_step()
+
+    def save(self, state: Any, epoch: int, extra: dict[str, np.ndarray] | None = None) -> Path:
+        """Write ``state``, ``extra`` arrays and the fingerprint as epoch ``epoch``; return its
+        directory. Older epochs beyond ``keep`` are deleted."""
+        epoch = int(epoch)
+        if epoch < 0:
+            raise ValueError(f"epoch={epoch} is out of range; allowed: integers >= 0.")
+        self.path.mkdir(parents=True, exist_ok=True)
+        if self._fresh:  # another run's epochs go only once this run has one of its own to write
+            for step in self._manager.all_steps(read=True):
+                self._manager.delete(step)
+            self._fresh = False
+        extra = {str(k): np.asarray(v) for k, v in (extra or {}).items()}
+        meta = {"format": _FORMAT, "epoch": epoch, "layout": _layout(state), "extra": sorted(extra),
+                "fingerprint": self.fingerprint}
+        items = {_META: ocp.args.JsonSave(meta)}
+        if meta["layout"]:  # a state without arrays (plain SGD's) has nothing for Orbax to write
+            items[_STATE] = ocp.args.StandardSave(state)
+        if extra:
+            items[_EXTRA] = ocp.args.StandardSave(extra)
+        self._manager.save(epoch, args=ocp.args.Composite(**items), force=True)
+        self._manager.wait_until_finished()
+        if jax.process_count() == 1:  # with several hosts, each sees only its own shard files
+            _write_hashes(self.path / str(epoch))
+        return self.path / str(epoch)
+
+    def restore(self, template: Any, epoch: int | None = None) -> tuple[Any, int, dict]:
+        """Read epoch ``epoch`` (default: the latest) into the structure, dtypes and
+        shardings of ``template``: ``(state, epoch, extra)``.
+
+        Raises ``ValueError`` naming the first mismatch when the checkpoint was written for a
+        different model, optimizer or number of runs, :class:`CheckpointMismatch` when its
+        fingerprint differs from this run's, and ``ValueError`` naming the directory when it
+        is damaged (a file truncated or missing, the metadata unreadable).
+        """
+        step = self.latest_epoch() if epoch is None else int(epoch)
+        if step is None:
+            raise FileNotFoundError(f"{self.path}: no finished checkpoint epoch to restore.")
+        where = f"{self.path} (epoch {step})"
+        try:
+            _check_hashes(self.path / str(step))
+            meta = self._manager.restore(step, args=ocp.args.Composite(**{_META: ocp.args.JsonRestore()}))[_META]
+            if not isinstance(meta, dict) or meta.get("format") != _FORMAT:
+                raise ValueError(f"format {meta.get('format') if isinstance(meta, dict) else meta!r}, "
+                                 f"expected {_FORMAT!r}")
+            saved_layout, saved_epoch, extra_names = meta["layout"], meta["epoch"], meta["extra"]
+        except Exception as e:  # orbax/tensorstore/json raise many types for one cause: a damaged epoch
+            raise _unreadable(self.path, step, e) from e
+        compare_fingerprints(where, meta.get("fingerprint"), self.fingerprint)
+        if saved_epoch != step:
+            raise ValueError(f"{where}: records epoch {saved_epoch!r}; allowed: its step number {step}.")
+        layout = _layout(template)
+        names, saved_names = [entry[0] for entry in layout], [entry[0] for entry in saved_layout]
+        if saved_names != names:
+            diff = next((a, b) for a, b in zip(saved_names + ["<end>"], names + ["<end>"]) if a != b)
+            raise ValueError(
+                f"{where}: checkpoint does not match this training setup (first difference: saved "
+                f"{diff[0]!r}, expected {diff[1]!r}); use a new checkpoint path or the original settings.")
+        for (name, shape, dtype), (_, want_shape, want_dtype) in zip(saved_layout, layout):
+            if list(shape) != want_shape:
+                raise ValueError(f"{where}: {name} has shape {tuple(shape)}, expected {tuple(want_shape)}.")
+            if dtype != want_dtype:
+                raise ValueError(f"{where}: {name} has dtype {dtype}, expected {want_dtype}.")
+        items = {_STATE: ocp.args.StandardRestore(jax.tree.map(_target, template))} if layout else {}
+        if extra_names:
+            items[_EXTRA] = ocp.args.StandardRestore()
+        try:
+            restored = self._manager.restore(step, args=ocp.args.Composite(**items)) if items else {}
+            extra = dict(restored[_EXTRA]) if extra_names else {}
+            if sorted(extra) != sorted(extra_names):
+                raise KeyError(f"extra arrays {sorted(extra)}, expected {sorted(extra_names)}")
+        except Exception as e:  # a truncated or missing array file: named, never half-loaded
+            raise _unreadable(self.path, step, e) from e
+        return restored[_STATE] if layout else template, step, {k: np.asarray(v) for k, v in extra.items()}
 
 
-def _load(path, template, fingerprint):
-    with open(path, "rb") as fh:  # our handle: closed even when numpy fails half-way
-        loaded = np.load(fh, allow_pickle=False)
-        if not isinstance(loaded, np.lib.npyio.NpzFile):
-            raise TypeError("a single .npy array, not a checkpoint archive")
-        with loaded as f:
-            return _read(path, f, template, fingerprint)
+def save(directory: str | os.PathLike, state: Any, epoch: int, extra: dict[str, np.ndarray] | None = None,
+         fingerprint: dict | None = None, *, keep: int = 2) -> Path:
+    """Write ``state`` (any pytree of arrays), ``extra`` arrays and the run's ``fingerprint``
+    (a JSON-able dict) as epoch ``epoch`` of the checkpoint ``directory``, keeping the last
+    ``keep`` epochs; return ``directory`` (for :func:`load`). See :class:`Checkpoints`."""
+    with Checkpoints(directory, fingerprint=fingerprint, keep=keep) as ck:
+        ck.save(state, epoch, extra)
+    return Path(directory)
 
 
-def _read(path, f, template, fingerprint):
-    names, leaves, treedef = _flatten(template)
-    saved_fp = json.loads(str(f[_FINGERPRINT])) if _FINGERPRINT in f.files else None
-    compare_fingerprints(path, saved_fp, fingerprint)
-    saved_names = [str(s) for s in f[_PATHS]]
-    if saved_names != names:
-        diff = next((a, b) for a, b in zip(saved_names + ["<end>"], names + ["<end>"]) if a != b)
-        raise ValueError(
-            f"{path}: checkpoint does not match this training setup (first difference: saved "
-            f"{diff[0]!r}, expected {diff[1]!r}); use a new checkpoint path or the original settings."
-        )
-    restored = []
-    for i, (name, leaf) in enumerate(zip(names, leaves)):
-        value = f[f"leaf_{i}"]
-        if value.shape != jnp.shape(leaf):
-            raise ValueError(f"{path}: {name} has shape {value.shape}, expected {jnp.shape(leaf)}.")
-        want = jnp.asarray(leaf).dtype
-        if value.dtype != want and not (value.dtype.kind == "V" and value.dtype.itemsize == want.itemsize):
-            raise ValueError(f"{path}: {name} has dtype {value.dtype}, expected {want}.")
-        restored.append(jnp.asarray(value.view(want) if value.dtype.kind == "V" else value, dtype=want))
-    epoch = int(f[_EPOCH])
-    if epoch < 0:
-        raise ValueError(f"{path}: epoch {epoch} is out of range; allowed: integers >= 0.")
-    extra = {k[len("extra_"):]: f[k] for k in f.files if k.startswith("extra_")}
-    return jax.tree_util.tree_unflatten(treedef, restored), epoch, extra
+def load(directory: str | os.PathLike, template: Any, fingerprint: dict | None = None) -> tuple[Any, int, dict]:
+    """Read the latest epoch of the checkpoint ``directory`` into the structure, dtypes and
+    shardings of ``template``: ``(state, epoch, extra)``. See :meth:`Checkpoints.restore`."""
+    with Checkpoints(directory, fingerprint=fingerprint) as ck:
+        return ck.restore(template)

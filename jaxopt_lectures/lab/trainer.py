@@ -20,7 +20,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import sys
-from pathlib import Path
 from typing import Any, Callable, NamedTuple, Sequence
 
 import jax
@@ -354,6 +353,7 @@ def train(
     checkpoint_every: int = 1,
     checkpoint_mode: str = "resume",
     checkpoint_info: dict | None = None,
+    checkpoint_keep: int = 2,
     on_epoch_end: Callable[[int, History], None] | None = None,
     progress: bool = True,
     compilation_cache: bool = True,
@@ -387,17 +387,21 @@ def train(
         trained parameters (run by run if it has as many runs, seed by seed if it has one run
         per seed, else from its first run).
       vmap: run all pairs as one vmapped program; default: yes unless the model has convolutions.
-      checkpoint: file to save to every ``checkpoint_every`` epochs (atomically, no pickle);
-        if it exists, training resumes from it and follows the same trajectory bit for bit.
+      checkpoint: an Orbax checkpoint directory (:mod:`~jaxopt_lectures.lab.checkpoints`) to
+        save the run state and history to every ``checkpoint_every`` epochs (atomically, no
+        pickle; the last ``checkpoint_keep`` epochs are kept); if it holds a finished epoch,
+        training resumes from the latest and follows the same trajectory bit for bit, every
+        array restored into the sharding of the freshly initialized state.
         The checkpoint records what it belongs to (model, an optimizer probe, seeds, configs,
         batch size, data, package version, and ``checkpoint_info``); a checkpoint of another
         run is refused with a message naming each difference.
       checkpoint_mode: ``"resume"`` (default: continue a matching checkpoint) or ``"fresh"``
-        (ignore an existing file and overwrite it).
+        (ignore the epochs already saved; they are deleted at this run's first save).
       checkpoint_info: extra JSON-able settings to record in (and compare with) the
         checkpoint, e.g. the optimizer's description: the optimizer probe (the first update
         of run 0 on a gradient of ones) tells learning rates and rules apart, but not knobs
         that only act later (a schedule's tail, an ``every_k``).
+      checkpoint_keep: how many of the latest checkpoint epochs to keep (>= 1).
       on_epoch_end: called as ``on_epoch_end(epoch, history)`` after every epoch;
         ``history.state`` is valid until the next epoch starts (its buffers are donated to
         the next training step): copy what you keep.
@@ -507,12 +511,14 @@ def train(
     start = 0
     if checkpoint_mode not in ("resume", "fresh"):
         raise ValueError(f"checkpoint_mode={checkpoint_mode!r} is not one of ['resume', 'fresh']")
-    fingerprint = None
+    ckpt = None
     if checkpoint is not None:
         fingerprint = _run_fingerprint(model_fn, abstract, optimizer, runs[0], seeds, configs, bs, per_seed_data,
                                        loss_fn, augment, patience, checkpoint_info)
-    if checkpoint is not None and checkpoint_mode == "resume" and Path(checkpoint).exists():
-        state, start, saved = checkpoints.load(checkpoint, state, fingerprint)
+        ckpt = checkpoints.Checkpoints(checkpoint, fingerprint=fingerprint, keep=checkpoint_keep,
+                                       fresh=checkpoint_mode == "fresh")
+    if ckpt is not None and ckpt.latest_epoch() is not None:
+        state, start, saved = ckpt.restore(state)
         for name, arr in saved.items():
             target = getattr(history, name)
             width = min(target.shape[-1], arr.shape[-1]) if target.ndim == 3 else None
@@ -564,13 +570,15 @@ def train(
         if hasattr(bar, "set_postfix"):
             bar.set_postfix(runs=n_runs, train=f"{np.nanmean(history.train_loss[..., epoch]):.4f}",
                             val=f"{np.nanmean(history.val_loss[..., epoch]):.4f}")
-        if checkpoint is not None and ((epoch + 1) % checkpoint_every == 0 or epoch + 1 == epochs):
-            checkpoints.save(checkpoint, state, epoch + 1, _history_arrays(history), fingerprint)
+        if ckpt is not None and ((epoch + 1) % checkpoint_every == 0 or epoch + 1 == epochs):
+            ckpt.save(state, epoch + 1, _history_arrays(history))
         if on_epoch_end is not None:
             history.state = state
             on_epoch_end(epoch, history)
         if not np.asarray(state.active).any():
             break
+    if ckpt is not None:
+        ckpt.close()
     if patience is not None:
         state = state._replace(params=state.best_params, batch_stats=state.best_batch_stats)
     history.state = state
