@@ -128,7 +128,7 @@ def make_runners(tree_name: str, optimizers: list[str], include_torch: bool):
 
     def ours_fused(kind, backend):
         opt = {"adam": fused_adam(LR, B1, B2, EPS, backend=backend),
-               "adamw": fused_adamw(LR, B1, B2, EPS, WD, mask=None, backend=backend),
+               "adamw": fused_adamw(LR, B1, B2, EPS, weight_decay=WD, mask=None, backend=backend),
                "sgdm": fused_sgd(LR, BETA, backend=backend)}[kind]
         return jax_runner(jit_step(opt), opt.init(params), grads)
 
@@ -144,7 +144,7 @@ def make_runners(tree_name: str, optimizers: list[str], include_torch: bool):
         if kernel_ok:
             runners[(kind, "ours kernel")] = ours_fused(kind, "kernel")
         runners[(kind, "ours fused-xla")] = ours_fused(kind, "xla")
-        ref = {"adam": jol.adam(LR, B1, B2, EPS), "adamw": jol.adamw(LR, B1, B2, EPS, WD, mask=None),
+        ref = {"adam": jol.adam(LR, B1, B2, EPS), "adamw": jol.adamw(LR, B1, B2, EPS, weight_decay=WD, mask=None),
                "sgdm": jol.sgd(LR, BETA)}[kind]
         runners[(kind, "ours per-leaf")] = per_leaf(ref)
         try:

@@ -65,7 +65,7 @@ def main():
             params, state, loss = step(params, state, x_train[idx], y_train[idx])
         if epoch % 5 == 4 or epoch == 0:
             acc = jnp.mean(jnp.argmax(forward(params, x_val), -1) == y_val)
-            lr = schedule(jol.get_state_field(state, "count"))
+            lr = schedule(state[-1].count)  # the schedule's count (Adam keeps one too)
             print(f"epoch {epoch + 1:2d}  train loss {float(loss_fn(params, x_train, y_train)):.4f}  "
                   f"val loss {float(loss_fn(params, x_val, y_val)):.4f}  val acc {float(acc):.3f}  lr {float(lr):.2e}")
     print(f"devices: {jax.devices()}")

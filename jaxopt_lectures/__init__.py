@@ -4,11 +4,15 @@
 optax. The lab (models, data, trainer, experiments) lives in ``jaxopt_lectures.lab``.
 """
 
-from . import schedules as schedules
+from . import losses as losses, schedules as schedules, sharding as sharding
 from ._core import (
     EmptyState as EmptyState,
     GradientTransformation as GradientTransformation,
+    LeafDtypeError as LeafDtypeError,
     MaskedNode as MaskedNode,
+    Scalar as Scalar,
+    ScalarOrSchedule as ScalarOrSchedule,
+    Schedule as Schedule,
     apply_updates as apply_updates,
     chain as chain,
     get_state_field as get_state_field,
@@ -53,6 +57,8 @@ from .transforms import (
     scale_by_adam as scale_by_adam,
     scale_by_learning_rate as scale_by_learning_rate,
     scale_by_rms as scale_by_rms,
+    scale_by_schedule as scale_by_schedule,
+    scale_by_stddev as scale_by_stddev,
 )
 
 from .fused import (

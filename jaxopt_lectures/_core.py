@@ -15,7 +15,8 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Mapping
-from typing import Any, Callable, NamedTuple
+import inspect
+from typing import Any, Callable, NamedTuple, Union
 
 import jax
 import jax.numpy as jnp
@@ -23,6 +24,11 @@ import numpy as np
 
 PyTree = Any
 Schedule = Callable[[jax.Array], jax.Array]
+Scalar = Union[float, jax.Array]
+"""A number or a scalar array (a traced one inside ``jit``)."""
+ScalarOrSchedule = Union[float, jax.Array, Schedule]
+"""A hyper-parameter that may be a number, a scalar array (or tracer) or a schedule
+``count -> value`` (optax's ``ScalarOrSchedule``)."""
 
 
 class GradientTransformation(NamedTuple):
@@ -54,14 +60,37 @@ def identity() -> GradientTransformation:
     return GradientTransformation(init, update)
 
 
+def _accepted_extras(update: Callable) -> Callable[[dict], dict]:
+    """What ``update``'s signature accepts of the extra keyword arguments (``value=loss``...):
+    all of them with ``**kwargs``, else only those it names (optax's
+    ``with_extra_args_support``: a member that takes none gets none)."""
+    try:
+        params = inspect.signature(update).parameters.values()
+    except (TypeError, ValueError):
+        return lambda extra: extra
+    if any(p.kind is p.VAR_KEYWORD for p in params):
+        return lambda extra: extra
+    named = {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    named -= {"updates", "grads", "state", "params"}
+    return lambda extra: {k: v for k, v in extra.items() if k in named}
+
+
 def chain(*txs: GradientTransformation) -> GradientTransformation:
-    """Runs transformations one after another; the state is the tuple of their states."""
+    """Runs transformations one after another; the state is the tuple of their states.
+
+    Extra keyword arguments of ``update`` (``value=loss``, ...) reach only the members whose
+    ``update`` accepts them (``**kwargs`` or the named argument), as in ``optax.chain``.
+    """
     for i, tx in enumerate(txs):
         if not (callable(getattr(tx, "init", None)) and callable(getattr(tx, "update", None))):
+            hint = ("did you pass the factory instead of calling it?" if callable(tx) else
+                    "a FusedOptimizer has step(), not update(): it cannot be chained"
+                    if callable(getattr(tx, "step", None)) else "")
             raise TypeError(
-                f"chain: argument {i} is {type(tx).__name__}, not a GradientTransformation "
-                "(did you pass the factory instead of calling it?)"
+                f"chain: argument {i} is {type(tx).__name__}, not a GradientTransformation"
+                + (f" ({hint})" if hint else "")
             )
+    extras = [_accepted_extras(tx.update) for tx in txs]
 
     def init(params):
         return tuple(tx.init(params) for tx in txs)
@@ -74,8 +103,8 @@ def chain(*txs: GradientTransformation) -> GradientTransformation:
                 "was it made by this chain's init?"
             )
         new_state = []
-        for tx, s in zip(txs, state):
-            grads, s = tx.update(grads, s, params, **extra)
+        for tx, s, accepts in zip(txs, state, extras):
+            grads, s = tx.update(grads, s, params, **accepts(extra))
             new_state.append(s)
         return grads, tuple(new_state)
 
@@ -85,18 +114,34 @@ def chain(*txs: GradientTransformation) -> GradientTransformation:
 def apply_updates(params: PyTree, updates: PyTree) -> PyTree:
     """``θ ← θ + u`` leaf by leaf, the result cast back to each parameter's dtype.
 
-    Every update leaf must have its parameter's shape (no broadcasting), parameters must
-    be floating point or complex, and a complex update is refused for a real parameter.
+    Every update leaf must have its parameter's shape (no broadcasting), and a complex
+    update is refused for a real parameter. An integer or boolean parameter (a step
+    counter, a masked-out leaf) accepts only an integer, boolean or ``float0`` update (the
+    gradient ``jax.grad(..., allow_int=True)`` gives it, which leaves it unchanged): a
+    floating update would be truncated, so it raises ``LeafDtypeError`` naming the path.
     """
     check_same_structure(updates, params, "updates", "params")
     check_same_shapes(updates, params, "updates", "params")
-    check_float_params(params, "apply_updates")
-    return jax.tree.map(
-        lambda p, u: None if p is None else jnp.asarray(p + u).astype(jnp.asarray(p).dtype),
-        params,
-        updates,
-        is_leaf=lambda x: x is None,
-    )
+    for (path, p), (_, u) in zip(_leaf_paths(params), _leaf_paths(updates)):
+        if p is None or jnp.issubdtype(jnp.result_type(p), jnp.inexact):
+            continue
+        ud = _dtype_of(u)
+        if ud == jax.dtypes.float0 or not jnp.issubdtype(ud, jnp.inexact):
+            continue
+        raise LeafDtypeError(
+            f"apply_updates: the parameter at {path} is {jnp.result_type(p)} and its update is "
+            f"{ud}; the step would be truncated. Optimizers need floating-point parameters: "
+            "cast it, e.g. with .astype(jnp.float32), or leave it out with masked(...)"
+        )
+
+    def leaf(p, u):
+        if p is None:
+            return None
+        if _dtype_of(u) == jax.dtypes.float0:
+            return p
+        return jnp.asarray(p + u).astype(jnp.asarray(p).dtype)
+
+    return jax.tree.map(leaf, params, updates, is_leaf=lambda x: x is None)
 
 
 # ---------------------------------------------------------------------------------------
@@ -171,16 +216,24 @@ def check_same_shapes(tree: PyTree, reference: PyTree, name: str, ref_name: str)
             )
 
 
+class LeafDtypeError(TypeError, ValueError):
+    """A parameter leaf of a dtype an optimizer cannot step (integer, bool): both a
+    ``TypeError`` and a ``ValueError``, with the leaf's path in the message."""
+
+
 def check_float_params(params: PyTree, owner: str) -> None:
-    """Raises ``TypeError`` naming the first parameter leaf that is not floating point or
-    complex: an integer parameter cannot take a fractional step (the fused path agrees)."""
+    """Raises ``LeafDtypeError`` (a ``TypeError`` and a ``ValueError``) naming the first
+    parameter leaf that is not floating point or complex: an integer or boolean parameter
+    cannot take a fractional step (optax would keep it at 0 silently; the fused path agrees
+    with us). Leave such leaves out with ``masked`` (a masked-out integer leaf is fine)."""
     for path, x in _leaf_paths(params):
-        if x is None:
+        if x is None or isinstance(x, MaskedNode):
             continue
         if not jnp.issubdtype(jnp.result_type(x), jnp.inexact):
-            raise TypeError(
+            raise LeafDtypeError(
                 f"{owner}: the parameter at {path} is {jnp.result_type(x)}; optimizers need "
-                "floating-point (or complex) parameters: cast it, e.g. with .astype(jnp.float32)"
+                "floating-point (or complex) parameters: cast it, e.g. with .astype(jnp.float32), "
+                "or leave it out with masked(...)"
             )
 
 
@@ -323,8 +376,9 @@ def tree_unzip(tree: PyTree, tuples: PyTree, n: int) -> tuple[PyTree, ...]:
     return tuple(jax.tree.map(lambda _, t, i=i: t[i], tree, tuples) for i in range(n))
 
 
-def tree_zeros_like(tree: PyTree) -> PyTree:
-    return jax.tree.map(jnp.zeros_like, tree)
+def tree_zeros_like(tree: PyTree, dtype=None) -> PyTree:
+    """Zeros like every leaf, in ``dtype`` when given (optax's ``tree.zeros_like``)."""
+    return jax.tree.map(lambda x: jnp.zeros_like(x, dtype=dtype), tree)
 
 
 def tree_full_like(tree: PyTree, value) -> PyTree:
@@ -385,22 +439,48 @@ def _find_fields(state, name):
     return found, seen
 
 
-def get_state_field(state: PyTree, name: str, *, all: bool = False):  # noqa: A002
-    """Finds a named field (``count``, ``mu``, ``learning_rate``, ...) anywhere in a state.
+_NO_DEFAULT = object()
 
-    Searches NamedTuple fields and dict keys (the ``hyperparams`` of
-    ``inject_hyperparams``) depth first and returns the first match, or every match with
-    ``all=True``. Raises ``KeyError`` listing the names that exist.
+
+def _path_name(path) -> str:
+    return ".".join(str(k) for k in path)
+
+
+def get_state_field(state: PyTree, name: str, default=_NO_DEFAULT, *, all: bool = False):  # noqa: A002
+    """Finds the named field (``count``, ``mu``, ``learning_rate``, ...) anywhere in a state.
+
+    Searches NamedTuple fields and dict keys (the ``hyperparams`` of ``inject_hyperparams``)
+    depth first. As ``optax.tree.get``: several matches raise ``KeyError("Found multiple
+    values ...")`` naming their paths (``all=True`` returns the list of every match instead),
+    and a missing name returns ``default`` when one is given, else raises ``KeyError``
+    listing the names that exist.
     """
     found, seen = _find_fields(state, name)
+    if all:
+        if not found and default is _NO_DEFAULT:
+            names = sorted(n for n in seen if not n.isdigit())
+            raise KeyError(f"no field named {name!r} in this optimizer state; fields present: {names}")
+        return [v for _, v in found] if found else default
     if not found:
+        if default is not _NO_DEFAULT:
+            return default
         names = sorted(n for n in seen if not n.isdigit())
         raise KeyError(f"no field named {name!r} in this optimizer state; fields present: {names}")
-    return [v for _, v in found] if all else found[0][1]
+    if len(found) > 1:
+        paths = [_path_name(p) for p, _ in found]
+        raise KeyError(
+            f"Found multiple values for {name!r} in this optimizer state, at {paths}; pass "
+            "all=True for the list, or look inside one part (e.g. state[0])"
+        )
+    return found[0][1]
 
 
-def set_state_field(state: PyTree, name: str, value) -> PyTree:
-    """Returns a copy of ``state`` where every field or key called ``name`` holds ``value``.
+_MISSING = object()
+
+
+def set_state_field(state: PyTree, name: str | None = None, value=_MISSING, /, **fields) -> PyTree:
+    """Returns a copy of ``state`` where every field or key called ``name`` holds ``value``;
+    also ``set_state_field(state, learning_rate=1e-4, b1=0.8)`` (``optax.tree.set``'s form).
 
     The value keeps the old leaf's shape and dtype, so a jitted step does not recompile.
     Typical use: ``state = set_state_field(state, "learning_rate", 1e-4)`` after
@@ -409,6 +489,18 @@ def set_state_field(state: PyTree, name: str, value) -> PyTree:
     ``eps >= 0``, ``count >= 0``, all finite); a field that holds a tree (``mu``, ``nu``)
     is only replaced by a tree of the same structure and shapes.
     """
+    if name is not None:
+        if value is _MISSING:
+            raise TypeError("set_state_field(state, name, value): the value is missing")
+        fields = {name: value, **fields}
+    elif value is not _MISSING:
+        raise TypeError("set_state_field: give a name with the value, or name=value keywords")
+    for key, val in fields.items():
+        state = _set_one_field(state, key, val)
+    return state
+
+
+def _set_one_field(state: PyTree, name: str, value) -> PyTree:
     _check_field_value(name, value)
     hits = 0
 
@@ -481,11 +573,11 @@ def check_type(name: str, value, owner: str = "", *, allow_callable: bool = True
     ):
         return
     where = f"{owner}: " if owner else ""
-    kind = "a schedule, " if allow_callable else ""
-    raise TypeError(
-        f"{where}{name}={value!r} ({type(value).__name__}) is not a number; allowed: "
-        f"a real number, {kind}or a real array"
-    )
+    kinds = "a number, an array or a schedule" if allow_callable else "a number or an array"
+    got = type(value).__name__
+    if _is_array(value):
+        got = f"an array of {value.dtype}"
+    raise TypeError(f"{where}{name} must be {kinds} (real), got {got}: {value!r:.60}")
 
 
 def check_range(
@@ -527,6 +619,29 @@ def check_integer(name: str, value, low: int, owner: str = "") -> None:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
         where = f"{owner}: " if owner else ""
         raise ValueError(f"{where}{name}={value!r} is out of range; allowed: integers >= {low}")
+
+
+def check_flag(name: str, value, owner: str = "") -> None:
+    """Raises ``TypeError`` naming the argument when ``value`` is not a bool (a switch such
+    as ``nesterov`` or ``eps_in_sqrt``: ``0.1`` or ``"yes"`` is refused, not read as True)."""
+    if not isinstance(value, (bool, np.bool_)):
+        where = f"{owner}: " if owner else ""
+        raise TypeError(f"{where}{name} must be True or False, got {type(value).__name__}: {value!r:.60}")
+
+
+def check_dtype(name: str, value, owner: str = ""):
+    """``None`` or a floating dtype (``jnp.bfloat16``, ``"float32"``...), as a ``jnp.dtype``;
+    anything else raises ``TypeError`` naming the argument."""
+    if value is None:
+        return None
+    where = f"{owner}: " if owner else ""
+    try:
+        dtype = jnp.dtype(value)
+    except TypeError:
+        raise TypeError(f"{where}{name} must be None or a dtype, got {type(value).__name__}: {value!r:.60}") from None
+    if not jnp.issubdtype(dtype, jnp.inexact):
+        raise TypeError(f"{where}{name} must be a floating dtype (e.g. jnp.bfloat16), got {dtype}")
+    return dtype
 
 
 def check_choice(name: str, value, choices, owner: str = "") -> None:

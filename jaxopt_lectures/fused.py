@@ -51,7 +51,11 @@ import numpy as np
 
 from . import _kernels
 from ._core import (
+    Scalar,
+    ScalarOrSchedule,
     _path_str,
+    check_dtype,
+    check_flag,
     as_coefficient,
     check_choice,
     check_decay,
@@ -180,8 +184,9 @@ def group_leaves(tree: PyTree, layout: Layout) -> dict[str, list[jax.Array]]:
     return parts
 
 
-def zeros_like_packed(packed: Packed) -> Packed:
-    return Packed({k: jnp.zeros_like(v) for k, v in packed.buffers.items()}, packed.layout)
+def zeros_like_packed(packed: Packed, dtype=None) -> Packed:
+    """Zero buffers like ``packed``'s, in ``dtype`` when given (``mu_dtype``)."""
+    return Packed({k: jnp.zeros_like(v, dtype=dtype) for k, v in packed.buffers.items()}, packed.layout)
 
 
 # ---------------------------------------------------------------------------------------
@@ -301,14 +306,16 @@ def _kernel_call(target: str, state: list[jax.Array], coef: jax.Array, grads: li
 
 
 def fused_adam(
-    learning_rate,
-    b1=0.9,
-    b2=0.999,
-    eps=1e-8,
-    eps_root=0.0,
-    bias_correction: bool = True,
-    weight_decay=0.0,
+    learning_rate: ScalarOrSchedule,
+    b1: Scalar = 0.9,
+    b2: Scalar = 0.999,
+    eps: Scalar = 1e-8,
+    eps_root: Scalar = 0.0,
+    mu_dtype=None,
+    *,
+    weight_decay: Scalar = 0.0,
     mask=DEFAULT_MASK,
+    bias_correction: bool = True,
     backend: str = "auto",
 ) -> FusedOptimizer:
     """Adam (seed 003), or AdamW with ``weight_decay=λ > 0``, on packed buffers.
@@ -316,8 +323,9 @@ def fused_adam(
     Same numbers as ``adam(...)`` (``weight_decay=0``) or ``adamw(..., weight_decay, mask)``
     followed by ``apply_updates``: ``m_t = β1 m + (1 − β1) g``, ``v_t = β2 v + (1 − β2) g²``,
     ``θ ← θ − α (m̂_t / (√(v̂_t + ε_root) + ε) + λ θ)`` (λ only on the leaves ``mask`` selects;
-    by default those with ``ndim >= 2``). ``backend``: ``"auto"``, ``"kernel"`` or ``"xla"``
-    (module docstring).
+    by default those with ``ndim >= 2``). Positional arguments as ``adam``'s (optax's);
+    ``mu_dtype`` stores ``m`` in another dtype (those groups use the XLA update).
+    ``backend``: ``"auto"``, ``"kernel"`` or ``"xla"`` (module docstring).
     """
     owner = "fused_adam"
     check_learning_rate(learning_rate, owner=owner)
@@ -327,13 +335,17 @@ def fused_adam(
     check_eps("eps_root", eps_root, owner=owner)
     check_range("weight_decay", weight_decay, 0.0, owner=owner)
     check_choice("backend", backend, BACKENDS, owner=owner)
+    check_flag("bias_correction", bias_correction, owner)
+    mu_dtype = check_dtype("mu_dtype", mu_dtype, owner)
     decays = not (isinstance(weight_decay, (int, float)) and weight_decay == 0)
     zero_eps = all(isinstance(x, (int, float)) and x == 0 for x in (eps, eps_root))
 
     def init(params):
         layout = make_layout(params, resolve_mask(mask, params, owner) if decays else None)
         packed = Packed.pack(params, layout)
-        return FusedState(jnp.zeros([], jnp.int32), packed, zeros_like_packed(packed), zeros_like_packed(packed))
+        return FusedState(
+            jnp.zeros([], jnp.int32), packed, zeros_like_packed(packed, mu_dtype), zeros_like_packed(packed)
+        )
 
     def xla_group(p, g, m, v, t, eta, decay):
         u, m, v = adam_leaf(g, m, v, t, b1, b2, eps, eps_root, bias_correction)
@@ -353,6 +365,8 @@ def fused_adam(
         pieces = _gradient_groups(grads, layout)
         # eps = eps_root = 0 (the lecture form): the XLA rule defines 0/0 as 0, the kernel does not.
         kernel = frozenset() if zero_eps else _kernel_groups(layout, backend, owner)
+        # a group whose m is stored in another dtype than θ takes the XLA update
+        kernel = frozenset(k for k in kernel if state.mu.buffers[k].dtype == state.params.buffers[k].dtype)
         packed = _concatenated({k: v for k, v in pieces.items() if k not in kernel}, not isinstance(grads, Packed))
         t = safe_increment(state.count)
         eta = _learning_rate(learning_rate, state.count)
@@ -370,33 +384,48 @@ def fused_adam(
 
 
 def fused_adamw(
-    learning_rate,
-    b1=0.9,
-    b2=0.999,
-    eps=1e-8,
-    weight_decay=1e-2,
+    learning_rate: ScalarOrSchedule,
+    b1: Scalar = 0.9,
+    b2: Scalar = 0.999,
+    eps: Scalar = 1e-8,
+    eps_root: Scalar = 0.0,
+    mu_dtype=None,
+    weight_decay: Scalar = 1e-4,
     mask=DEFAULT_MASK,
+    *,
     bias_correction: bool = True,
-    eps_root=0.0,
     backend: str = "auto",
 ) -> FusedOptimizer:
-    """AdamW on packed buffers: the numbers of ``adamw(...)`` (same arguments)."""
-    return fused_adam(learning_rate, b1, b2, eps, eps_root, bias_correction, weight_decay, mask, backend)
+    """AdamW on packed buffers: the numbers of ``adamw(...)`` (same arguments, same order)."""
+    return fused_adam(learning_rate, b1, b2, eps, eps_root, mu_dtype, weight_decay=weight_decay, mask=mask,
+                      bias_correction=bias_correction, backend=backend)
 
 
-def fused_sgd(learning_rate, momentum=0.0, nesterov: bool = False, backend: str = "auto") -> FusedOptimizer:
+def fused_sgd(
+    learning_rate: ScalarOrSchedule,
+    momentum: Scalar | None = None,
+    nesterov: bool = False,
+    accumulator_dtype=None,
+    *,
+    backend: str = "auto",
+) -> FusedOptimizer:
     """SGD, with classic momentum ``m_t = β m + g``, ``θ ← θ − η m_t`` (PyTorch's SGD), on
     packed buffers: the numbers of ``sgd(learning_rate, momentum, nesterov)``. Nesterov:
-    ``θ ← θ − η (β m_t + g)``. ``backend``: ``"auto"``, ``"kernel"`` or ``"xla"``."""
+    ``θ ← θ − η (β m_t + g)``. ``accumulator_dtype``: the dtype ``m`` is stored in (those
+    groups use the XLA update). ``backend``: ``"auto"``, ``"kernel"`` or ``"xla"``."""
     owner = "fused_sgd"
     check_learning_rate(learning_rate, owner=owner)
+    if momentum is None:
+        momentum = 0.0
     check_decay("momentum", momentum, owner=owner)
+    check_flag("nesterov", nesterov, owner)
     check_choice("backend", backend, BACKENDS, owner=owner)
+    accumulator_dtype = check_dtype("accumulator_dtype", accumulator_dtype, owner)
     keeps_momentum = nesterov or not isinstance(momentum, (int, float)) or momentum > 0
 
     def init(params):
         packed = Packed.pack(params, make_layout(params))
-        mu = zeros_like_packed(packed) if keeps_momentum else None
+        mu = zeros_like_packed(packed, accumulator_dtype) if keeps_momentum else None
         return FusedState(jnp.zeros([], jnp.int32), packed, mu, None)
 
     def xla_group(p, g, m, first, eta):
@@ -419,6 +448,8 @@ def fused_sgd(learning_rate, momentum=0.0, nesterov: bool = False, backend: str 
         layout = state.params.layout
         pieces = _gradient_groups(grads, layout)
         kernel = _kernel_groups(layout, backend, owner)
+        if keeps_momentum:
+            kernel = frozenset(k for k in kernel if state.mu.buffers[k].dtype == state.params.buffers[k].dtype)
         packed = _concatenated({k: v for k, v in pieces.items() if k not in kernel}, not isinstance(grads, Packed))
         eta = _learning_rate(learning_rate, state.count)
         first = state.count == 0

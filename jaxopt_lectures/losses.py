@@ -26,6 +26,9 @@ __all__ = [
     "l2_penalty",
     "l1_penalty",
     "default_penalty_mask",
+    "softmax_cross_entropy_with_integer_labels",
+    "hinge_loss",
+    "multiclass_hinge_loss",
 ]
 
 
@@ -152,3 +155,23 @@ def l1_penalty(params: PyTree, mask: PyTree | Callable | None = None) -> jax.Arr
     """The L1 term added to the loss, ``‖θ‖₁ = Σ |w|`` (lecture 004); gradient ``λ sgn(w)``."""
     leaves = _masked_leaves(params, mask)
     return sum((jnp.sum(jnp.abs(p)) for p in leaves), jnp.zeros(()))
+
+
+# optax.losses' names for the same functions (same numbers; optax's argument names).
+
+
+def softmax_cross_entropy_with_integer_labels(logits: jax.Array, labels: jax.Array) -> jax.Array:
+    """``softmax_cross_entropy`` for integer labels only (``optax.losses``' name and contract)."""
+    if not jnp.issubdtype(jnp.result_type(labels), jnp.integer):
+        raise TypeError(f"labels must have an integer dtype, got {jnp.result_type(labels)}")
+    return softmax_cross_entropy(logits, labels)
+
+
+def hinge_loss(predictor_outputs: jax.Array, targets: jax.Array) -> jax.Array:
+    """``hinge`` under ``optax.losses``' name: ``max(0, 1 − t·f(x))``, ``t ∈ {−1, +1}``."""
+    return hinge(predictor_outputs, targets)
+
+
+def multiclass_hinge_loss(scores: jax.Array, labels: jax.Array) -> jax.Array:
+    """``multiclass_hinge`` under ``optax.losses``' name."""
+    return multiclass_hinge(scores, labels)

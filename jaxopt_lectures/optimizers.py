@@ -12,96 +12,150 @@
 
 from __future__ import annotations
 
-from ._core import GradientTransformation, chain, check_decay, check_learning_rate
+from ._core import GradientTransformation, Scalar, ScalarOrSchedule, chain, check_decay, check_flag, check_learning_rate
 from .transforms.adaptive import scale_by_adagrad, scale_by_adam, scale_by_rms
 from .transforms.momentum import add_momentum
 from .transforms.regularization import DEFAULT_MASK, decoupled_weight_decay
 from .transforms.scaling import scale_by_learning_rate
 
+# Positional arguments follow optax's aliases (same names, same order, same meaning);
+# the lectures' extra options (``bias_correction``, ``eps_in_sqrt`` where optax lacks it,
+# ``init``, ``variant``) are keyword-only, so a call copied from optax cannot bind to them.
 
-def sgd(learning_rate, momentum=0.0, nesterov: bool = False) -> GradientTransformation:
+
+def _keeps_momentum(momentum, nesterov) -> bool:
+    return nesterov or not (momentum is None or (isinstance(momentum, (int, float)) and momentum == 0))
+
+
+def sgd(
+    learning_rate: ScalarOrSchedule,
+    momentum: Scalar | None = None,
+    nesterov: bool = False,
+    accumulator_dtype=None,
+) -> GradientTransformation:
     """Gradient descent (seed 003): ``θ_{t+1} = θ_t − η g_t``; with ``momentum=β``,
-    ``m_t = β m_{t−1} + g_t``, ``θ_{t+1} = θ_t − η m_t`` (PyTorch's SGD, dampening 0)."""
+    ``m_t = β m_{t−1} + g_t``, ``θ_{t+1} = θ_t − η m_t`` (PyTorch's SGD, dampening 0).
+
+    ``optax.sgd``'s arguments: ``momentum=None`` (or 0) keeps no state; ``accumulator_dtype``
+    is the dtype ``m`` is stored in.
+    """
     check_learning_rate(learning_rate, owner="sgd")
-    check_decay("momentum", momentum, owner="sgd")
+    if momentum is not None:
+        check_decay("momentum", momentum, owner="sgd")
+    check_flag("nesterov", nesterov, "sgd")
     txs = []
-    if nesterov or (not isinstance(momentum, (int, float)) or momentum > 0):
-        txs.append(add_momentum(momentum, "classic", nesterov))
+    if _keeps_momentum(momentum, nesterov):
+        txs.append(add_momentum(0.0 if momentum is None else momentum, nesterov, accumulator_dtype))
     return chain(*txs, scale_by_learning_rate(learning_rate))
 
 
-def momentum(learning_rate, beta=0.9, variant: str = "classic", nesterov: bool = False):
-    """Gradient descent with momentum: ``θ_{t+1} = θ_t − η m_t``.
+def momentum(learning_rate: ScalarOrSchedule, beta: Scalar = 0.9, variant: str = "classic", nesterov: bool = False):
+    """Gradient descent with momentum: ``θ_{t+1} = θ_t − η m_t`` (no optax counterpart:
+    ``optax.sgd(η, momentum=β)`` is ``variant="classic"``).
 
     ``variant`` picks the lecture's recurrence for ``m_t`` (``classic`` seed 003/004,
     ``ema`` and ``sum`` seed 001; formulas in ``add_momentum``).
     """
     check_learning_rate(learning_rate, owner="momentum")
-    return chain(add_momentum(beta, variant, nesterov), scale_by_learning_rate(learning_rate))
+    return chain(add_momentum(beta, nesterov, variant=variant), scale_by_learning_rate(learning_rate))
 
 
-def adagrad(learning_rate, initial_accumulator_value=0.0, eps=1e-10, eps_in_sqrt: bool = False):
-    """Adagrad (seed 003): ``r_t = r_{t−1} + g⊙g``, ``θ_{t+1} = θ_t − η/(δ + √r_t) · g_t``."""
+def adagrad(
+    learning_rate: ScalarOrSchedule,
+    initial_accumulator_value: Scalar = 0.0,
+    eps: Scalar = 1e-10,
+    *,
+    eps_in_sqrt: bool = False,
+) -> GradientTransformation:
+    """Adagrad (seed 003): ``r_t = r_{t−1} + g⊙g``, ``θ_{t+1} = θ_t − η/(δ + √r_t) · g_t``.
+
+    optax's argument order; the lecture's defaults (``r_{−1} = 0``, ``δ = 1e-10`` outside the
+    root, as PyTorch). ``optax.adagrad(η)`` is ``adagrad(η, 0.1, 1e-7, eps_in_sqrt=True)``.
+    """
     check_learning_rate(learning_rate, owner="adagrad")
     return chain(
-        scale_by_adagrad(eps, initial_accumulator_value, eps_in_sqrt),
+        scale_by_adagrad(initial_accumulator_value, eps, eps_in_sqrt=eps_in_sqrt),
         scale_by_learning_rate(learning_rate),
     )
 
 
 def rmsprop(
-    learning_rate,
-    decay=0.9,
-    eps=1e-8,
+    learning_rate: ScalarOrSchedule,
+    decay: Scalar = 0.9,
+    eps: Scalar = 1e-8,
+    initial_scale: Scalar = 0.0,
     eps_in_sqrt: bool = True,
     centered: bool = False,
-    momentum=0.0,
-    init: str = "zeros",
+    momentum: Scalar | None = None,
     nesterov: bool = False,
-    initial_scale=0.0,
+    bias_correction: bool = False,
+    *,
+    init: str = "zeros",
 ) -> GradientTransformation:
     """RMSProp (seed 003): ``r_t = p r_{t−1} + (1 − p) g⊙g``, ``θ_{t+1} = θ_t − η/√(δ + r_t) · g``.
 
-    With ``momentum=β`` (PyTorch's order): ``b_t = β b_{t−1} + g/√(δ + r_t)``,
-    ``θ_{t+1} = θ_t − η b_t``. ``init="first_grad"`` is seed 001's ``σ_0 = |g_0|``.
+    ``optax.rmsprop``'s arguments and order. With ``momentum=β`` (PyTorch's order):
+    ``b_t = β b_{t−1} + g/√(δ + r_t)``, ``θ_{t+1} = θ_t − η b_t``. ``init="first_grad"``
+    (keyword-only) is seed 001's ``σ_0 = |g_0|``.
     """
     check_learning_rate(learning_rate, owner="rmsprop")
-    check_decay("momentum", momentum, owner="rmsprop")
-    txs = [scale_by_rms(decay, eps, eps_in_sqrt, initial_scale, centered, init)]
-    if nesterov or (not isinstance(momentum, (int, float)) or momentum > 0):
-        txs.append(add_momentum(momentum, "classic", nesterov))
+    if momentum is not None:
+        check_decay("momentum", momentum, owner="rmsprop")
+    check_flag("nesterov", nesterov, "rmsprop")
+    txs = [scale_by_rms(decay, eps, initial_scale, eps_in_sqrt, bias_correction, centered=centered, init=init)]
+    if _keeps_momentum(momentum, nesterov):
+        txs.append(add_momentum(0.0 if momentum is None else momentum, nesterov))
     return chain(*txs, scale_by_learning_rate(learning_rate))
 
 
-def adam(learning_rate, b1=0.9, b2=0.999, eps=1e-8, bias_correction: bool = True, eps_root=0.0):
+def adam(
+    learning_rate: ScalarOrSchedule,
+    b1: Scalar = 0.9,
+    b2: Scalar = 0.999,
+    eps: Scalar = 1e-8,
+    eps_root: Scalar = 0.0,
+    mu_dtype=None,
+    *,
+    nesterov: bool = False,
+    bias_correction: bool = True,
+) -> GradientTransformation:
     """Adam (seed 003, Kingma & Ba): RMSProp + momentum + bias correction,
-    ``θ_t = θ_{t−1} − α m̂_t / (√v̂_t + ε)`` (formulas in ``adam_leaf``)."""
+    ``θ_t = θ_{t−1} − α m̂_t / (√v̂_t + ε)`` (formulas in ``adam_leaf``).
+
+    ``optax.adam``'s arguments and order (``mu_dtype``: the dtype ``m`` is stored in;
+    ``nesterov=True``: NAdam); ``bias_correction=False`` (keyword-only) is lecture 004's variant.
+    """
     check_learning_rate(learning_rate, owner="adam")
     return chain(
-        scale_by_adam(b1, b2, eps, eps_root, bias_correction),
+        scale_by_adam(b1, b2, eps, eps_root, mu_dtype, nesterov=nesterov, bias_correction=bias_correction),
         scale_by_learning_rate(learning_rate),
     )
 
 
 def adamw(
-    learning_rate,
-    b1=0.9,
-    b2=0.999,
-    eps=1e-8,
-    weight_decay=1e-2,
+    learning_rate: ScalarOrSchedule,
+    b1: Scalar = 0.9,
+    b2: Scalar = 0.999,
+    eps: Scalar = 1e-8,
+    eps_root: Scalar = 0.0,
+    mu_dtype=None,
+    weight_decay: Scalar = 1e-4,
     mask=DEFAULT_MASK,
+    *,
+    nesterov: bool = False,
     bias_correction: bool = True,
-    eps_root=0.0,
 ) -> GradientTransformation:
     """AdamW: Adam with decoupled weight decay,
     ``θ_t = θ_{t−1} − α (m̂_t / (√v̂_t + ε) + λ θ_{t−1})`` (seed 004's ``(1 − ηλ)θ``).
 
-    The decay is multiplied by the learning rate (optax's and PyTorch's convention);
-    by default only leaves with ``ndim >= 2`` are decayed (``mask=None``: all leaves).
+    ``optax.adamw``'s arguments, order and ``weight_decay`` default (1e-4; PyTorch's is
+    1e-2). The decay is multiplied by the learning rate (optax's and PyTorch's convention);
+    by default only leaves with ``ndim >= 2`` are decayed (``mask=None``: all leaves, as
+    optax's default; a mask may be a prefix of the params tree).
     """
     check_learning_rate(learning_rate, owner="adamw")
     return chain(
-        scale_by_adam(b1, b2, eps, eps_root, bias_correction),
+        scale_by_adam(b1, b2, eps, eps_root, mu_dtype, nesterov=nesterov, bias_correction=bias_correction),
         decoupled_weight_decay(weight_decay, mask),
         scale_by_learning_rate(learning_rate),
     )

@@ -10,13 +10,11 @@ the start, while the adaptive statistics (σ of RMSProp/Adam) are still unreliab
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Sequence
 
 import jax.numpy as jnp
 
-from ._core import check_range
-
-Schedule = Callable
+from ._core import Schedule, check_range
 
 
 def _count(count):
@@ -200,6 +198,16 @@ def warmup_cosine_decay(
     )
 
 
+# optax's names for the same schedules (same arguments), so code moves both ways.
+constant_schedule = constant
+linear_schedule = linear
+warmup_constant_schedule = linear_warmup
+piecewise_constant_schedule = piecewise_constant
+cosine_decay_schedule = cosine_decay
+warmup_cosine_decay_schedule = warmup_cosine_decay
+join_schedules = join
+
+
 __all__ = [
     "constant",
     "linear",
@@ -210,4 +218,11 @@ __all__ = [
     "cosine_decay",
     "warmup_cosine_decay",
     "join",
+    "constant_schedule",
+    "linear_schedule",
+    "warmup_constant_schedule",
+    "piecewise_constant_schedule",
+    "cosine_decay_schedule",
+    "warmup_cosine_decay_schedule",
+    "join_schedules",
 ]

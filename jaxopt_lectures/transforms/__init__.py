@@ -10,6 +10,7 @@ from .adaptive import (
     scale_by_adagrad as scale_by_adagrad,
     scale_by_adam as scale_by_adam,
     scale_by_rms as scale_by_rms,
+    scale_by_stddev as scale_by_stddev,
 )
 from .clipping import clip as clip, clip_by_global_norm as clip_by_global_norm
 from .momentum import MomentumState as MomentumState, add_momentum as add_momentum, momentum_leaf as momentum_leaf
@@ -20,7 +21,12 @@ from .regularization import (
     decay_matrices_only as decay_matrices_only,
     decoupled_weight_decay as decoupled_weight_decay,
 )
-from .scaling import ScaleByScheduleState as ScaleByScheduleState, scale as scale, scale_by_learning_rate as scale_by_learning_rate
+from .scaling import (
+    ScaleByScheduleState as ScaleByScheduleState,
+    scale as scale,
+    scale_by_learning_rate as scale_by_learning_rate,
+    scale_by_schedule as scale_by_schedule,
+)
 from .wrappers import (
     AccumulateState as AccumulateState,
     ApplyIfFiniteState as ApplyIfFiniteState,

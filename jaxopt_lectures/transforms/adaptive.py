@@ -21,7 +21,10 @@ import jax
 import jax.numpy as jnp
 
 from .._core import (
+    Scalar,
     as_coefficient,
+    check_dtype,
+    check_flag,
     GradientTransformation,
     check_float_params,
     check_state,
@@ -88,8 +91,11 @@ def adagrad_leaf(g, r, eps, eps_in_sqrt: bool):
     return _divide(g, new_r, eps, eps_in_sqrt), new_r.astype(r.dtype)
 
 
-def scale_by_adagrad(eps=1e-10, initial_accumulator_value=0.0, eps_in_sqrt: bool = False):
-    """Adagrad's per-coordinate scaling (seed 003; seed 001 is ``eps=0``).
+def scale_by_adagrad(
+    initial_accumulator_value: Scalar = 0.0, eps: Scalar = 1e-10, *, eps_in_sqrt: bool = False
+) -> GradientTransformation:
+    """Adagrad's per-coordinate scaling (seed 003; seed 001 is ``eps=0``); the arguments in
+    the order of ``optax.scale_by_rss`` (whose defaults are 0.1 and 1e-7, ``eps`` in the root).
 
     ``x_{t+1} = x_t − η/(δ + √r_t) · g_t`` with ``r_t = r_{t−1} + g_t ⊙ g_t``,
     ``r_{−1} = initial_accumulator_value``. ``eps_in_sqrt=True`` gives ``g/√(r_t + δ)``.
@@ -98,6 +104,7 @@ def scale_by_adagrad(eps=1e-10, initial_accumulator_value=0.0, eps_in_sqrt: bool
     """
     check_eps("eps", eps, owner="scale_by_adagrad")
     check_range("initial_accumulator_value", initial_accumulator_value, 0.0, owner="scale_by_adagrad")
+    check_flag("eps_in_sqrt", eps_in_sqrt, "scale_by_adagrad")
 
     def init(params):
         check_float_params(params, "scale_by_adagrad")
@@ -133,12 +140,15 @@ class RmsState(NamedTuple):
     mu: object
 
 
-def rms_leaf(g, nu, mu, first, decay, eps, eps_in_sqrt: bool, centered: bool, first_grad: bool):
+def rms_leaf(g, nu, mu, first, decay, eps, eps_in_sqrt: bool, centered: bool, first_grad: bool,
+             t=None, bias_correction: bool = False):
     """One array's RMSProp rule; returns ``(u, nu_t, mu_t)``.
 
     ``r_t = p r_{t−1} + (1 − p) g⊙g`` (seed 003), or with ``first_grad`` seed 001's
     ``σ_0 = |g_0|``, ``σ_t = √(α σ_{t−1}² + (1 − α) g_t²)`` (so ``r = σ²``). The step is
-    ``g / √(δ + r_t)``; ``centered`` subtracts the squared mean of g from ``r_t``.
+    ``g / √(δ + r_t)``; ``centered`` subtracts the squared mean of g from ``r_t``. With
+    ``bias_correction`` (optax's option) the step uses ``r_t / (1 − p^t)`` (and the mean
+    ``m_t / (1 − p^t)``), ``t`` counting from 1.
     """
     ct = _compute_dtype(nu.dtype)
     decay = as_coefficient(decay, ct)
@@ -147,27 +157,32 @@ def rms_leaf(g, nu, mu, first, decay, eps, eps_in_sqrt: bool, centered: bool, fi
     new_nu = decay * nu.astype(ct) + (1 - decay) * sq
     if first_grad:
         new_nu = jnp.where(first, sq, new_nu)
-    second = new_nu
+    correction = (1 - decay**t).astype(ct) if bias_correction else None
+    second = new_nu if correction is None else new_nu / correction
     new_mu = mu
     if centered:
         mt = _compute_dtype(mu.dtype)
         mu_c = decay * mu.astype(mt) + (1 - decay) * gc.astype(mt)
         if first_grad:
             mu_c = jnp.where(first, gc.astype(mt), mu_c)
-        second = new_nu - _abs_sq(mu_c).astype(ct)
+        mean = mu_c if correction is None else mu_c / correction.astype(_real(mu_c).dtype)
+        second = second - _abs_sq(mean).astype(ct)
         new_mu = mu_c.astype(mu.dtype)
     return _divide(g, second, eps, eps_in_sqrt), new_nu.astype(nu.dtype), new_mu
 
 
 def scale_by_rms(
-    decay=0.9,
-    eps=1e-8,
+    decay: Scalar = 0.9,
+    eps: Scalar = 1e-8,
+    initial_scale: Scalar = 0.0,
     eps_in_sqrt: bool = True,
-    initial_scale=0.0,
+    bias_correction: bool = False,
+    *,
     centered: bool = False,
     init: str = "zeros",
 ) -> GradientTransformation:
-    """RMSProp's scaling: divide by the root of a moving average of squared gradients.
+    """RMSProp's scaling: divide by the root of a moving average of squared gradients
+    (``optax.scale_by_rms``'s arguments and order; ``centered=True`` is ``optax.scale_by_stddev``).
 
     Seed 003: ``r_t = p r_{t−1} + (1 − p) g⊙g``, ``x_{t+1} = x_t − η/√(δ + r_t) · g``
     (``p`` = ``decay``, ``δ`` = ``eps``; ``eps_in_sqrt=False`` gives ``δ + √r_t``).
@@ -180,6 +195,9 @@ def scale_by_rms(
     check_eps("eps", eps, owner=owner)
     check_range("initial_scale", initial_scale, 0.0, owner=owner)
     check_choice("init", init, RMS_INITS, owner=owner)
+    check_flag("eps_in_sqrt", eps_in_sqrt, owner)
+    check_flag("bias_correction", bias_correction, owner)
+    check_flag("centered", centered, owner)
     first_grad = init == "first_grad"
 
     def init_fn(params):
@@ -194,10 +212,11 @@ def scale_by_rms(
         del params, extra
         check_state(state, RmsState, owner)
         first = state.count == 0
+        t = safe_increment(state.count)
         mu = state.mu if centered else grads
         triples = tree_map_checked(
             lambda g, n, m: rms_leaf(
-                g, n, m, first, decay, eps, eps_in_sqrt, centered, first_grad
+                g, n, m, first, decay, eps, eps_in_sqrt, centered, first_grad, t, bias_correction
             ),
             grads,
             state.nu,
@@ -205,11 +224,23 @@ def scale_by_rms(
             names=("grads", "state.nu", "state.mu"),
         )
         updates, nu, new_mu = tree_unzip(grads, triples, 3)
-        return updates, RmsState(
-            count=safe_increment(state.count), nu=nu, mu=new_mu if centered else None
-        )
+        return updates, RmsState(count=t, nu=nu, mu=new_mu if centered else None)
 
     return GradientTransformation(init_fn, update)
+
+
+def scale_by_stddev(
+    decay: Scalar = 0.9,
+    eps: Scalar = 1e-8,
+    initial_scale: Scalar = 0.0,
+    eps_in_sqrt: bool = True,
+    bias_correction: bool = False,
+    *,
+    init: str = "zeros",
+) -> GradientTransformation:
+    """Centered RMSProp's scaling, ``g / √(r_t − m_t² + δ)`` (``optax.scale_by_stddev``'s
+    name and arguments): ``scale_by_rms(..., centered=True)``."""
+    return scale_by_rms(decay, eps, initial_scale, eps_in_sqrt, bias_correction, centered=True, init=init)
 
 
 # --- Adam ---------------------------------------------------------------------------------
@@ -223,50 +254,79 @@ class AdamState(NamedTuple):
     nu: object
 
 
-def adam_leaf(g, m, v, t, b1, b2, eps, eps_root, bias_correction: bool):
+def adam_leaf(g, m, v, t, b1, b2, eps, eps_root, bias_correction: bool, nesterov: bool = False):
     """Seed 003 (Kingma & Ba, Algorithm 1); returns ``(u, m_t, v_t)``.
 
     ``m_t = β1 m_{t−1} + (1 − β1) g_t``, ``v_t = β2 v_{t−1} + (1 − β2) g_t²``,
     ``m̂_t = m_t / (1 − β1^t)``, ``v̂_t = v_t / (1 − β2^t)``, ``u = m̂_t / (√(v̂_t + ε_root) + ε)``
     (0 where the denominator is 0, i.e. ``ε = ε_root = 0`` and only zero gradients so far).
-    float16/bfloat16 moments are computed in float32 and stored back; complex ``g`` uses
-    ``|g|²`` in ``v_t``.
+    With ``nesterov`` (NAdam, optax's form) ``m̂_t = β1 m_t / (1 − β1^{t+1}) + (1 − β1) g_t / (1 − β1^t)``.
+
+    The moments are computed in the promoted dtype of the stored moment, the gradient and
+    float32 (float16/bfloat16 are too coarse; ``β1 m_{t−1}`` itself is rounded to m's dtype,
+    as optax does), the step uses them unrounded, and they are stored back in their own
+    dtypes: a bfloat16 ``m`` (``mu_dtype``) is rounded when it is stored, as in optax.
+    Complex ``g`` uses ``|g|²`` in ``v_t``.
     """
-    mt, vt = _compute_dtype(m.dtype), _compute_dtype(v.dtype)
-    low = mt != m.dtype or vt != v.dtype
     m_store, v_store = m.dtype, v.dtype
-    if low:
-        m, v = m.astype(mt), v.astype(vt)
+    mt = jnp.promote_types(_compute_dtype(m.dtype), _compute_dtype(g.dtype))
+    vt = _compute_dtype(v.dtype)
     b1 = as_coefficient(b1, m.dtype)
+    # β1·m_{t−1} in m's own dtype (optax's rounding with a bfloat16 mu_dtype), the sum in mt
+    m = ((b1 * m).astype(mt) + (1 - b1) * g.astype(mt)).astype(mt)
+    v = v.astype(vt)
     b2 = as_coefficient(b2, v.dtype)
-    m = (b1 * m + (1 - b1) * g.astype(m.dtype)).astype(m.dtype)
     v = (b2 * v + (1 - b2) * _abs_sq(g.astype(_compute_dtype(g.dtype))).astype(v.dtype)).astype(v.dtype)
+    rm = _real(m).dtype
     if bias_correction:
-        m_hat = m / (1 - b1**t).astype(_real(m).dtype)
+        m_hat = m / (1 - b1**t).astype(rm)
         v_hat = v / (1 - b2**t).astype(_real(v).dtype)
     else:
         m_hat, v_hat = m, v
+    if nesterov:
+        t_next = safe_increment(t)
+        c_next = (1 - b1**t_next).astype(rm) if bias_correction else 1.0
+        c_now = (1 - b1**t).astype(rm) if bias_correction else 1.0
+        m_hat = (b1 * (m / c_next) + (1 - b1) * (g.astype(m.dtype) / c_now)).astype(m.dtype)
     root = jnp.sqrt(_real(v_hat) + as_coefficient(eps_root, _real(v).dtype))
     denom = root + as_coefficient(eps, _real(v).dtype)
     u = _safe_div(m_hat, denom)
     return u.astype(g.dtype), m.astype(m_store), v.astype(v_store)
 
 
-def scale_by_adam(b1=0.9, b2=0.999, eps=1e-8, eps_root=0.0, bias_correction: bool = True):
+def scale_by_adam(
+    b1: Scalar = 0.9,
+    b2: Scalar = 0.999,
+    eps: Scalar = 1e-8,
+    eps_root: Scalar = 0.0,
+    mu_dtype=None,
+    *,
+    nesterov: bool = False,
+    bias_correction: bool = True,
+) -> GradientTransformation:
     """Adam = momentum (β1) + RMSProp (β2) + bias correction (seed 003, seed 004).
 
-    The formula is in ``adam_leaf``; chain with ``scale_by_learning_rate(α)``.
+    The formula is in ``adam_leaf``; chain with ``scale_by_learning_rate(α)``. Arguments in
+    ``optax.scale_by_adam``'s order. ``mu_dtype`` (optax's option): the dtype ``m`` is
+    stored in (e.g. ``jnp.bfloat16`` halves it; the step is computed in the promoted dtype);
+    ``v`` keeps the parameters' dtype. ``nesterov=True`` is NAdam; ``bias_correction=False``
+    drops the ``1 − β^t`` factors (lecture 004's comparison).
     """
     owner = "scale_by_adam"
     check_decay("b1", b1, owner=owner)
     check_decay("b2", b2, owner=owner)
     check_eps("eps", eps, owner=owner)
     check_eps("eps_root", eps_root, owner=owner)
+    mu_dtype = check_dtype("mu_dtype", mu_dtype, owner)
+    check_flag("nesterov", nesterov, owner)
+    check_flag("bias_correction", bias_correction, owner)
 
     def init(params):
         check_float_params(params, owner)
         return AdamState(
-            count=jnp.zeros([], jnp.int32), mu=tree_zeros_like(params), nu=tree_zeros_like(params)
+            count=jnp.zeros([], jnp.int32),
+            mu=tree_zeros_like(params, mu_dtype),
+            nu=tree_zeros_like(params),
         )
 
     def update(grads, state, params=None, **extra):
@@ -274,7 +334,7 @@ def scale_by_adam(b1=0.9, b2=0.999, eps=1e-8, eps_root=0.0, bias_correction: boo
         check_state(state, AdamState, owner)
         t = safe_increment(state.count)
         triples = tree_map_checked(
-            lambda g, m, v: adam_leaf(g, m, v, t, b1, b2, eps, eps_root, bias_correction),
+            lambda g, m, v: adam_leaf(g, m, v, t, b1, b2, eps, eps_root, bias_correction, nesterov),
             grads,
             state.mu,
             state.nu,

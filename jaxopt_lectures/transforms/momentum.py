@@ -8,7 +8,10 @@ import jax
 import jax.numpy as jnp
 
 from .._core import (
+    Scalar,
     as_coefficient,
+    check_dtype,
+    check_flag,
     GradientTransformation,
     check_choice,
     check_float_params,
@@ -42,26 +45,39 @@ def momentum_leaf(g, m, first, beta, variant: str, nesterov: bool):
 
     With ``nesterov`` the step looks ahead: ``u = β m_t + c g_t`` where ``c`` is the
     gradient's own coefficient in the recurrence (1, or 1 − β for ema).
+
+    The recurrence runs in the promoted dtype of ``m`` and ``g``; the step uses ``m_t``
+    unrounded and ``m_t`` is stored in ``m``'s dtype (``accumulator_dtype``, as optax.trace).
     """
+    store = m.dtype
+    ct = jnp.promote_types(m.dtype, g.dtype)
     beta = as_coefficient(beta, m.dtype)
-    if variant == "classic":
-        coeff, new_m = 1.0, beta * m + g
+    g_m = g.astype(ct)
+    if variant == "classic":  # β·m in m's dtype, then the sum in ct (optax.trace's rounding)
+        coeff, new_m = 1.0, (beta * m).astype(ct) + g_m
     elif variant == "sum":
-        beta, coeff, new_m = 1.0, 1.0, m + g
+        beta, coeff, new_m = 1.0, 1.0, m.astype(ct) + g_m
     else:  # ema
         coeff = 1.0 - beta
-        new_m = jnp.where(first, g, beta * m + coeff * g)
-    new_m = new_m.astype(m.dtype)
-    u = beta * new_m + coeff * g if nesterov else new_m
-    return u.astype(g.dtype), new_m
+        new_m = jnp.where(first, g_m, (beta * m).astype(ct) + coeff * g_m)
+    new_m = new_m.astype(ct)
+    u = beta * new_m + coeff * g_m if nesterov else new_m
+    return u.astype(g.dtype), new_m.astype(store)
 
 
-def add_momentum(beta=0.9, variant: str = "classic", nesterov: bool = False) -> GradientTransformation:
+def add_momentum(
+    beta: Scalar = 0.9, nesterov: bool = False, accumulator_dtype=None, *, variant: str = "classic"
+) -> GradientTransformation:
     """Replaces the gradient by the momentum ``m_t`` (formulas in ``momentum_leaf``).
 
-    Followed by ``scale_by_learning_rate(η)`` this is ``θ_{t+1} = θ_t − η m_t``.
+    Followed by ``scale_by_learning_rate(η)`` this is ``θ_{t+1} = θ_t − η m_t``. The
+    arguments in ``optax.trace``'s order (its ``decay`` is our β); ``accumulator_dtype``
+    is the dtype ``m`` is stored in (default: the parameters'); ``variant`` picks the
+    lecture's recurrence (``"classic"`` is optax.trace's).
     """
     check_choice("variant", variant, MOMENTUM_VARIANTS, owner="add_momentum")
+    check_flag("nesterov", nesterov, "add_momentum")
+    accumulator_dtype = check_dtype("accumulator_dtype", accumulator_dtype, "add_momentum")
     if variant == "sum":
         check_range("beta", beta, 0.0, 1.0, owner="add_momentum")
     else:
@@ -69,7 +85,7 @@ def add_momentum(beta=0.9, variant: str = "classic", nesterov: bool = False) -> 
 
     def init(params):
         check_float_params(params, "add_momentum")
-        return MomentumState(count=jnp.zeros([], jnp.int32), mu=tree_zeros_like(params))
+        return MomentumState(count=jnp.zeros([], jnp.int32), mu=tree_zeros_like(params, accumulator_dtype))
 
     def update(grads, state, params=None, **extra):
         del params, extra

@@ -25,6 +25,7 @@ from .._core import (
     FlatTree,
     GradientTransformation,
     _leaf_paths,
+    _path_str,
     as_float,
     check_range,
     check_same_shapes,
@@ -54,17 +55,47 @@ def _mask_leaf(flag, path: str, owner: str):
     )
 
 
+def _prefix_mismatch(mask, params) -> str:
+    """Where ``mask`` stops being a prefix of ``params``: the first differing path."""
+    m_paths = [p for p, _ in jax.tree_util.tree_flatten_with_path(mask)[0]]
+    p_paths = [p for p, _ in jax.tree_util.tree_flatten_with_path(params)[0]]
+    for pm in m_paths:
+        if not any(pp[: len(pm)] == pm for pp in p_paths):
+            return f"the mask has a leaf at {_path_str(pm)} where params has none"
+    for pp in p_paths:
+        if not any(pp[: len(pm)] == pm for pm in m_paths):
+            return f"params has a leaf at {_path_str(pp)} that the mask does not cover"
+    return "the leaves sit at the same paths but the containers differ in type"
+
+
+def expand_mask(tree, params, owner: str):
+    """A mask that is a *prefix* of ``params`` (optax's semantics: a bool at an inner node
+    applies to its whole subtree) as one flag per parameter leaf. Raises ``ValueError``
+    naming the first differing path when ``tree`` is not a prefix of ``params``."""
+    if jax.tree.structure(tree) == jax.tree.structure(params):
+        return tree
+    try:
+        return jax.tree.map(lambda m, sub: jax.tree.map(lambda _: m, sub), tree, params)
+    except (ValueError, TypeError):
+        raise ValueError(
+            f"the structure of {owner} mask does not match params: {_prefix_mismatch(tree, params)}. "
+            "A mask is a pytree of bools like the params, or a prefix of it (a bool for a "
+            "whole subtree), or a callable params -> such a tree"
+        ) from None
+
+
 def resolve_mask(mask, params, owner: str):
-    """Turns ``mask`` (None, a bool pytree, or a callable) into a pytree of Python bools or
-    bool arrays (per-element masks; traced ones under ``jit``). For the packed parameters
-    that ``flatten`` passes, the mask is evaluated on the original tree and packed."""
+    """Turns ``mask`` (None, a bool pytree or a prefix of one, or a callable) into a pytree
+    like ``params`` of Python bools or bool arrays (per-element masks; traced ones under
+    ``jit``). For the packed parameters that ``flatten`` passes, the mask is evaluated on
+    the original tree and packed."""
     if isinstance(params, FlatTree):
         if mask is None:
             return jax.tree.map(lambda _: True, params)
         return params.pack_flags(resolve_mask(mask, params.unpack(), owner))
     if mask is None:
         return jax.tree.map(lambda _: True, params)
-    tree = mask(params) if callable(mask) else mask
+    tree = expand_mask(mask(params) if callable(mask) else mask, params, owner)
     check_same_structure(tree, params, f"{owner} mask", "params")
     flags = [_mask_leaf(f, path, owner) for path, f in _leaf_paths(tree)]
     return jax.tree.unflatten(jax.tree.structure(tree), flags)
@@ -75,7 +106,7 @@ def _add_scaled_params(coeff, mask, penalty_grad, owner: str) -> GradientTransfo
     check_range("coeff" if owner != "decoupled_weight_decay" else "weight_decay", coeff, 0.0, owner=owner)
 
     def init(params):
-        del params
+        resolve_mask(mask, params, owner)  # a mask that does not fit the params fails here
         return EmptyState()
 
     def update(grads, state, params=None, **extra):

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 
 from .._core import (
+    Schedule,
+    ScalarOrSchedule,
     as_coefficient,
+    check_schedule,
+    check_state,
     EmptyState,
     GradientTransformation,
     as_float,
@@ -45,7 +50,7 @@ def scale(step_size) -> GradientTransformation:
     return GradientTransformation(init, update)
 
 
-def scale_by_learning_rate(learning_rate, *, flip_sign: bool = True) -> GradientTransformation:
+def scale_by_learning_rate(learning_rate: ScalarOrSchedule, *, flip_sign: bool = True) -> GradientTransformation:
     """The gradient-descent step: ``u ← −η · u`` (seed 003, eq. x' = x − η∇f(x)).
 
     ``learning_rate`` is a float or a schedule ``count -> η_t`` (see
@@ -74,3 +79,26 @@ def scale_by_learning_rate(learning_rate, *, flip_sign: bool = True) -> Gradient
 
     return GradientTransformation(init, update)
 
+
+
+def scale_by_schedule(step_size_fn: Schedule) -> GradientTransformation:
+    """``u ← s(t) · u`` for a schedule ``s: count -> factor`` (``optax.scale_by_schedule``):
+    ``scale_by_learning_rate(s, flip_sign=False)``, except that the factor may be negative."""
+    if not callable(step_size_fn):
+        raise TypeError(f"scale_by_schedule: step_size_fn must be a schedule count -> value, got "
+                        f"{type(step_size_fn).__name__}")
+    check_schedule("step_size_fn", step_size_fn, -math.inf, owner="scale_by_schedule")
+
+    def init(params):
+        del params
+        return ScaleByScheduleState(count=jnp.zeros([], jnp.int32))
+
+    def update(grads, state, params=None, **extra):
+        del params, extra
+        check_state(state, ScaleByScheduleState, "scale_by_schedule")
+        factor = step_size_fn(state.count)
+        return jax.tree.map(lambda g: _scale_leaf(g, factor), grads), ScaleByScheduleState(
+            count=safe_increment(state.count)
+        )
+
+    return GradientTransformation(init, update)

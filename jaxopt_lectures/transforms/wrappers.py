@@ -45,14 +45,16 @@ def _select(tree, keep):
     return jax.tree.map(pick, tree, keep)
 
 
-def masked(tx: GradientTransformation, mask) -> GradientTransformation:
-    """Runs ``tx`` only on the leaves where ``mask`` is True; the others pass through.
+def masked(inner: GradientTransformation, mask) -> GradientTransformation:
+    """Runs ``inner`` only on the leaves where ``mask`` is True; the others pass through.
 
-    ``mask`` is a bool pytree like the params or a callable ``params -> bool pytree``; a
+    ``mask`` is a bool pytree like the params, or a prefix of it (a bool at an inner node
+    applies to its whole subtree, as in optax), or a callable ``params -> bool pytree``; a
     leaf may also be a bool array (per element: the inner transformation then sees the
     leaf with zeros where the mask is False, and its updates are used where it is True).
-    The inner state holds nothing for the left-out leaves.
+    The inner state holds nothing for the left-out leaves (an integer leaf left out is fine).
     """
+    tx = inner
     if mask is None:
         raise ValueError("masked: mask=None would select nothing explicit; pass a bool pytree or a callable")
 
@@ -104,7 +106,7 @@ def all_finite(tree) -> jax.Array:
     return jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves]).all()
 
 
-def apply_if_finite(tx: GradientTransformation, max_consecutive_errors: int) -> GradientTransformation:
+def apply_if_finite(inner: GradientTransformation, max_consecutive_errors: int) -> GradientTransformation:
     """Skips a step whose gradients, updates or new inner state hold NaN or Inf: zero
     update, inner state unchanged.
 
@@ -115,6 +117,7 @@ def apply_if_finite(tx: GradientTransformation, max_consecutive_errors: int) -> 
     ``max_consecutive_errors`` bad steps in a row the step is applied anyway, so a run
     that truly diverged shows NaNs instead of silently stalling.
     """
+    tx = inner
     check_integer("max_consecutive_errors", max_consecutive_errors, 0, owner="apply_if_finite")
 
     def init(params):
@@ -155,17 +158,30 @@ class AccumulateState(NamedTuple):
     inner_state: Any
 
 
-def accumulate_gradients(tx: GradientTransformation, every_k: int) -> GradientTransformation:
+def accumulate_gradients(
+    tx: GradientTransformation, every_k: int, *, accumulator_dtype=None
+) -> GradientTransformation:
     """One update of ``tx`` per ``every_k`` micro-batches, on their mean gradient.
 
     Between real updates the returned updates are zero and ``tx``'s state is unchanged,
     so ``k`` micro-batches of size ``B`` follow the same path as one batch of ``k·B``.
+    The running sum is kept in ``accumulator_dtype``; by default in the parameters' dtype
+    promoted to at least float32 (bfloat16 parameters accumulate in float32, as
+    ``optax.MultiSteps`` does), and the mean is cast back to the parameters' dtype.
     """
     check_integer("every_k", every_k, 1, owner="accumulate_gradients")
+    acc_dtype = None if accumulator_dtype is None else jnp.dtype(accumulator_dtype)
+
+    def acc_zeros(params):
+        def leaf(p):
+            d = acc_dtype or jnp.promote_types(jnp.result_type(p), jnp.float32)
+            return jnp.zeros(jnp.shape(p), d)
+
+        return jax.tree.map(leaf, params)
 
     def init(params):
         return AccumulateState(
-            mini_step=jnp.zeros([], jnp.int32), acc_grads=tree_zeros_like(params), inner_state=tx.init(params)
+            mini_step=jnp.zeros([], jnp.int32), acc_grads=acc_zeros(params), inner_state=tx.init(params)
         )
 
     def update(grads, state, params=None, **extra):
@@ -176,7 +192,7 @@ def accumulate_gradients(tx: GradientTransformation, every_k: int) -> GradientTr
         last = state.mini_step == every_k - 1
 
         def real_step(_):
-            mean = jax.tree.map(lambda a: (a / every_k).astype(a.dtype), acc)
+            mean = jax.tree.map(lambda a, g: (a / every_k).astype(_mean_dtype(g, a)), acc, grads)
             updates, inner = tx.update(mean, state.inner_state, params, **extra)
             return updates, inner, tree_zeros_like(acc)
 
@@ -188,6 +204,12 @@ def accumulate_gradients(tx: GradientTransformation, every_k: int) -> GradientTr
         return updates, AccumulateState(mini_step=mini, acc_grads=acc, inner_state=inner)
 
     return GradientTransformation(init, update)
+
+
+def _mean_dtype(g, acc):
+    """The mean gradient's dtype: the gradient's (float or complex), else the accumulator's."""
+    d = jnp.result_type(g)
+    return d if jnp.issubdtype(d, jnp.inexact) else acc.dtype
 
 
 # --- inject_hyperparams -------------------------------------------------------------------
@@ -202,7 +224,9 @@ class InjectHyperparamsState(NamedTuple):
     inner_state: Any
 
 
-def inject_hyperparams(factory: Callable[..., GradientTransformation], *, static_args=()):
+def inject_hyperparams(
+    inner_factory: Callable[..., GradientTransformation], static_args=(), hyperparam_dtype=None
+):
     """Moves a factory's numeric hyper-parameters into the optimizer state.
 
     ``inject_hyperparams(adam)(learning_rate=1e-3, b1=0.9)`` behaves like ``adam(...)``,
@@ -212,8 +236,14 @@ def inject_hyperparams(factory: Callable[..., GradientTransformation], *, static
     its current value stored. Floats, float arrays and schedules are injected, and so are
     Python integers given for a hyper-parameter whose default is a float or that has no
     default (``sgd(learning_rate=1)``); integer arguments with an integer default, strings,
-    booleans, masks and names in ``static_args`` stay fixed.
+    booleans, masks and names in ``static_args`` stay fixed. Injected values are stored in
+    ``hyperparam_dtype`` (default float32, so that ``1 − β2`` is not rounded away in a
+    bfloat16 model; optax's default is the parameters' highest dtype).
     """
+    factory = inner_factory
+    if isinstance(static_args, str):
+        static_args = (static_args,)
+    hp_dtype = jnp.float32 if hyperparam_dtype is None else jnp.dtype(hyperparam_dtype)
     sig = inspect.signature(factory)
 
     def wrapped(*args, **kwargs) -> GradientTransformation:
@@ -241,13 +271,13 @@ def inject_hyperparams(factory: Callable[..., GradientTransformation], *, static
             out = dict(hyperparams)
             for k, v in dynamic.items():
                 if callable(v):
-                    out[k] = jnp.asarray(v(count), jnp.float32)
+                    out[k] = jnp.asarray(v(count), hp_dtype)
             return out
 
         def init(params):
             count = jnp.zeros([], jnp.int32)
             hp = {
-                k: jnp.asarray(v(count) if callable(v) else v, jnp.float32)
+                k: jnp.asarray(v(count) if callable(v) else v, hp_dtype)
                 for k, v in dynamic.items()
             }
             return InjectHyperparamsState(count=count, hyperparams=hp, inner_state=factory(**static, **hp).init(params))
@@ -291,8 +321,8 @@ class FlattenState(NamedTuple):
     layout: Any = None
 
 
-def flatten(tx: GradientTransformation) -> GradientTransformation:
-    """Runs ``tx`` on one contiguous buffer per dtype instead of leaf by leaf.
+def flatten(inner: GradientTransformation) -> GradientTransformation:
+    """Runs ``inner`` on one contiguous buffer per dtype instead of leaf by leaf.
 
     Same numbers as ``tx`` for element-wise transformations (and global-norm clipping);
     fewer, larger kernels. Masks inside ``tx`` (the default weight-decay mask of ``adamw``
@@ -300,6 +330,7 @@ def flatten(tx: GradientTransformation) -> GradientTransformation:
     the packed layout, so every rule keeps its meaning. Gradients are checked against the
     parameters' layout (structure and shapes, named by path) and cast to its dtypes.
     """
+    tx = inner
 
     def init(params):
         flat = FlatTree.pack(params)
