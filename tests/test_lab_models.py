@@ -148,3 +148,26 @@ def test_initializers_set_the_weight_scale():
         M.initializer("bogus")
     with pytest.raises(ValueError, match="unknown activation"):
         M.MLP((2, 2, 2), activation="swish", rngs=nnx.Rngs(0))
+
+
+@pytest.mark.parametrize("name, jax_init", [("he", "he_normal"), ("lecun", "lecun_normal"), ("glorot", "glorot_normal")])
+@pytest.mark.parametrize("shape", [(64, 48), (3, 3, 8, 16), (5, 1, 40)])
+def test_named_initializers_have_jax_distribution(name, jax_init, shape):
+    """The bucketed sampler draws what jax.nn.initializers draws: same variance (fans of conv
+    kernels included) and the same truncation at two (uncorrected) standard deviations."""
+    ours = np.concatenate([np.asarray(M.initializer(name)(jax.random.PRNGKey(i), shape)).ravel() for i in range(40)])
+    ref = np.concatenate([np.asarray(getattr(jax.nn.initializers, jax_init)()(jax.random.PRNGKey(i), shape)).ravel()
+                          for i in range(40)])
+    assert ours.shape == ref.shape
+    np.testing.assert_allclose(ours.std(), ref.std(), rtol=0.03)
+    np.testing.assert_allclose(np.abs(ours).max(), np.abs(ref).max(), rtol=0.03)
+    assert abs(ours.mean()) < 0.05 * ref.std()
+
+
+def test_initializer_compiles_per_size_bucket_not_per_shape():
+    """Issue 10 (compile budget): shapes that share a power-of-two bucket share one sampler program."""
+    before = M._truncated_normal_flat._cache_size()
+    init = M.initializer("he")
+    for shape in [(40, 41), (41, 40), (30, 50), (3, 3, 13, 13), (1500,)]:  # all in the 2048 bucket
+        assert init(jax.random.PRNGKey(0), shape).shape == shape
+    assert M._truncated_normal_flat._cache_size() - before <= 1

@@ -241,3 +241,18 @@ def test_cli_without_the_lab_extra_names_it_in_one_line(blocked):
     assert len(lines) == 1 and "pip install 'jaxopt_lectures[lab]'" in lines[0] and repr(blocked) in lines[0], lines
     assert "Traceback" not in done.stderr
 
+
+
+def test_a_term_switched_off_is_the_plain_arm():
+    """Baselines that switch a trainer term off (weight 0) are one arm with the plain baseline of
+    their setting (trained once, reported as shared); a term that is tuned is kept."""
+    from jaxopt_lectures.lab import plan
+
+    reg = recipe.REGISTRY
+    plain = reg["adamw_vs_adam"].baseline
+    for name in ("dropout", "l1", "l2_in_loss", "mixup"):
+        grid = reg[name].grids(True)[0]
+        assert plan.canonical_setting(reg[name].baseline, grid) == plan.canonical_setting(plain, grid), name
+    assert plan.canonical_setting(reg["entropy"].baseline, {}) == plan.canonical_setting(reg["pretrain"].baseline, {})
+    kept = plan.canonical_setting({"hparams": {"dropout": 0.0, "l2": 1e-4}}, {"hparams.dropout": (0.0, 0.3)})
+    assert kept["hparams"] == {"dropout": 0.0, "l2": 1e-4}

@@ -55,6 +55,20 @@ def trainer_configs(points: list[dict[str, Any]]) -> list[dict[str, float]] | No
     return out if any(out) else None
 
 
+def canonical_setting(setting: dict, grid: dict) -> dict:
+    """``setting`` without the trainer terms that are switched off: weight 0 and not tuned.
+
+    A rate-0 dropout keeps every unit, ``α = 0`` mixup is ``λ = 1``, a 0-weighted penalty or
+    unlabeled term adds exactly nothing, so ``hparams={"dropout": 0.0}`` trains what
+    ``hparams={}`` trains. Arms are keyed by this form: the baselines of the dropout, L1,
+    L2, mixup, entropy and graph rows are one arm with the plain baseline of their setting,
+    trained once (and reported as shared, not as independent confirmations).
+    """
+    tuned = {path.partition(".")[2] for path in grid if path.startswith("hparams.")}
+    hp = {k: v for k, v in setting.get("hparams", {}).items() if k in tuned or float(v) != 0.0}
+    return {**setting, "hparams": hp}
+
+
 def runs_per_device_split(n_runs: int, n_devices: int) -> int:
     """How many devices share an arm's vmapped runs: the largest divisor of ``n_runs`` that is
     at most ``n_devices`` (each then trains ``n_runs / d`` runs; 1 means no spreading)."""

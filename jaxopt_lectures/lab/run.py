@@ -147,6 +147,7 @@ def run_arm(setting: dict, grid: dict, epochs: int, seeds: Sequence[int], measur
             progress: bool = False, desc: str = "") -> dict:
     """Train one arm over its grid and seeds; return the selected grid point's per-seed numbers."""
     seeds = tuple(int(s) for s in seeds)
+    setting = plan.canonical_setting(setting, grid)  # a term switched off is no term: shared arms
     cache = os.environ.get(ARM_CACHE_ENV)
     fp = arm_fingerprint(setting, grid, epochs, seeds, measure)
     path = Path(cache) / f"{fp}.json" if cache else None

@@ -326,12 +326,32 @@ def _run_hparams(hparams, configs, seeds):
     return configs, table
 
 
+def _stack_on_host(*leaves):
+    """``jnp.stack(leaves)`` through NumPy: eager ``jnp.stack`` compiles one program per leaf
+    shape and run count (dozens per network), a host copy compiles none. Typed keys stay in JAX."""
+    if jax.dtypes.issubdtype(leaves[0].dtype, jax.dtypes.prng_key):
+        return jnp.stack(leaves)
+    return jnp.asarray(np.stack([np.asarray(leaf) for leaf in leaves]))
+
+
 def _stack(trees):
+    """Runs -> one stacked state (the conv nets' run-by-run loop, every epoch). On the CPU
+    through NumPy (no program per leaf shape); on accelerators on the device (no transfer)."""
+    if jax.default_backend() == "cpu":
+        return jax.tree.map(_stack_on_host, *trees)
     return jax.tree.map(lambda *xs: jnp.stack(xs), *trees)
 
 
 def _unstack(tree, n):
-    return [jax.tree.map(lambda a: a[i], tree) for i in range(n)]
+    if jax.default_backend() == "cpu":
+        def take(a, i):
+            if jax.dtypes.issubdtype(a.dtype, jax.dtypes.prng_key):
+                return a[i]
+            return jnp.asarray(np.asarray(a)[i])
+    else:
+        def take(a, i):
+            return a[i]
+    return [jax.tree.map(lambda a, i=i: take(a, i), tree) for i in range(n)]
 
 
 def train(
@@ -494,7 +514,7 @@ def train(
                  None if src is None else jax.tree.map(lambda a, i=i: a[i], src))
         for i in range(n_runs)
     ]
-    state = jax.tree.map(lambda *leaves: jnp.stack(leaves), *runs)
+    state = jax.tree.map(_stack_on_host, *runs)
     hp = {k: jnp.asarray(v) for k, v in trainer_hp.items()}
     if mesh is not None:
         state, hp = _spread_runs(mesh, use_vmap, n_runs, state, hp)
