@@ -63,7 +63,35 @@ def tree_shapes(name: str) -> list[tuple[int, ...]]:
         return out
     if name == "big":  # one leaf, 50M
         return [(50_000_000,)]
-    raise ValueError(f"unknown tree {name!r}; choose from tiny, resnet, mlp, big")
+    if name == "gpt2":  # GPT-2 small: 148 leaves, 124M (tied embedding, 12 blocks of width 768)
+        d, vocab, ctx = 768, 50257, 1024
+        out = [(vocab, d), (ctx, d)]
+        for _ in range(12):
+            out += [(d,), (d,), (d, 3 * d), (3 * d,), (d, d), (d,),
+                    (d,), (d,), (d, 4 * d), (4 * d,), (4 * d, d), (d,)]
+        return out + [(d,), (d,)]
+    raise ValueError(f"unknown tree {name!r}; choose from tiny, resnet, mlp, big, gpt2")
+
+
+def torch_device() -> str:
+    """Where torch runs: on the GPU when JAX runs on one (same device, fair), else the CPU."""
+    import torch
+
+    return "cuda" if jax.default_backend() == "gpu" and torch.cuda.is_available() else "cpu"
+
+
+def _torch_synced(fn):
+    """``fn`` followed by a CUDA synchronize (GPU kernels are asynchronous), or ``fn`` itself."""
+    import torch
+
+    if torch_device() != "cuda":
+        return fn
+
+    def run():
+        fn()
+        torch.cuda.synchronize()
+
+    return run
 
 
 def make_tree(shapes, seed=0):
@@ -97,8 +125,9 @@ def bandwidth_runners(n: int):
     try:
         import torch
 
-        ta, tb = torch.ones(n), torch.full((n,), 0.5)
-        runners["torch a+=s*b"] = lambda: ta.add_(tb, alpha=0.5)
+        dev = torch_device()
+        ta, tb = torch.ones(n, device=dev), torch.full((n,), 0.5, device=dev)
+        runners["torch a+=s*b"] = _torch_synced(lambda: ta.add_(tb, alpha=0.5))
     except ImportError:
         pass
     return runners
@@ -122,9 +151,9 @@ def make_runners(tree_name: str, optimizers: list[str], include_torch: bool):
     params = make_tree(shapes)
     grads = make_tree(shapes, seed=1)
     runners = {}
-    kernel_ok = _kernels.available()
+    kernel_ok = jax.default_backend() == "cpu" and _kernels.available()  # a CPU custom call
     if not kernel_ok:
-        print(f"# no C++ kernel: {_kernels.unavailable_reason()}", file=sys.stderr)
+        print(f"# no C++ kernel rows: {_kernels.unavailable_reason() or 'it runs on the CPU only'}", file=sys.stderr)
 
     def ours_fused(kind, backend):
         opt = {"adam": fused_adam(LR, B1, B2, EPS, backend=backend),
@@ -176,9 +205,10 @@ def torch_runners(kind: str, shapes):
     out = {}
     variants = {"fused": dict(fused=True), "foreach": dict(foreach=True)}
     for label, flags in variants.items():
-        ps = [torch.nn.Parameter(torch.randn(s) * 0.1) for s in shapes]
+        dev = torch_device()
+        ps = [torch.nn.Parameter(torch.randn(s, device=dev) * 0.1) for s in shapes]
         for p in ps:
-            p.grad = torch.randn(p.shape) * 0.1
+            p.grad = torch.randn(p.shape, device=dev) * 0.1
         try:
             if kind == "adam":
                 opt = torch.optim.Adam(ps, LR, (B1, B2), EPS, **flags)
@@ -191,7 +221,7 @@ def torch_runners(kind: str, shapes):
         except (RuntimeError, TypeError, ValueError) as e:  # a variant this build lacks
             print(f"# torch {kind} {label}: {e}", file=sys.stderr)
             continue
-        out[(kind, f"torch {label}")] = opt.step
+        out[(kind, f"torch {label}")] = _torch_synced(opt.step)
     return out
 
 
@@ -221,7 +251,7 @@ def fmt(s: float) -> str:
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--trees", default="tiny,resnet,mlp,big", help="comma-separated: tiny,resnet,mlp,big")
+    ap.add_argument("--trees", default="tiny,resnet,mlp,big", help="comma-separated: tiny,resnet,mlp,big,gpt2")
     ap.add_argument("--optimizers", default="adam,adamw,sgdm")
     ap.add_argument("--repeats", type=int, default=25, help="rounds (each method once per round)")
     ap.add_argument("--quick", action="store_true", help="tiny,resnet,mlp with 7 repeats")
@@ -245,7 +275,8 @@ def main(argv=None):
 
     result = {
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "jax": jax.__version__,
-                    "backend": jax.default_backend(), "device": str(jax.devices()[0])},
+                    "backend": jax.default_backend(), "device": str(jax.devices()[0]),
+                    "torch_device": torch_device() if include_torch else None},
         "load_before": os.getloadavg(),
         "trees": {},
     }

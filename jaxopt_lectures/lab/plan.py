@@ -76,9 +76,10 @@ def runs_per_device_split(n_runs: int, n_devices: int) -> int:
 
 
 def runs_mesh(setting: dict, n_runs: int):
-    """A mesh over the available devices for dense models (their runs are vmapped), else None."""
+    """A mesh over the available devices when the arm's runs are vmapped (dense models; every
+    model on an accelerator, see ``trainer.default_vmap``), else None."""
     d = runs_per_device_split(n_runs, jax.device_count())
-    if d == 1 or setting["model"]["name"] != "mlp":
+    if d == 1 or (setting["model"]["name"] != "mlp" and jax.default_backend() == "cpu"):
         return None
     return sharding.data_mesh(d, axis="runs")
 

@@ -308,6 +308,14 @@ def _has_conv(model: nnx.Module) -> bool:
     return any(isinstance(node, nnx.Conv) for _, node in nnx.iter_graph(model))
 
 
+def default_vmap(model: nnx.Module, backend: str | None = None) -> bool:
+    """The trainer's default plan: all runs as one vmapped program with scanned epochs, except
+    conv nets on the CPU (vmapped and scanned CPU convolutions are many times slower there, so
+    those step run by run). On a GPU or TPU everything is vmapped: that is what they are good at."""
+    backend = jax.default_backend() if backend is None else backend
+    return backend != "cpu" or not _has_conv(model)
+
+
 def _run_hparams(hparams, configs, seeds):
     base = dict(hparams or {})
     configs = [dict(c) for c in (configs or [{}])]
@@ -406,12 +414,16 @@ def train(
       init_from: a previous :class:`History` (pre-training): matching layers start from its
         trained parameters (run by run if it has as many runs, seed by seed if it has one run
         per seed, else from its first run).
-      vmap: run all pairs as one vmapped program; default: yes unless the model has convolutions.
+      vmap: run all pairs as one vmapped program; default (:func:`default_vmap`): yes, except
+        conv nets on the CPU, which step run by run.
       checkpoint: an Orbax checkpoint directory (:mod:`~jaxopt_lectures.lab.checkpoints`) to
         save the run state and history to every ``checkpoint_every`` epochs (atomically, no
         pickle; the last ``checkpoint_keep`` epochs are kept); if it holds a finished epoch,
         training resumes from the latest and follows the same trajectory bit for bit, every
-        array restored into the sharding of the freshly initialized state.
+        array restored into the sharding of the freshly initialized state. Bit for bit on the
+        CPU; on a GPU only with ``XLA_FLAGS=--xla_gpu_deterministic_ops=true`` (its default
+        convolution kernels are not deterministic: without the flag a resumed run agrees to
+        float tolerance, not bit for bit).
         The checkpoint records what it belongs to (model, an optimizer probe, seeds, configs,
         batch size, data, package version, and ``checkpoint_info``); a checkpoint of another
         run is refused with a message naming each difference.
@@ -454,7 +466,7 @@ def train(
     bs = n if batch_size is None else min(int(batch_size), n)
     abstract = nnx.eval_shape(lambda: model_fn(rngs=nnx.Rngs(0)))
     graphdef, _, _ = _split_model(abstract)
-    use_vmap = (not _has_conv(abstract)) if vmap is None else bool(vmap)
+    use_vmap = default_vmap(abstract) if vmap is None else bool(vmap)
     if "dropout" in trainer_hp and any(getattr(node, "mode", "inverted") != "inverted" and hasattr(node, "rate")
                                        for _, node in nnx.iter_graph(abstract)):
         # evaluation calls the model without the traced rate, so a test-time (1 − p) would use
