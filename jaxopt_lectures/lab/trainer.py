@@ -490,7 +490,7 @@ def train(
     seed_data = [_device_arrays(d, "graph_weight" in trainer_hp) for d in per_seed_data]
     # one copy of the data per run (runs are config-major): a run's split is its seed's
     run_data = [seed_data[i % n_seed if len(seed_data) > 1 else 0] for i in range(n_runs)]
-    dev_data = seed_data[0] if len(seed_data) == 1 else tuple(jnp.stack(a) for a in zip(*run_data))
+    dev_data = seed_data[0] if len(seed_data) == 1 else tuple(_stack_on_host(*a) for a in zip(*run_data))
     data_axis = None if len(per_seed_data) == 1 else 0
     patience = early_stopping_patience
 
@@ -509,7 +509,7 @@ def train(
             best_val=jnp.full((), jnp.inf, jnp.float32), bad_epochs=jnp.zeros((), jnp.int32),
         )
 
-    seed_keys = jnp.stack([jax.random.PRNGKey(s) for _ in range(n_cfg) for s in seeds])
+    seed_keys = _stack_on_host(*[jax.random.PRNGKey(s) for _ in range(n_cfg) for s in seeds])
     src = None
     if init_from is not None:
         src = init_from.state.params
@@ -682,13 +682,13 @@ def _test_metrics(setup: _Setup, state: RunState, datasets, use_vmap: bool, n_cf
     n_runs = n_cfg * n_seed
     tests = [(jnp.asarray(d.x_test), jnp.asarray(d.y_test)) for d in datasets]
     if use_vmap:
-        x = jnp.stack([tests[i % n_seed if len(tests) > 1 else 0][0] for i in range(n_runs)])
-        y = jnp.stack([tests[i % n_seed if len(tests) > 1 else 0][1] for i in range(n_runs)])
+        x = _stack_on_host(*[tests[i % n_seed if len(tests) > 1 else 0][0] for i in range(n_runs)])
+        y = _stack_on_host(*[tests[i % n_seed if len(tests) > 1 else 0][1] for i in range(n_runs)])
         loss, acc = jax.jit(jax.vmap(lambda rs, a, b: _evaluate(setup, rs, a, b)))(state, x, y)
     else:
         one = jax.jit(lambda rs, a, b: _evaluate(setup, rs, a, b))
         outs = [one(r, *tests[i % n_seed if len(tests) > 1 else 0]) for i, r in enumerate(_unstack(state, n_runs))]
-        loss, acc = jnp.stack([o[0] for o in outs]), jnp.stack([o[1] for o in outs])
+        loss, acc = _stack_on_host(*[o[0] for o in outs]), _stack_on_host(*[o[1] for o in outs])
     return (np.asarray(loss, np.float64).reshape(n_cfg, n_seed), np.asarray(acc, np.float64).reshape(n_cfg, n_seed))
 
 
