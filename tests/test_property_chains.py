@@ -56,7 +56,7 @@ def test_optimizer_states_round_trip_through_a_checkpoint_exactly(tmp_path_facto
     tx = jol.chain(*(MEMBERS[n]() for n in names))
     params = {k: jnp.full(s, 0.5, jnp.float32) for k, s in tree_shapes.items()}
     _, state = tx.update(jax.tree.map(jnp.ones_like, params), tx.init(params), params)
-    path = tmp_path_factory.mktemp("ck") / "state.npz"
+    path = tmp_path_factory.mktemp("ck") / "state"  # an Orbax checkpoint directory
     back, epoch, _ = checkpoints.load(checkpoints.save(path, state, 3, fingerprint={"x": 1}), state, {"x": 1})
     assert epoch == 3 and jax.tree.structure(back) == jax.tree.structure(state)
     for a, b in zip(jax.tree.leaves(back), jax.tree.leaves(state)):
