@@ -611,7 +611,9 @@ def schedule_curves(total_steps: int = 1000, peak: float = 0.1) -> dict[str, tup
         "join": (f"join: warm-up {w} steps, then exponential decay",
                  s.join([s.linear_warmup(0.0, peak, w), s.exponential_decay(peak, max(1, T // 4), 0.3)], [w])),
     }
-    missing = sorted(set(s.__all__) - set(specs))
+    drawn = [getattr(s, name) for name in specs]
+    # optax's names (``cosine_decay_schedule`` ...) are the same functions: drawn once
+    missing = sorted(name for name in s.__all__ if getattr(s, name) not in drawn)
     if missing:  # a schedule added to jol.schedules must get a line here
         raise NotImplementedError(f"schedule_curves does not draw {missing} yet.")
     t = jnp.arange(T)

@@ -175,7 +175,7 @@ def accumulate_gradients(
     def acc_zeros(params):
         def leaf(p):
             d = acc_dtype or jnp.promote_types(jnp.result_type(p), jnp.float32)
-            return jnp.zeros(jnp.shape(p), d)
+            return jnp.zeros_like(p, dtype=d)  # zeros_like keeps the parameter's sharding
 
         return jax.tree.map(leaf, params)
 
