@@ -30,13 +30,34 @@ Two implementations of the update (``backend=``):
   schedules and traced hyper-parameters work, and the kernel repeats XLA CPU's float
   operations (its FMA contractions and its reciprocal of the bias corrections), so the
   numbers are those of the chains bit for bit (tested).
-* ``"xla"``: the pure-JAX update above. XLA CPU emits one loop per output (θ, m, v), about
-  40 bytes per parameter, and packs pytree gradients with a ``concatenate`` that is slow for
-  many leaves.
+* ``"xla"``: the pure-JAX update above. Gradients given as a pytree are not concatenated:
+  each leaf's new moments are computed from its own gradient leaf and written into the
+  packed buffers with ``dynamic_update_slice`` at the layout's static offsets, then each
+  leaf's θ from the new moments (that order keeps every write in place under donation; see
+  ``_step_by_leaf``). XLA emits one loop per leaf and output (θ, m, v): about 44 bytes per
+  Adam parameter, g being read once per output. Groups whose moments are rounded when
+  stored (bfloat16/float16 parameters, ``mu_dtype``) still concatenate their gradient
+  leaves (θ needs the unrounded moments); packed gradients (a ``Packed``) take a few
+  passes over each buffer. With several devices the state may be sharded over them, and
+  the gradient leaves are concatenated once instead (slicing sharded buffers at leaf
+  offsets would move data between devices for every leaf).
 * ``"auto"`` (default): the kernel for float32/float64 groups when JAX runs on a single CPU
   device and the kernel can be built (``JAXOPT_LECTURES_KERNELS=0`` turns it off), else
-  ``"xla"`` (bfloat16 groups, GPU/TPU where XLA fuses the outputs itself, several devices
-  where the state may be sharded, no C++ compiler).
+  ``"xla"`` (bfloat16 groups, GPU/TPU, several devices where the state may be sharded, no
+  C++ compiler).
+
+In ``flax.nnx.Optimizer`` or ``flax.training.train_state.TrainState`` (the init/update
+protocol), use ``opt.as_transformation()``: the same rule as a ``GradientTransformation``
+whose state (``FusedMoments``) holds the packed moments but not θ, which stays with Flax::
+
+    tx = fused_adamw(1e-3).as_transformation()
+    optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)     # or TrainState.create(..., tx=tx)
+
+It costs more than ``step``: ``update`` must return updates, so the kernel groups pack θ
+(a copy) and subtract (``u = θ' − θ``, equal to the chain's ``u`` to rounding), the XLA
+groups return the chain's ``u`` (bit for bit), the caller's ``apply_updates`` is one more
+pass, and nothing is donated unless the caller's ``jit`` donates the optimizer state. The
+README says which form to use when.
 
 Measurements: ``benchmarks/README.md``.
 """
@@ -51,6 +72,7 @@ import numpy as np
 
 from . import _kernels
 from ._core import (
+    GradientTransformation,
     Scalar,
     ScalarOrSchedule,
     _path_str,
@@ -64,7 +86,7 @@ from ._core import (
     check_range,
     safe_increment,
 )
-from .transforms.adaptive import adam_leaf
+from .transforms.adaptive import _safe_div, adam_leaf
 from .transforms.momentum import momentum_leaf
 from .transforms.regularization import DEFAULT_MASK, resolve_mask
 
@@ -203,12 +225,31 @@ class FusedState(NamedTuple):
     nu: Packed | None
 
 
+class FusedMoments(NamedTuple):
+    """The state of ``opt.as_transformation()``: ``count`` and the moments packed like the
+    parameters (``None`` when the rule keeps none). The parameters stay with the caller."""
+
+    count: jax.Array
+    mu: Packed | None
+    nu: Packed | None
+
+
+def _no_transformation() -> GradientTransformation:
+    raise TypeError("this FusedOptimizer was built by hand from (init, step) and has no init/update form; "
+                    "build it with fused_adam, fused_adamw or fused_sgd")
+
+
 class FusedOptimizer(NamedTuple):
     """``init(params) -> FusedState`` (packs once) and ``step(state, grads) -> FusedState``
-    (pure; ``jit_step`` jits it with the state donated). No arrays inside."""
+    (pure; ``jit_step`` jits it with the state donated). No arrays inside.
+
+    ``as_transformation()`` gives the same rule as a ``GradientTransformation`` (the
+    init/update protocol of ``flax.nnx.Optimizer``, ``flax.training.train_state.TrainState``
+    and ``chain``) whose state holds only the packed moments (:func:`_transformation`)."""
 
     init: Callable[[PyTree], FusedState]
     step: Callable[[FusedState, PyTree], FusedState]
+    as_transformation: Callable[[], GradientTransformation] = _no_transformation
 
 
 def _learning_rate(learning_rate, count):
@@ -247,14 +288,23 @@ def _gradient_groups(grads, layout: Layout) -> dict[str, list[jax.Array]]:
     return group_leaves(grads, layout)
 
 
-def _concatenated(pieces: dict[str, list[jax.Array]], from_tree: bool) -> dict[str, jax.Array]:
-    """The packed gradient buffers of the groups in ``pieces`` (for the XLA update)."""
+def _concatenated(pieces: dict[str, list[jax.Array]]) -> dict[str, jax.Array]:
+    """The packed gradient buffers of the groups in ``pieces`` (the XLA update of the groups
+    whose moments are rounded when stored: bfloat16, float16, ``mu_dtype``)."""
     packed = {k: v[0] if len(v) == 1 else jnp.concatenate(v) for k, v in pieces.items()}
-    if not (from_tree and packed):
+    if not packed:
         return packed
     # Materialize the concatenation once: XLA on CPU would otherwise fuse the concatenation
     # of every leaf into each consumer (m, v and θ), a per-element branch over all leaves.
     return jax.lax.optimization_barrier(packed)
+
+
+def _group_starts(layout: Layout) -> dict[str, list[int]]:
+    """Each group's leaf offsets in layout order (those of :func:`group_leaves`' pieces)."""
+    starts: dict[str, list[int]] = {name: [] for name, _, _ in layout.groups}
+    for slot in layout.slots:
+        starts[slot.group].append(slot.start)
+    return starts
 
 
 def _kernel_groups(layout: Layout, backend: str, owner: str) -> frozenset[str]:
@@ -305,6 +355,219 @@ def _kernel_call(target: str, state: list[jax.Array], coef: jax.Array, grads: li
     return call(*state, coef, *grads, **attrs)
 
 
+class _Rule(NamedTuple):
+    """What a fused optimizer is made of (one per factory); the generic code below turns it
+    into ``init``/``step`` and the init/update form. All functions work on 1-D arrays of one
+    group (a whole packed buffer or one leaf's slice of it).
+
+    ``layout(params)``: the packing (groups by dtype and decay mask). ``moment_dtypes``: one
+    entry per moment kept (``mu``, then ``nu``), ``None`` for the parameters' dtype.
+    ``update(p, g, moments, count, decay) -> (u, moments')``: the chain's rule, ``u`` the
+    final update (``θ + u`` is the new θ). ``moments(g, moments, count) -> moments'``: its
+    moment part alone. ``direction(p, g, moments', count, decay) -> u``: ``u`` from the
+    *new* moments, equal to ``update``'s bit for bit where the moments are stored unrounded
+    (float32/float64 groups, moments in the group's dtype). ``kernel(p, pieces, moments,
+    count, decay) -> (p', moments')``: the C++ kernel on one packed group, in place, the
+    gradient as 1-D pieces. ``kernel_groups(layout, moments)``: the groups it takes."""
+
+    owner: str
+    layout: Callable[[PyTree], Layout]
+    moment_dtypes: tuple
+    update: Callable
+    moments: Callable
+    direction: Callable
+    kernel: Callable
+    kernel_groups: Callable[[Layout, tuple], frozenset]
+
+
+def _moments(state) -> tuple[Packed, ...]:
+    return tuple(x for x in (state.mu, state.nu) if x is not None)
+
+
+def _padded(moments: tuple) -> tuple:
+    """``(mu, nu)`` from the moments kept (``None`` for those a rule does not keep)."""
+    return tuple(moments) + (None,) * (2 - len(moments))
+
+
+def _zero_moments(layout: Layout, moment_dtypes: tuple) -> tuple[Packed, ...]:
+    return tuple(
+        Packed({name: jnp.zeros((size,), dtype if md is None else md) for name, dtype, size in layout.groups}, layout)
+        for md in moment_dtypes
+    )
+
+
+def _unrounded_groups(layout: Layout, moments: tuple) -> frozenset[str]:
+    """The groups whose moments are stored as computed (float32/float64, moments in the
+    group's dtype; any group of a rule without moments): there ``direction`` from the
+    stored moments is ``update``'s ``u``."""
+    return frozenset(name for name, dtype, _ in layout.groups
+                     if not moments or dtype in KERNEL_DTYPES and all(m.buffers[name].dtype == dtype for m in moments))
+
+
+def _leaf(buffer, start: int, size: int):
+    return jax.lax.slice_in_dim(buffer, start, start + size)
+
+
+def _moments_by_leaf(rule: _Rule, pieces, moments: tuple, starts, count) -> tuple:
+    """Each leaf's new moments, from its own gradient leaf, written into the packed moment
+    buffers with ``dynamic_update_slice`` (static offsets from the layout). Each write reads
+    only its own slice: with the buffers donated XLA updates them in place, one loop per
+    leaf and moment, and no concatenated gradient is ever materialized."""
+    for g, start in zip(pieces, starts):
+        new = rule.moments(g, tuple(_leaf(m, start, g.shape[0]) for m in moments), count)
+        moments = tuple(jax.lax.dynamic_update_slice_in_dim(m, x, start, 0) for m, x in zip(moments, new))
+    return moments
+
+
+def _step_by_leaf(rule: _Rule, p, pieces, moments: tuple, starts, count, decay):
+    """One group's step from the gradient leaves (no packed gradient): the moments first
+    (:func:`_moments_by_leaf`), then θ leaf by leaf from the *new* moments, written in place
+    the same way. In that order no write overwrites what a later step still reads (θ read
+    the old moments, it would have to be written before them, an order XLA cannot see and
+    pays for with a copy of each moment buffer per leaf). Unrounded groups only."""
+    moments = _moments_by_leaf(rule, pieces, moments, starts, count)
+    for g, start in zip(pieces, starts):
+        size = g.shape[0]
+        p_leaf = _leaf(p, start, size)
+        u = rule.direction(p_leaf, g, tuple(_leaf(m, start, size) for m in moments), count, decay)
+        p = jax.lax.dynamic_update_slice_in_dim(p, _apply(p_leaf, u), start, 0)
+    return p, moments
+
+
+def _decays(name: str) -> bool:
+    """Whether weight decay applies to group ``name`` (such groups exist only with a mask)."""
+    return name.endswith("_decay")
+
+
+def _fused_step(rule: _Rule):
+    """``step(state, grads) -> state`` from a rule (module docstring)."""
+
+    def step(state, grads):
+        _check_fused_state(state, rule.owner)
+        layout = state.params.layout
+        pieces = _gradient_groups(grads, layout)
+        from_tree = not isinstance(grads, Packed)
+        moments = _moments(state)
+        kernel = rule.kernel_groups(layout, moments)
+        # Several devices: the buffers may be split over them (ZeRO-1, ``jaxopt_lectures.sharding``),
+        # and slicing them at leaf offsets would move slices between devices (an all-gather or a
+        # collective-permute per leaf): there the gradient is packed once, replicated, instead.
+        by_leaf = _unrounded_groups(layout, moments) - kernel if from_tree and jax.device_count() == 1 else frozenset()
+        # the others (rounded moments: bfloat16, float16, mu_dtype) take the packed gradient
+        packed = _concatenated({k: v for k, v in pieces.items() if k not in kernel | by_leaf}) if from_tree else {
+            k: v[0] for k, v in pieces.items()}
+        starts = _group_starts(layout)
+        new_p, new_m = {}, [{} for _ in moments]
+        for name, p in state.params.buffers.items():
+            ms = tuple(m.buffers[name] for m in moments)
+            if name in kernel:  # the C++ kernel takes the gradient leaf by leaf itself
+                p, ms = rule.kernel(p, pieces[name], ms, state.count, _decays(name))
+            elif name in by_leaf:  # XLA, leaf by leaf into the packed buffers
+                p, ms = _step_by_leaf(rule, p, pieces[name], ms, starts[name], state.count, _decays(name))
+            else:  # XLA on the packed gradient: a few passes over the group's buffers
+                u, ms = rule.update(p, packed[name], ms, state.count, _decays(name))
+                p = _apply(p, u)
+            new_p[name] = p
+            for d, m in zip(new_m, ms):
+                d[name] = m
+        moments = tuple(Packed(d, layout) for d in new_m)
+        return FusedState(safe_increment(state.count), Packed(new_p, layout), *_padded(moments))
+
+    return step
+
+
+def _is_variable(x) -> bool:
+    """A ``flax.nnx.Variable`` (or anything else holding one value behind ``get_value()``)."""
+    return not isinstance(x, (jax.Array, np.ndarray, np.generic)) and callable(getattr(x, "get_value", None))
+
+
+def _unwrap_variables(tree: PyTree) -> PyTree:
+    """``tree`` with each Variable replaced by its value (``nnx.as_pure`` without flax):
+    ``nnx.Optimizer`` calls ``init`` on the Variables of ``nnx.state(model, wrt)`` and
+    ``update`` on plain arrays; the layout must be that of the plain tree."""
+    return jax.tree.map(lambda x: x.get_value() if _is_variable(x) else x, tree, is_leaf=_is_variable)
+
+
+def _transformation(rule: _Rule) -> GradientTransformation:
+    """The rule in the init/update protocol: ``init(params) -> FusedMoments``,
+    ``update(grads, state, params) -> (updates, state)`` with ``updates`` like ``params``.
+
+    The state holds ``count`` and the moments packed (no copy of the parameters: those stay
+    with the caller, e.g. in the model of ``nnx.Optimizer`` or in ``TrainState.params``).
+    ``init`` accepts a tree of ``flax.nnx.Variable`` (``nnx.state(model, nnx.Param)``, as
+    ``nnx.Optimizer`` gives it) or of plain arrays; ``update`` wants ``params`` (weight decay
+    and the kernel read θ).
+
+    Per group, as in ``step``, and never a concatenated gradient: XLA groups write each
+    leaf's new moments into the packed buffers with ``dynamic_update_slice`` and return each
+    leaf's ``u`` computed from them (the chain's ``u``: ``apply_updates`` then gives the
+    chain's θ bit for bit); groups with rounded moments (bfloat16, ``mu_dtype``) compute
+    ``u`` from the old moments and concatenate the new ones. The kernel groups pack θ (a
+    concatenation, 8 bytes per float32 parameter), run the kernel and return
+    ``u = θ' − θ``, one more pass (12 bytes per parameter), equal to the chain's update to
+    rounding (``θ + (θ' − θ)`` can differ from θ' in the last bit). The caller's
+    ``apply_updates`` is a further pass (12 bytes). Nothing is donated unless the caller's
+    ``jit`` donates the state (``nnx.Optimizer`` and ``TrainState`` do not by themselves):
+    without donation XLA copies the moment buffers before it updates them (16 bytes).
+    ``updates`` have ``params``' structure, Variables included when ``params`` has them."""
+    owner = rule.owner
+
+    def init(params):
+        params = _unwrap_variables(params)
+        layout = rule.layout(params)
+        return FusedMoments(jnp.zeros([], jnp.int32), *_padded(_zero_moments(layout, rule.moment_dtypes)))
+
+    def update(grads, state, params=None):
+        if not isinstance(state, FusedMoments):
+            raise ValueError(f"{owner}(...).as_transformation().update got a state of type "
+                             f"{type(state).__name__} where it expects the FusedMoments of its init")
+        if params is None:
+            raise ValueError(f"{owner}(...).as_transformation().update needs params (got params=None): "
+                             "the fused rule reads θ; call update(grads, state, params)")
+        structure = jax.tree.structure(params)  # the updates', Variables included (TrainState of nnx.State)
+        grads, params = _unwrap_variables(grads), _unwrap_variables(params)
+        moments = _moments(state)
+        layout = moments[0].layout if moments else rule.layout(params)
+        p_pieces, g_pieces = group_leaves(params, layout), group_leaves(grads, layout)
+        kernel = rule.kernel_groups(layout, moments)
+        unrounded = _unrounded_groups(layout, moments)
+        starts = _group_starts(layout)
+        us, new_m = {}, [{} for _ in moments]
+        for name, _, _ in layout.groups:
+            ms = tuple(m.buffers[name] for m in moments)
+            ps, gs, decay = p_pieces[name], g_pieces[name], _decays(name)
+            if name in kernel:  # θ packed (a copy), the kernel in place on it, u = θ' − θ
+                p_new, ms = rule.kernel(ps[0] if len(ps) == 1 else jnp.concatenate(ps), gs, ms, state.count, decay)
+                us[name] = [_leaf(p_new, s, x.shape[0]) - x for s, x in zip(starts[name], ps)]
+            elif name in unrounded:  # the moments in place leaf by leaf, then u from them
+                ms = _moments_by_leaf(rule, gs, ms, starts[name], state.count)
+                us[name] = [rule.direction(p, g, tuple(_leaf(m, s, g.shape[0]) for m in ms), state.count, decay)
+                            for p, g, s in zip(ps, gs, starts[name])]
+            else:  # rounded moments: each leaf from the old moments, the new ones concatenated
+                outs = [rule.update(p, g, tuple(_leaf(m, s, g.shape[0]) for m in ms), state.count, decay)
+                        for p, g, s in zip(ps, gs, starts[name])]
+                us[name] = [u for u, _ in outs]
+                ms = tuple(jnp.concatenate([new[i] for _, new in outs]) for i in range(len(ms)))
+            for d, m in zip(new_m, ms):
+                d[name] = m
+        taken = {name: iter(v) for name, v in us.items()}
+        leaves = [next(taken[slot.group]).reshape(slot.shape) for slot in layout.slots]
+        moments = tuple(Packed(d, layout) for d in new_m)
+        return jax.tree.unflatten(structure, leaves), FusedMoments(safe_increment(state.count), *_padded(moments))
+
+    return GradientTransformation(init, update)
+
+
+def _fused(rule: _Rule) -> FusedOptimizer:
+    def init(params):
+        layout = rule.layout(params)
+        return FusedState(jnp.zeros([], jnp.int32), Packed.pack(params, layout),
+                          *_padded(_zero_moments(layout, rule.moment_dtypes)))
+
+    transformation = _transformation(rule)
+    return FusedOptimizer(init, _fused_step(rule), lambda: transformation)
+
+
 def fused_adam(
     learning_rate: ScalarOrSchedule,
     b1: Scalar = 0.9,
@@ -326,6 +589,7 @@ def fused_adam(
     by default those with ``ndim >= 2``). Positional arguments as ``adam``'s (optax's);
     ``mu_dtype`` stores ``m`` in another dtype (those groups use the XLA update).
     ``backend``: ``"auto"``, ``"kernel"`` or ``"xla"`` (module docstring).
+    ``.as_transformation()``: the same rule for ``nnx.Optimizer``/``TrainState``.
     """
     owner = "fused_adam"
     check_learning_rate(learning_rate, owner=owner)
@@ -340,47 +604,51 @@ def fused_adam(
     decays = not (isinstance(weight_decay, (int, float)) and weight_decay == 0)
     zero_eps = all(isinstance(x, (int, float)) and x == 0 for x in (eps, eps_root))
 
-    def init(params):
-        layout = make_layout(params, resolve_mask(mask, params, owner) if decays else None)
-        packed = Packed.pack(params, layout)
-        return FusedState(
-            jnp.zeros([], jnp.int32), packed, zeros_like_packed(packed, mu_dtype), zeros_like_packed(packed)
-        )
+    def layout(params):
+        return make_layout(params, resolve_mask(mask, params, owner) if decays else None)
 
-    def xla_group(p, g, m, v, t, eta, decay):
-        u, m, v = adam_leaf(g, m, v, t, b1, b2, eps, eps_root, bias_correction)
+    def finish(u, p, count, decay):
+        """``u ← −η (u + λ θ)`` (λ on the decayed groups), as ``add_decayed_weights`` and
+        ``scale_by_learning_rate`` compute it."""
         if decay:
             c = as_coefficient(weight_decay, u.dtype)
             u = (u + c * p.astype(u.dtype)).astype(u.dtype)
-        return _apply(p, _lr_scale(u, eta)), m, v
+        return _lr_scale(u, _learning_rate(learning_rate, count))
 
-    def kernel_group(p, grads, m, v, t, eta, decay):
-        coef = _adam_coefficients(t, eta, b1, b2, eps, eps_root, bias_correction,
-                                  weight_decay if decay else 0.0, p.dtype)
-        return _kernel_call("jaxopt_lectures_fused_adam", [p, m, v], coef, grads, decay=decay)
+    def update(p, g, moments, count, decay):
+        u, m, v = adam_leaf(g, *moments, safe_increment(count), b1, b2, eps, eps_root, bias_correction)
+        return finish(u, p, count, decay), (m, v)
 
-    def step(state, grads):
-        _check_fused_state(state, owner)
-        layout = state.params.layout
-        pieces = _gradient_groups(grads, layout)
+    def moments_of(g, moments, count):
+        return adam_leaf(g, *moments, safe_increment(count), b1, b2, eps, eps_root, bias_correction)[1:]
+
+    def direction(p, g, moments, count, decay):
+        # ``adam_leaf``'s u from its m_t, v_t, with its operations (the tests pin it bit for
+        # bit); only for unrounded groups, where the stored moments are that m_t, v_t
+        m, v = moments
+        t = safe_increment(count)
+        if bias_correction:
+            m = m / (1 - as_coefficient(b1, m.dtype) ** t).astype(m.dtype)
+            v = v / (1 - as_coefficient(b2, v.dtype) ** t).astype(v.dtype)
+        denom = jnp.sqrt(v + as_coefficient(eps_root, v.dtype)) + as_coefficient(eps, v.dtype)
+        return finish(_safe_div(m, denom).astype(g.dtype), p, count, decay)
+
+    def kernel(p, pieces, moments, count, decay):
+        coef = _adam_coefficients(safe_increment(count), _learning_rate(learning_rate, count), b1, b2, eps,
+                                  eps_root, bias_correction, weight_decay if decay else 0.0, p.dtype)
+        p, m, v = _kernel_call("jaxopt_lectures_fused_adam", [p, *moments], coef, pieces, decay=decay)
+        return p, (m, v)
+
+    def kernel_groups(layout, moments):
         # eps = eps_root = 0 (the lecture form): the XLA rule defines 0/0 as 0, the kernel does not.
-        kernel = frozenset() if zero_eps else _kernel_groups(layout, backend, owner)
+        if zero_eps:
+            return frozenset()
+        groups = _kernel_groups(layout, backend, owner)
+        dtypes = {name: dtype for name, dtype, _ in layout.groups}
         # a group whose m is stored in another dtype than θ takes the XLA update
-        kernel = frozenset(k for k in kernel if state.mu.buffers[k].dtype == state.params.buffers[k].dtype)
-        packed = _concatenated({k: v for k, v in pieces.items() if k not in kernel}, not isinstance(grads, Packed))
-        t = safe_increment(state.count)
-        eta = _learning_rate(learning_rate, state.count)
-        new = {}
-        for name, p in state.params.buffers.items():
-            m, v, decay = state.mu.buffers[name], state.nu.buffers[name], decays and name.endswith("_decay")
-            if name in kernel:
-                new[name] = kernel_group(p, pieces[name], m, v, t, eta, decay)
-            else:
-                new[name] = xla_group(p, packed[name], m, v, t, eta, decay)
-        p_new, m_new, v_new = ({k: x[i] for k, x in new.items()} for i in range(3))
-        return FusedState(t, Packed(p_new, layout), Packed(m_new, layout), Packed(v_new, layout))
+        return frozenset(k for k in groups if moments[0].buffers[k].dtype == dtypes[k])
 
-    return FusedOptimizer(init, step)
+    return _fused(_Rule(owner, layout, (mu_dtype, None), update, moments_of, direction, kernel, kernel_groups))
 
 
 def fused_adamw(
@@ -412,7 +680,8 @@ def fused_sgd(
     """SGD, with classic momentum ``m_t = β m + g``, ``θ ← θ − η m_t`` (PyTorch's SGD), on
     packed buffers: the numbers of ``sgd(learning_rate, momentum, nesterov)``. Nesterov:
     ``θ ← θ − η (β m_t + g)``. ``accumulator_dtype``: the dtype ``m`` is stored in (those
-    groups use the XLA update). ``backend``: ``"auto"``, ``"kernel"`` or ``"xla"``."""
+    groups use the XLA update). ``backend``: ``"auto"``, ``"kernel"`` or ``"xla"``.
+    ``.as_transformation()``: the same rule for ``nnx.Optimizer``/``TrainState``."""
     owner = "fused_sgd"
     check_learning_rate(learning_rate, owner=owner)
     if momentum is None:
@@ -423,47 +692,43 @@ def fused_sgd(
     accumulator_dtype = check_dtype("accumulator_dtype", accumulator_dtype, owner)
     keeps_momentum = nesterov or not isinstance(momentum, (int, float)) or momentum > 0
 
-    def init(params):
-        packed = Packed.pack(params, make_layout(params))
-        mu = zeros_like_packed(packed, accumulator_dtype) if keeps_momentum else None
-        return FusedState(jnp.zeros([], jnp.int32), packed, mu, None)
-
-    def xla_group(p, g, m, first, eta):
+    def update(p, g, moments, count, decay):
         u = g
         if keeps_momentum:
-            u, m = momentum_leaf(u, m, first, momentum, "classic", nesterov)
-        return _apply(p, _lr_scale(u, eta)), m
+            u, m = momentum_leaf(u, moments[0], count == 0, momentum, "classic", nesterov)
+            moments = (m,)
+        return _lr_scale(u, _learning_rate(learning_rate, count)), moments
 
-    def kernel_group(p, grads, m, eta):
-        neg_eta = as_coefficient(-1.0 * eta, p.dtype)
-        if not keeps_momentum:
-            (p,) = _kernel_call("jaxopt_lectures_fused_sgd", [p], _as_dtype([neg_eta], p.dtype), grads)
-            return p, None
-        coef = _as_dtype([as_coefficient(momentum, p.dtype), neg_eta], p.dtype)
-        p, m = _kernel_call("jaxopt_lectures_fused_momentum", [p, m], coef, grads, nesterov=bool(nesterov))
-        return p, m
+    def moments_of(g, moments, count):
+        return update(g, g, moments, count, False)[1]
 
-    def step(state, grads):
-        _check_fused_state(state, owner)
-        layout = state.params.layout
-        pieces = _gradient_groups(grads, layout)
-        kernel = _kernel_groups(layout, backend, owner)
+    def direction(p, g, moments, count, decay):
+        # ``momentum_leaf``'s u from its m_t (classic: u = m_t, Nesterov u = β m_t + g), with
+        # its operations; only for unrounded groups, where the stored m is that m_t
+        u = g
         if keeps_momentum:
-            kernel = frozenset(k for k in kernel if state.mu.buffers[k].dtype == state.params.buffers[k].dtype)
-        packed = _concatenated({k: v for k, v in pieces.items() if k not in kernel}, not isinstance(grads, Packed))
-        eta = _learning_rate(learning_rate, state.count)
-        first = state.count == 0
-        p_new, m_new = {}, {}
-        for name, p in state.params.buffers.items():
-            m = state.mu.buffers[name] if keeps_momentum else None
-            if name in kernel:
-                p_new[name], m_new[name] = kernel_group(p, pieces[name], m, eta)
-            else:
-                p_new[name], m_new[name] = xla_group(p, packed[name], m, first, eta)
-        mu = Packed(m_new, layout) if keeps_momentum else None
-        return FusedState(safe_increment(state.count), Packed(p_new, layout), mu, None)
+            (m,) = moments
+            u = (as_coefficient(momentum, m.dtype) * m + g.astype(m.dtype) if nesterov else m).astype(g.dtype)
+        return _lr_scale(u, _learning_rate(learning_rate, count))
 
-    return FusedOptimizer(init, step)
+    def kernel(p, pieces, moments, count, decay):
+        neg_eta = as_coefficient(-1.0 * _learning_rate(learning_rate, count), p.dtype)
+        if not keeps_momentum:
+            (p,) = _kernel_call("jaxopt_lectures_fused_sgd", [p], _as_dtype([neg_eta], p.dtype), pieces)
+            return p, ()
+        coef = _as_dtype([as_coefficient(momentum, p.dtype), neg_eta], p.dtype)
+        p, m = _kernel_call("jaxopt_lectures_fused_momentum", [p, *moments], coef, pieces, nesterov=bool(nesterov))
+        return p, (m,)
+
+    def kernel_groups(layout, moments):
+        groups = _kernel_groups(layout, backend, owner)
+        if not keeps_momentum:
+            return groups
+        dtypes = {name: dtype for name, dtype, _ in layout.groups}
+        return frozenset(k for k in groups if moments[0].buffers[k].dtype == dtypes[k])
+
+    moment_dtypes = (accumulator_dtype,) if keeps_momentum else ()
+    return _fused(_Rule(owner, make_layout, moment_dtypes, update, moments_of, direction, kernel, kernel_groups))
 
 
 def jit_step(opt: FusedOptimizer, **jit_kwargs) -> Callable[[FusedState, PyTree], FusedState]:
@@ -476,6 +741,6 @@ def jit_step(opt: FusedOptimizer, **jit_kwargs) -> Callable[[FusedState, PyTree]
     return jax.jit(opt.step, donate_argnums=0, keep_unused=True, **jit_kwargs)
 
 
-def state_bytes(state: FusedState) -> int:
+def state_bytes(state: FusedState | FusedMoments) -> int:
     """Bytes held by the optimizer state proper (the moments and the count, not θ)."""
     return int(sum(x.nbytes for x in jax.tree.leaves((state.count, state.mu, state.nu))))

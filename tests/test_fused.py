@@ -323,3 +323,22 @@ def test_a_training_loop_with_views_of_the_packed_params():
     for _ in range(100):
         state = train_step(state)
     assert loss(state.params.unpack()) < 1e-2 * first
+
+
+@pytest.mark.parametrize("make", [lambda: fused_adamw(1e-2, backend="xla"), lambda: fused_sgd(0.1, 0.9, backend="xla"),
+                                  lambda: fused_sgd(0.1, backend="xla")], ids=["adamw", "sgd_momentum", "sgd"])
+def test_xla_step_updates_from_the_gradient_leaves_without_concatenating(make):
+    """Issue 11, item 4: float32 groups are updated leaf by leaf into the packed buffers
+    (dynamic_update_slice), in place, with no packed gradient materialized."""
+    params = {k: v for k, v in _mixed_params().items() if k != "half"}
+    opt = make()
+    step = jit_step(opt)
+    text = step.lower(opt.init(params), _mixed_grads(params, 0)).compile().as_text()
+    assert "concatenate" not in text
+    assert "dynamic-update-slice" in text
+    assert not [line for line in text.splitlines() if " copy(" in line], "a packed buffer was copied"
+    # bfloat16 groups whose moments are rounded when stored still pack their gradient
+    half = {"a": jnp.ones((3, 2), jnp.bfloat16), "b": jnp.ones((4,), jnp.bfloat16)}
+    state = opt.init(half)
+    packs = "concatenate" in jit_step(opt).lower(state, half).compile().as_text()
+    assert packs == (state.mu is not None)
