@@ -1,4 +1,5 @@
-"""Time a full training step (forward, backward, optimizer) of the lab's MLP and ResNet.
+"""Time a full training step (forward, backward, optimizer) of the lab's MLP and ResNet and
+of a GPT-style transformer (``--gpt2``: at GPT-2-small size, for an accelerator).
 
 Same model, same batch, four optimizers: our fused AdamW (θ, m, v packed, the state
 donated) with the C++ kernel and with the pure-XLA update, our per-leaf ``adamw`` chain, and
@@ -34,16 +35,55 @@ from jaxopt_lectures.lab.models import MLP, ResNet
 LR, WD = 1e-3, 1e-2
 
 
-def models(quick: bool):
+class Transformer(nnx.Module):
+    """A GPT-style decoder (pre-norm blocks of causal self-attention and a 4x MLP, tied
+    embedding) for the benchmark's language-model step: next-token cross-entropy."""
+
+    def __init__(self, vocab: int, ctx: int, width: int, depth: int, heads: int, *, rngs: nnx.Rngs):
+        self.embed = nnx.Embed(vocab, width, rngs=rngs)
+        self.pos = nnx.Param(jax.random.normal(rngs.params(), (ctx, width)) * 0.02)
+        self.blocks = nnx.List([_Block(width, heads, rngs) for _ in range(depth)])
+        self.norm = nnx.LayerNorm(width, rngs=rngs)
+
+    def __call__(self, tokens, train: bool = True):
+        h = self.embed(tokens) + self.pos[...][: tokens.shape[1]]
+        for block in self.blocks:
+            h = block(h)
+        return self.embed.attend(self.norm(h))
+
+
+class _Block(nnx.Module):
+    def __init__(self, width: int, heads: int, rngs: nnx.Rngs):
+        self.norm1, self.norm2 = nnx.LayerNorm(width, rngs=rngs), nnx.LayerNorm(width, rngs=rngs)
+        self.attn = nnx.MultiHeadAttention(heads, width, decode=False, rngs=rngs)
+        self.up, self.down = nnx.Linear(width, 4 * width, rngs=rngs), nnx.Linear(4 * width, width, rngs=rngs)
+
+    def __call__(self, h):
+        x = self.norm1(h)
+        h = h + self.attn(x, mask=nnx.make_causal_mask(x[..., 0]))
+        return h + self.down(jax.nn.gelu(self.up(self.norm2(h))))
+
+
+def models(quick: bool, gpt2: bool = False):
     mlp_widths = (784, 1024, 1024, 10) if quick else (784, 2048, 2048, 2048, 10)
     yield "mlp", lambda rngs: MLP(mlp_widths, rngs=rngs), (128, 784)
     yield "resnet20", lambda rngs: ResNet(20, 16, in_shape=(32, 32, 3), rngs=rngs), (32, 32, 32, 3)
+    # GPT-2 small (124M, 12 x 768) with --gpt2 (an accelerator's size); a small one otherwise
+    vocab, ctx, width, depth, heads, batch = ((50257, 1024, 768, 12, 12, 8) if gpt2 else
+                                              (2048, 64, 128, 2, 4, 16) if quick else (8192, 128, 256, 4, 8, 16))
+    yield ("gpt2" if gpt2 else "transformer"), (
+        lambda rngs: Transformer(vocab, ctx, width, depth, heads, rngs=rngs)), ("tokens", batch, ctx, vocab)
 
 
 def build(model_fn, x_shape):
     graphdef, params, stats = nnx.split(model_fn(nnx.Rngs(0)), nnx.Param, nnx.BatchStat)
-    x = jax.random.normal(jax.random.PRNGKey(1), x_shape)
-    y = jax.random.randint(jax.random.PRNGKey(2), (x_shape[0],), 0, 10)
+    if x_shape[0] == "tokens":  # a language model: predict token t + 1 from tokens <= t
+        _, batch, ctx, vocab = x_shape
+        seq = jax.random.randint(jax.random.PRNGKey(1), (batch, ctx + 1), 0, vocab)
+        x, y = seq[:, :-1], seq[:, 1:]
+    else:
+        x = jax.random.normal(jax.random.PRNGKey(1), x_shape)
+        y = jax.random.randint(jax.random.PRNGKey(2), (x_shape[0],), 0, 10)
 
     def loss(params, stats):
         stats = jax.tree.map(lambda a: a, stats)  # fresh Variables at this trace level (BatchNorm writes them)
@@ -103,6 +143,7 @@ def runners(model_fn, x_shape):
 def main(argv=None):
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--gpt2", action="store_true", help="the transformer at GPT-2-small size (124M; for a GPU)")
     ap.add_argument("--repeats", type=int, default=15)
     ap.add_argument("--json", default="benchmarks/results/train_step.json")
     args = ap.parse_args(argv)
@@ -110,7 +151,7 @@ def main(argv=None):
     result = {"load_before": os.getloadavg(), "models": {}}
     print(f"# load {os.getloadavg()}")
     print(f"{'model':<10} {'method':<24} {'median':>10} {'min':>10} {'optimizer share':>16}")
-    for name, model_fn, x_shape in models(args.quick):
+    for name, model_fn, x_shape in models(args.quick, args.gpt2):
         rs, n, leaves = runners(model_fn, x_shape)
         times = {k: [] for k in rs}
         for _ in range(repeats):
