@@ -30,17 +30,18 @@ Two implementations of the update (``backend=``):
   schedules and traced hyper-parameters work, and the kernel repeats XLA CPU's float
   operations (its FMA contractions and its reciprocal of the bias corrections), so the
   numbers are those of the chains bit for bit (tested).
-* ``"xla"``: the pure-JAX update above. Gradients given as a pytree are not concatenated:
-  each leaf's new moments are computed from its own gradient leaf and written into the
-  packed buffers with ``dynamic_update_slice`` at the layout's static offsets, then each
-  leaf's θ from the new moments (that order keeps every write in place under donation; see
-  ``_step_by_leaf``). XLA emits one loop per leaf and output (θ, m, v): about 44 bytes per
-  Adam parameter, g being read once per output. Groups whose moments are rounded when
-  stored (bfloat16/float16 parameters, ``mu_dtype``) still concatenate their gradient
-  leaves (θ needs the unrounded moments); packed gradients (a ``Packed``) take a few
-  passes over each buffer. With several devices the state may be sharded over them, and
-  the gradient leaves are concatenated once instead (slicing sharded buffers at leaf
-  offsets would move data between devices for every leaf).
+* ``"xla"``: the pure-JAX update above. Off the CPU, gradients given as a pytree are not
+  concatenated (``LEAF_WRITES``): each leaf's new moments are computed from its own
+  gradient leaf and written into the packed buffers with ``dynamic_update_slice`` at the
+  layout's static offsets, then each leaf's θ from the new moments (that order keeps every
+  write in place under donation; see ``_step_by_leaf``): one loop per leaf and output
+  (θ, m, v), about 44 bytes per Adam parameter, g being read once per output. The gradient
+  leaves are still concatenated once (then a few passes over each buffer) for groups whose
+  moments are rounded when stored (bfloat16/float16 parameters, ``mu_dtype``: θ needs the
+  unrounded moments), with several devices (the buffers may be sharded, and slices at leaf
+  offsets would move data between devices for every leaf), and on the CPU, where XLA
+  (jaxlib 0.10) writes a ``dynamic_update_slice`` by looping over the whole buffer (the
+  CPU's fast path is the kernel). Packed gradients (a ``Packed``) need no packing.
 * ``"auto"`` (default): the kernel for float32/float64 groups when JAX runs on a single CPU
   device and the kernel can be built (``JAXOPT_LECTURES_KERNELS=0`` turns it off), else
   ``"xla"`` (bfloat16 groups, GPU/TPU, several devices where the state may be sharded, no
@@ -404,6 +405,18 @@ def _unrounded_groups(layout: Layout, moments: tuple) -> frozenset[str]:
                      if not moments or dtype in KERNEL_DTYPES and all(m.buffers[name].dtype == dtype for m in moments))
 
 
+LEAF_WRITES: bool | None = None
+"""Whether the XLA update writes leaf by leaf into the packed buffers (``None``: off the CPU
+only). XLA on GPU/TPU writes a ``dynamic_update_slice`` in place over the slice alone; XLA
+on the CPU (jaxlib 0.10) loops over the whole buffer for each one, so a tree of L leaves
+costs L passes over the buffer (measured: the ResNet-20 tree's AdamW step 34 ms instead of
+0.55 ms), and there the gradient leaves are concatenated once instead. Tests set it."""
+
+
+def _leaf_writes() -> bool:
+    return jax.default_backend() != "cpu" if LEAF_WRITES is None else bool(LEAF_WRITES)
+
+
 def _leaf(buffer, start: int, size: int):
     return jax.lax.slice_in_dim(buffer, start, start + size)
 
@@ -452,7 +465,8 @@ def _fused_step(rule: _Rule):
         # Several devices: the buffers may be split over them (ZeRO-1, ``jaxopt_lectures.sharding``),
         # and slicing them at leaf offsets would move slices between devices (an all-gather or a
         # collective-permute per leaf): there the gradient is packed once, replicated, instead.
-        by_leaf = _unrounded_groups(layout, moments) - kernel if from_tree and jax.device_count() == 1 else frozenset()
+        leafwise = from_tree and jax.device_count() == 1 and _leaf_writes()
+        by_leaf = _unrounded_groups(layout, moments) - kernel if leafwise else frozenset()
         # the others (rounded moments: bfloat16, float16, mu_dtype) take the packed gradient
         packed = _concatenated({k: v for k, v in pieces.items() if k not in kernel | by_leaf}) if from_tree else {
             k: v[0] for k, v in pieces.items()}
@@ -498,11 +512,12 @@ def _transformation(rule: _Rule) -> GradientTransformation:
     ``nnx.Optimizer`` gives it) or of plain arrays; ``update`` wants ``params`` (weight decay
     and the kernel read θ).
 
-    Per group, as in ``step``, and never a concatenated gradient: XLA groups write each
-    leaf's new moments into the packed buffers with ``dynamic_update_slice`` and return each
-    leaf's ``u`` computed from them (the chain's ``u``: ``apply_updates`` then gives the
-    chain's θ bit for bit); groups with rounded moments (bfloat16, ``mu_dtype``) compute
-    ``u`` from the old moments and concatenate the new ones. The kernel groups pack θ (a
+    Per group, as in ``step``, and never a concatenated gradient: off the CPU
+    (``LEAF_WRITES``), XLA groups write each leaf's new moments into the packed buffers with
+    ``dynamic_update_slice`` and return each leaf's ``u`` computed from them (the chain's
+    ``u``: ``apply_updates`` then gives the chain's θ bit for bit); on the CPU, and for
+    groups with rounded moments (bfloat16, ``mu_dtype``), each leaf's ``u`` and moments come
+    from the old moments and the new moments are concatenated (also the chain's numbers). The kernel groups pack θ (a
     concatenation, 8 bytes per float32 parameter), run the kernel and return
     ``u = θ' − θ``, one more pass (12 bytes per parameter), equal to the chain's update to
     rounding (``θ + (θ' − θ)`` can differ from θ' in the last bit). The caller's
@@ -539,11 +554,11 @@ def _transformation(rule: _Rule) -> GradientTransformation:
             if name in kernel:  # θ packed (a copy), the kernel in place on it, u = θ' − θ
                 p_new, ms = rule.kernel(ps[0] if len(ps) == 1 else jnp.concatenate(ps), gs, ms, state.count, decay)
                 us[name] = [_leaf(p_new, s, x.shape[0]) - x for s, x in zip(starts[name], ps)]
-            elif name in unrounded:  # the moments in place leaf by leaf, then u from them
+            elif name in unrounded and _leaf_writes():  # the moments in place leaf by leaf, then u from them
                 ms = _moments_by_leaf(rule, gs, ms, starts[name], state.count)
                 us[name] = [rule.direction(p, g, tuple(_leaf(m, s, g.shape[0]) for m in ms), state.count, decay)
                             for p, g, s in zip(ps, gs, starts[name])]
-            else:  # rounded moments: each leaf from the old moments, the new ones concatenated
+            else:  # each leaf from the old moments, the new ones concatenated (CPU; rounded moments)
                 outs = [rule.update(p, g, tuple(_leaf(m, s, g.shape[0]) for m in ms), state.count, decay)
                         for p, g, s in zip(ps, gs, starts[name])]
                 us[name] = [u for u, _ in outs]

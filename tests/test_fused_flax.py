@@ -16,7 +16,7 @@ from flax import nnx
 from flax.training import train_state
 
 import jaxopt_lectures as jol
-from jaxopt_lectures import _kernels
+from jaxopt_lectures import _kernels, fused
 from jaxopt_lectures.fused import FusedMoments, FusedOptimizer, Packed, fused_adam, fused_adamw, fused_sgd, jit_step
 
 BACKENDS = ["kernel", "xla"]
@@ -40,6 +40,14 @@ def kernel():
 def backend(request):
     if request.param == "kernel":
         request.getfixturevalue("kernel")
+    return request.param
+
+
+@pytest.fixture(params=[False, True], ids=["concat", "leaf_writes"])
+def leaf_writes(request, monkeypatch):
+    """The XLA groups' two forms: moments concatenated (the CPU default) or written leaf by
+    leaf with dynamic_update_slice (the default off the CPU), forced here."""
+    monkeypatch.setattr(fused, "LEAF_WRITES", request.param)
     return request.param
 
 
@@ -110,7 +118,7 @@ def _run(tx, params, steps):
 
 
 @pytest.mark.parametrize("name", sorted(PAIRS))
-def test_transformation_matches_the_chain(name, backend):
+def test_transformation_matches_the_chain(name, backend, leaf_writes):
     """XLA: the chain's updates and parameters bit for bit. Kernel: u = θ' − θ, to rounding."""
     make_ref, make_fused = PAIRS[name]
     params = _params()
@@ -155,9 +163,10 @@ def test_state_holds_the_moments_only():
     assert fused_sgd(0.1, 0.9).as_transformation().init(params).nu is None
 
 
-def test_update_donated_updates_the_moments_in_place():
-    """Under a donating jit the moment buffers are reused (XLA groups: leaf by leaf with
-    dynamic_update_slice, no concatenated gradient)."""
+def test_update_donated_updates_the_moments_in_place(monkeypatch):
+    """Under a donating jit the moment buffers are reused (XLA groups with leaf writes: leaf
+    by leaf with dynamic_update_slice, no concatenation)."""
+    monkeypatch.setattr(fused, "LEAF_WRITES", True)
     params = {k: v for k, v in _params().items() if k != "half"}
     tx = fused_adamw(1e-2, backend="xla").as_transformation()
     update = jax.jit(tx.update, donate_argnums=1)
