@@ -9,7 +9,9 @@ Every method runs in this one process, round-robin (one call of each per round, 
 shuffled order, so load spikes hit all alike); medians and minimums over ``--repeats``
 rounds; the load average is recorded before and after. "ours kernel" is the fused step with
 the C++ kernel (``backend="kernel"``), "ours fused-xla" the same packed state updated by
-XLA (``backend="xla"``). Not a test:
+XLA (``backend="xla"``). "ours tx-kernel"/"ours tx-xla" are those rules in the init/update
+protocol (``opt.as_transformation()``, what ``nnx.Optimizer``/``TrainState`` call), stepped
+like the per-leaf chain (``update`` + ``apply_updates``, state donated). Not a test:
 
     .venv/bin/python benchmarks/optimizer_step.py                  # full run, ~3 min
     .venv/bin/python benchmarks/optimizer_step.py --quick          # small trees, few repeats
@@ -155,10 +157,13 @@ def make_runners(tree_name: str, optimizers: list[str], include_torch: bool):
     if not kernel_ok:
         print(f"# no C++ kernel rows: {_kernels.unavailable_reason() or 'it runs on the CPU only'}", file=sys.stderr)
 
+    def fused_opt(kind, backend):
+        return {"adam": fused_adam(LR, B1, B2, EPS, backend=backend),
+                "adamw": fused_adamw(LR, B1, B2, EPS, weight_decay=WD, mask=None, backend=backend),
+                "sgdm": fused_sgd(LR, BETA, backend=backend)}[kind]
+
     def ours_fused(kind, backend):
-        opt = {"adam": fused_adam(LR, B1, B2, EPS, backend=backend),
-               "adamw": fused_adamw(LR, B1, B2, EPS, weight_decay=WD, mask=None, backend=backend),
-               "sgdm": fused_sgd(LR, BETA, backend=backend)}[kind]
+        opt = fused_opt(kind, backend)
         return jax_runner(jit_step(opt), opt.init(params), grads)
 
     def per_leaf(tx):
@@ -176,6 +181,9 @@ def make_runners(tree_name: str, optimizers: list[str], include_torch: bool):
         ref = {"adam": jol.adam(LR, B1, B2, EPS), "adamw": jol.adamw(LR, B1, B2, EPS, weight_decay=WD, mask=None),
                "sgdm": jol.sgd(LR, BETA)}[kind]
         runners[(kind, "ours per-leaf")] = per_leaf(ref)
+        # the fused rule in the init/update protocol (opt.as_transformation(), for Flax), same loop
+        for backend in ("kernel", "xla") if kernel_ok else ("xla",):
+            runners[(kind, f"ours tx-{backend}")] = per_leaf(fused_opt(kind, backend).as_transformation())
         try:
             import optax
 
