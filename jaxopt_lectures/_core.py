@@ -84,7 +84,7 @@ def chain(*txs: GradientTransformation) -> GradientTransformation:
     for i, tx in enumerate(txs):
         if not (callable(getattr(tx, "init", None)) and callable(getattr(tx, "update", None))):
             hint = ("did you pass the factory instead of calling it?" if callable(tx) else
-                    "a FusedOptimizer has step(), not update(): it cannot be chained"
+                    "a FusedOptimizer has step(), not update(): chain opt.as_transformation()"
                     if callable(getattr(tx, "step", None)) else "")
             raise TypeError(
                 f"chain: argument {i} is {type(tx).__name__}, not a GradientTransformation"

@@ -298,3 +298,8 @@ def test_errors_name_what_is_wrong():
         tx.update({**params, "big": jnp.ones(2)}, state, {**params, "big": jnp.ones(2)})
     with pytest.raises(TypeError, match="no init/update form"):
         FusedOptimizer(lambda p: p, lambda s, g: s).as_transformation()
+
+
+def test_chain_names_the_init_update_form_of_a_fused_optimizer():
+    with pytest.raises(TypeError, match=r"chain opt\.as_transformation\(\)"):
+        jol.chain(jol.clip_by_global_norm(1.0), fused_adamw(1e-2))
