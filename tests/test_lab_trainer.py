@@ -200,3 +200,19 @@ def test_default_plan_vmaps_conv_nets_off_cpu_and_both_plans_agree(digits):
     vmapped = lab.train(cnn, digits, opt, vmap=True, **kw)
     np.testing.assert_allclose(loop.train_loss, vmapped.train_loss, rtol=2e-4)
     np.testing.assert_allclose(loop.test_loss, vmapped.test_loss, rtol=2e-4)
+
+
+def test_epoch_batches_are_fresh_permutations_drawn_from_the_run_key():
+    """The batch order (drawn on the host, issue 10's compile budget): every run and epoch a
+    permutation of distinct examples, the same again for the same key and epoch (resume)."""
+    keys = np.stack([np.asarray(jax.random.PRNGKey(s)) for s in (0, 1)])
+    a = lab.trainer.epoch_indices(keys, 3, 100, 4, 24)
+    assert a.shape == (2, 4, 24) and a.dtype == np.int32
+    for r in range(2):
+        flat = a[r].ravel()
+        assert len(set(flat.tolist())) == 96 and flat.min() >= 0 and flat.max() < 100
+    np.testing.assert_array_equal(a, lab.trainer.epoch_indices(keys, 3, 100, 4, 24))
+    assert not np.array_equal(a[0], a[1])  # runs differ
+    assert not np.array_equal(a, lab.trainer.epoch_indices(keys, 4, 100, 4, 24))  # epochs differ
+    typed = jax.random.key(0)[None]
+    assert lab.trainer._host_keys(typed).shape == (1, 2)
