@@ -256,3 +256,13 @@ def test_a_term_switched_off_is_the_plain_arm():
     assert plan.canonical_setting(reg["entropy"].baseline, {}) == plan.canonical_setting(reg["pretrain"].baseline, {})
     kept = plan.canonical_setting({"hparams": {"dropout": 0.0, "l2": 1e-4}}, {"hparams.dropout": (0.0, 0.3)})
     assert kept["hparams"] == {"dropout": 0.0, "l2": 1e-4}
+
+
+def test_explain_says_which_rows_share_an_arm():
+    """Issue 10: where a row reuses another row's runs, --explain says so (not independent)."""
+    text = run.explain(recipe.REGISTRY["dropout"], [0, 1, 2], True)
+    shared = [line for line in text.splitlines() if line.startswith("shared:")]
+    assert any("baseline" in line and "adamw_vs_adam" in line and "mixup" in line for line in shared), shared
+    assert any("variant" in line and "dropout_relu_vs_sigmoid" in line for line in shared), shared
+    assert not [line for line in run.explain(recipe.REGISTRY["skip"], [0, 1, 2], True).splitlines()
+                if line.startswith("shared:")]

@@ -395,9 +395,34 @@ def explain(row: Row, seeds: Sequence[int], quick: bool) -> str:
               f"tuned:      baseline {gb or 'nothing'}; variant {gv or 'nothing'} (picked by validation loss)",
               f"budget:     {eb} epochs without, {ev} with (equal {row.budget})",
               f"seeds:      {list(seeds)} (each with its own data split)"]
+    for arm, others in shared_arms(row, seeds, quick).items():
+        lines.append(f"shared:     the {arm} arm is trained once with {', '.join(others)} (not independent)")
     if row.note:
         lines.append(f"note:       {row.note}")
     return "\n".join(lines) + "\n"
+
+
+def _arm_keys(row: Row, seeds: Sequence[int], quick: bool) -> dict[str, str]:
+    """``{"baseline": fingerprint, "variant": fingerprint}`` of the arms as ``run_arm`` trains them."""
+    gb, gv = row.grids(quick)
+    eb, ev = arm_epochs(row, quick)
+    return {arm: arm_fingerprint(plan.canonical_setting(setting, grid), grid, epochs, seeds, row.measure)
+            for arm, setting, grid, epochs in (("baseline", row.baseline, gb, eb), ("variant", row.variant, gv, ev))}
+
+
+def shared_arms(row: Row, seeds: Sequence[int], quick: bool) -> dict[str, list[str]]:
+    """The other rows that train the same arm as ``row``'s baseline or variant (one run, reused)."""
+    seeds = tuple(int(s) for s in seeds)
+    mine = _arm_keys(row, seeds, quick)
+    out: dict[str, list[str]] = {}
+    for other in REGISTRY.values():
+        if other.name == row.name:
+            continue
+        theirs = set(_arm_keys(other, seeds, quick).values())
+        for arm, key in mine.items():
+            if key in theirs:
+                out.setdefault(arm, []).append(other.name)
+    return out
 
 
 __all__ = ["REGISTRY", "run_row", "run_arm", "judge", "explain", "row_fingerprint", "RULE"]
