@@ -407,8 +407,9 @@ def _unrounded_groups(layout: Layout, moments: tuple) -> frozenset[str]:
 
 LEAF_WRITES: bool | None = None
 """Whether the XLA update writes leaf by leaf into the packed buffers (``None``: off the CPU
-only). XLA on GPU/TPU writes a ``dynamic_update_slice`` in place over the slice alone; XLA
-on the CPU (jaxlib 0.10) loops over the whole buffer for each one, so a tree of L leaves
+only). XLA on GPU/TPU is expected to write a ``dynamic_update_slice`` in place over the slice
+alone (not measured here: no GPU was available; jax 0.12's CPU compiler even copies the
+buffers around them); XLA on the CPU (jaxlib 0.10) loops over the whole buffer for each one, so a tree of L leaves
 costs L passes over the buffer (measured: the ResNet-20 tree's AdamW step 34 ms instead of
 0.55 ms), and there the gradient leaves are concatenated once instead. Tests set it."""
 
