@@ -24,3 +24,25 @@ def pytest_collection_modifyitems(config, items):
     del config
     for item in items:
         item.add_marker(pytest.mark.filterwarnings("error"))
+
+
+@pytest.fixture
+def kernel():
+    """Skips the test when the fused-step C++ kernel cannot be had here (no g++, a failed
+    build, ...), or when the arrays live on an accelerator: the kernel is a CPU custom call."""
+    from jaxopt_lectures import _kernels
+
+    if jax.default_backend() != "cpu":
+        pytest.skip(f"the fused-step C++ kernel runs on the CPU only; the default backend is {jax.default_backend()}")
+    reason = _kernels.unavailable_reason()
+    if reason is not None:
+        pytest.skip(f"the fused-step C++ kernel is unavailable: {reason}")
+
+
+@pytest.fixture(params=["kernel", "xla"])
+def backend(request):
+    """Both implementations of the packed update: ``backend="kernel"`` (skipped where the
+    kernel cannot run) and ``backend="xla"``."""
+    if request.param == "kernel":
+        request.getfixturevalue("kernel")
+    return request.param

@@ -27,26 +27,6 @@ from jaxopt_lectures.fused import (
     state_bytes,
 )
 
-BACKENDS = ["kernel", "xla"]
-
-
-@pytest.fixture
-def kernel():
-    """Skips the test when the C++ kernel cannot be had here (no g++, a failed build, ...), or
-    when the arrays live on an accelerator: the kernel is a CPU custom call (issue 11)."""
-    if jax.default_backend() != "cpu":
-        pytest.skip(f"the fused-step C++ kernel runs on the CPU only; the default backend is {jax.default_backend()}")
-    reason = _kernels.unavailable_reason()
-    if reason is not None:
-        pytest.skip(f"the fused-step C++ kernel is unavailable: {reason}")
-
-
-@pytest.fixture(params=BACKENDS)
-def backend(request):
-    if request.param == "kernel":
-        request.getfixturevalue("kernel")
-    return request.param
-
 
 def _params():
     k1, k2, k3 = jax.random.split(jax.random.PRNGKey(0), 3)

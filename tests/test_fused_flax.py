@@ -16,31 +16,13 @@ from flax import nnx
 from flax.training import train_state
 
 import jaxopt_lectures as jol
-from jaxopt_lectures import _kernels, fused
+from jaxopt_lectures import fused
 from jaxopt_lectures.fused import FusedMoments, FusedOptimizer, Packed, fused_adam, fused_adamw, fused_sgd, jit_step
 
-BACKENDS = ["kernel", "xla"]
 RNG = np.random.default_rng(0)
 X = jnp.asarray(RNG.normal(size=(64, 5)), jnp.float32)
 Y = jnp.asarray(X @ RNG.normal(size=(5, 1)) + 0.3, jnp.float32)
 STEPS = 12
-
-
-@pytest.fixture
-def kernel():
-    """Skips where the C++ kernel cannot be had, or off-CPU (it is a CPU custom call)."""
-    if jax.default_backend() != "cpu":
-        pytest.skip(f"the fused-step C++ kernel runs on the CPU only; the default backend is {jax.default_backend()}")
-    reason = _kernels.unavailable_reason()
-    if reason is not None:
-        pytest.skip(f"the fused-step C++ kernel is unavailable: {reason}")
-
-
-@pytest.fixture(params=BACKENDS)
-def backend(request):
-    if request.param == "kernel":
-        request.getfixturevalue("kernel")
-    return request.param
 
 
 @pytest.fixture(params=[False, True], ids=["concat", "leaf_writes"])
