@@ -366,15 +366,13 @@ def _stack(trees):
 
 
 def _unstack(tree, n):
-    if jax.default_backend() == "cpu":
-        def take(a, i):
-            if jax.dtypes.issubdtype(a.dtype, jax.dtypes.prng_key):
-                return a[i]
-            return jnp.asarray(np.asarray(a)[i])
-    else:
-        def take(a, i):
-            return a[i]
-    return [jax.tree.map(lambda a, i=i: take(a, i), tree) for i in range(n)]
+    """One stacked state -> its runs (the inverse of :func:`_stack`, same device choice)."""
+    def host(a):  # one host view per leaf, sliced n times (no slicing program per leaf shape)
+        keep = jax.default_backend() != "cpu" or jax.dtypes.issubdtype(a.dtype, jax.dtypes.prng_key)
+        return a if keep else np.asarray(a)
+
+    views = jax.tree.map(host, tree)
+    return [jax.tree.map(lambda a, i=i: jnp.asarray(a[i]), views) for i in range(n)]
 
 
 def train(
