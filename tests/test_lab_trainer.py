@@ -216,3 +216,23 @@ def test_epoch_batches_are_fresh_permutations_drawn_from_the_run_key():
     assert not np.array_equal(a, lab.trainer.epoch_indices(keys, 4, 100, 4, 24))  # epochs differ
     typed = jax.random.key(0)[None]
     assert lab.trainer._host_keys(typed).shape == (1, 2)
+
+
+@pytest.mark.parametrize("fractions", [(0.15, 0.15), (0.1, 0.2)], ids=["val_like_test", "sizes_differ"])
+@pytest.mark.parametrize("kind", ["mlp_vmap", "cnn_loop"])
+def test_test_metrics_are_the_final_models_on_the_test_split(kind, fractions):
+    # equal val/test sizes reuse the end-of-epoch program with the test split in the
+    # validation split's place; different sizes take a program of their own: both must be the
+    # final (early-stopping: best) parameters evaluated on the test split, per run
+    datasets = [lab.load_digits(seed=s, train_size=200, val_fraction=fractions[0], test_fraction=fractions[1])
+                for s in (0, 1)]
+    model = MLP if kind == "mlp_vmap" else functools.partial(lab.CNN, (8, 8, 1), 10, channels=(4,), dense=(8,))
+    h = lab.train(model, datasets, SGD, epochs=5, batch_size=32, seeds=[0, 1], early_stopping_patience=1,
+                  configs=[{"learning_rate": 0.1}, {"learning_rate": 0.02}], progress=False)
+    for c in range(2):
+        for s in range(2):
+            logits = h.model(config=c, seed=s)(jnp.asarray(datasets[s].x_test))
+            y = datasets[s].y_test
+            loss = float(jnp.mean(losses.softmax_cross_entropy(logits, y)))
+            np.testing.assert_allclose(h.test_loss[c, s], loss, rtol=1e-5)
+            np.testing.assert_allclose(h.test_acc[c, s], float(np.mean(np.argmax(logits, -1) == y)), rtol=1e-6)

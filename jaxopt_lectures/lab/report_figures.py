@@ -71,6 +71,7 @@ def plot_curves(table: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np
+    from matplotlib.ticker import LogFormatterSciNotation, LogLocator, NullLocator
 
     rows = table["rows"]
     cols = 6
@@ -85,13 +86,20 @@ def plot_curves(table: dict, path: Path) -> None:
                 m = np.array([np.nan if v is None else v for v in curve["mean"]])
                 s = np.array([np.nan if v is None else v for v in curve["std"]])
                 e = np.arange(1, len(m) + 1)
-                ax.plot(e, m, style, color=color, lw=1, label=f"{split}, {arm}")
+                ax.plot(e, m, style, color=color, lw=1, label=f"{split}, {arm}", marker="o" if len(m) == 1 else None,
+                        ms=3)
                 ax.fill_between(e, m - s, m + s, color=color, alpha=0.12, lw=0)
         ax.set_title(r["technique"], fontsize=7)
         ax.set_yscale("log")
+        # log axes' minor ticks (and tight_layout measuring them) cost most of the figure's time
+        ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+        ax.yaxis.set_major_formatter(LogFormatterSciNotation(labelOnlyBase=False))
+        ax.yaxis.set_minor_locator(NullLocator())
         ax.tick_params(labelsize=6)
     axes[0, 0].legend(fontsize=5, loc="upper right")
     fig.suptitle("Training (blue) and validation (orange) cross-entropy per epoch; dashed: without, solid: with "
-                 "the technique; mean ± 1 sd over seeds, each arm at its tuned setting", fontsize=8)
-    fig.tight_layout()
+                 "the technique; mean ± 1 sd over seeds, each arm at its tuned setting", fontsize=8,
+                 y=1 - 0.12 / (2.1 * nrows), va="top")
+    # fixed margins, not tight_layout: measuring 48 log axes took half of the figure's time
+    fig.subplots_adjust(left=0.04, right=0.99, bottom=0.03, top=1 - 0.6 / (2.1 * nrows), wspace=0.3, hspace=0.45)
     _save(fig, path)
