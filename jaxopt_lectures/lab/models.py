@@ -24,6 +24,7 @@ from typing import Any, Callable, Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 __all__ = [
@@ -105,10 +106,25 @@ def variance_scaling(scale: float, mode: str) -> Callable:
         fan = {"fan_in": fan_in, "fan_avg": (fan_in + fan_out) / 2}[mode]
         n = math.prod(shape)
         flat = _truncated_normal_flat(key, max(256, 1 << max(n - 1, 1).bit_length()))
-        std = math.sqrt(scale / fan) / _TRUNCATED_STD
-        return (flat[:n] * std).reshape(shape).astype(dtype)
+        std = np.float32(math.sqrt(scale / fan) / _TRUNCATED_STD)
+        if isinstance(flat, jax.core.Tracer):  # inside jit, vmap or eval_shape
+            return (flat[:n] * std).reshape(shape).astype(dtype)
+        # eagerly: slice, scale and reshape on the host; in JAX each would be one more compiled
+        # program per weight shape (NumPy's float32 product rounds as XLA's does)
+        return jax.device_put((np.asarray(flat)[:n] * std).reshape(shape).astype(dtype))
 
     return init
+
+
+def _host_constant(value: float) -> Callable:
+    """An initializer filling ``value`` through NumPy (``jnp.zeros`` compiles a program per shape)."""
+    def init(key, shape, dtype=jnp.float32):
+        return jax.device_put(np.full(tuple(int(d) for d in shape), value, dtype))
+
+    return init
+
+
+_zeros, _ones = _host_constant(0.0), _host_constant(1.0)
 
 
 def initializer(init: Any) -> Callable:
@@ -182,9 +198,9 @@ def _make_norm(norm: str | None, features: int, rngs: nnx.Rngs, bn_momentum: flo
     if norm is None:
         return None
     if norm == "batch":
-        return nnx.BatchNorm(features, momentum=bn_momentum, rngs=rngs)
+        return nnx.BatchNorm(features, momentum=bn_momentum, scale_init=_ones, bias_init=_zeros, rngs=rngs)
     if norm == "layer":
-        return nnx.LayerNorm(features, rngs=rngs)
+        return nnx.LayerNorm(features, scale_init=_ones, bias_init=_zeros, rngs=rngs)
     raise ValueError(f"unknown norm {norm!r}; use None, 'batch' or 'layer'.")
 
 
@@ -217,7 +233,7 @@ class DenseBlock(nnx.Module):
 
     def __init__(self, d_in, d_out, *, activation, norm, dropout, dropout_mode, init, bn_momentum, rngs):
         k = _pieces(activation)
-        self.linear = nnx.Linear(d_in, d_out * k, kernel_init=initializer(init), rngs=rngs)
+        self.linear = nnx.Linear(d_in, d_out * k, kernel_init=initializer(init), bias_init=_zeros, rngs=rngs)
         self.norm = _make_norm(norm, d_out * k, rngs, bn_momentum)
         self.act = _Activation(activation, d_out)
         self.drop = Dropout(dropout, dropout_mode)
@@ -257,7 +273,7 @@ class MLP(nnx.Module):
             bn_momentum=bn_momentum, rngs=rngs,
         )
         self.blocks = nnx.List([DenseBlock(a, b, **common) for a, b in zip(widths[:-2], widths[1:-1])])
-        self.head = nnx.Linear(widths[-2], widths[-1], kernel_init=initializer(init), rngs=rngs)
+        self.head = nnx.Linear(widths[-2], widths[-1], kernel_init=initializer(init), bias_init=_zeros, rngs=rngs)
 
     def __call__(self, x, *, train=False, key=None, dropout=None):
         x = x.reshape(x.shape[0], -1)
@@ -271,7 +287,8 @@ class _ConvBlock(nnx.Module):
 
     def __init__(self, c_in, c_out, *, ndim, kernel_size, pool, activation, norm, init, bn_momentum, rngs):
         k = _pieces(activation)
-        self.conv = nnx.Conv(c_in, c_out * k, (kernel_size,) * ndim, kernel_init=initializer(init), rngs=rngs)
+        self.conv = nnx.Conv(c_in, c_out * k, (kernel_size,) * ndim, kernel_init=initializer(init), bias_init=_zeros,
+                             rngs=rngs)
         self.norm = _make_norm(norm, c_out * k, rngs, bn_momentum)
         self.act = _Activation(activation, c_out)
         self.window = (pool,) * ndim
@@ -329,7 +346,7 @@ class CNN(nnx.Module):
                        init=init, bn_momentum=bn_momentum, rngs=rngs)
             for a, b in zip(widths[:-1], widths[1:])
         ])
-        self.head = nnx.Linear(widths[-1], num_classes, kernel_init=initializer(init), rngs=rngs)
+        self.head = nnx.Linear(widths[-1], num_classes, kernel_init=initializer(init), bias_init=_zeros, rngs=rngs)
 
     def __call__(self, x, *, train=False, key=None, dropout=None):
         for conv in self.convs:
@@ -356,15 +373,16 @@ class _ResidualBlock(nnx.Module):
     def __init__(self, c_in, c_out, *, ndim, stride, skip, norm, activation, init, bn_momentum, rngs):
         k3, k1, s = (3,) * ndim, (1,) * ndim, (stride,) * ndim
         kinit = initializer(init)
-        self.conv1 = nnx.Conv(c_in, c_out, k3, strides=s, kernel_init=kinit, rngs=rngs)
+        self.conv1 = nnx.Conv(c_in, c_out, k3, strides=s, kernel_init=kinit, bias_init=_zeros, rngs=rngs)
         self.norm1 = _make_norm(norm, c_out, rngs, bn_momentum)
         self.act1 = _Activation(activation, c_out)
-        self.conv2 = nnx.Conv(c_out, c_out, k3, kernel_init=kinit, rngs=rngs)
+        self.conv2 = nnx.Conv(c_out, c_out, k3, kernel_init=kinit, bias_init=_zeros, rngs=rngs)
         self.norm2 = _make_norm(norm, c_out, rngs, bn_momentum)
         self.act2 = _Activation(activation, c_out)
         self.skip = skip
         needs_projection = skip and (stride != 1 or c_in != c_out)
-        self.project = nnx.Conv(c_in, c_out, k1, strides=s, kernel_init=kinit, rngs=rngs) if needs_projection else None
+        self.project = (nnx.Conv(c_in, c_out, k1, strides=s, kernel_init=kinit, bias_init=_zeros, rngs=rngs)
+                        if needs_projection else None)
 
     def __call__(self, x, *, train=False):
         h = self.act1(_apply_norm(self.norm1, self.conv1(x), train))
@@ -408,7 +426,7 @@ class ResNet(nnx.Module):
         in_shape = tuple(int(s) for s in in_shape)
         ndim = len(in_shape) - 1
         kinit = initializer(init)
-        self.stem = nnx.Conv(in_shape[-1], width, (3,) * ndim, kernel_init=kinit, rngs=rngs)
+        self.stem = nnx.Conv(in_shape[-1], width, (3,) * ndim, kernel_init=kinit, bias_init=_zeros, rngs=rngs)
         self.stem_norm = _make_norm(norm, width, rngs, bn_momentum)
         self.stem_act = _Activation(activation, width)
         blocks, c_in = [], width
@@ -423,7 +441,7 @@ class ResNet(nnx.Module):
                 c_in = c_out
         self.blocks = nnx.List(blocks)
         self.drop = Dropout(dropout, dropout_mode)
-        self.head = nnx.Linear(c_in, num_classes, kernel_init=kinit, rngs=rngs)
+        self.head = nnx.Linear(c_in, num_classes, kernel_init=kinit, bias_init=_zeros, rngs=rngs)
 
     def __call__(self, x, *, train=False, key=None, dropout=None):
         x = self.stem_act(_apply_norm(self.stem_norm, self.stem(x), train))

@@ -354,7 +354,7 @@ def _stack_on_host(*leaves):
     shape and run count (dozens per network), a host copy compiles none. Typed keys stay in JAX."""
     if jax.dtypes.issubdtype(leaves[0].dtype, jax.dtypes.prng_key):
         return jnp.stack(leaves)
-    return jnp.asarray(np.stack([np.asarray(leaf) for leaf in leaves]))
+    return jax.device_put(np.stack([np.asarray(leaf) for leaf in leaves]))  # jnp.asarray compiles per shape
 
 
 def _stack(trees):
@@ -372,7 +372,8 @@ def _unstack(tree, n):
         return a if keep else np.asarray(a)
 
     views = jax.tree.map(host, tree)
-    return [jax.tree.map(lambda a, i=i: jnp.asarray(a[i]), views) for i in range(n)]
+    put = lambda a: jax.device_put(a) if isinstance(a, (np.ndarray, np.generic)) else a  # noqa: E731
+    return [jax.tree.map(lambda a, i=i: put(a[i]), views) for i in range(n)]
 
 
 def train(
@@ -637,7 +638,8 @@ def train(
         if all(d.x_test.shape == d.x_val.shape and d.y_test.shape == d.y_val.shape for d in per_seed_data):
             # the test split in the validation split's place: the end-of-epoch program, already
             # compiled, measures it (one program fewer per train call; its state output is dropped)
-            tests = [(*d[:2], jnp.asarray(ds.x_test, d[2].dtype), jnp.asarray(ds.y_test, d[3].dtype), *d[4:])
+            tests = [(*d[:2], jax.device_put(np.asarray(ds.x_test, d[2].dtype)),
+                      jax.device_put(np.asarray(ds.y_test, d[3].dtype)), *d[4:])
                      for d, ds in zip(seed_data, per_seed_data)]
             _, (_, _, vl, va, _) = end_epoch(state, _run_layout(tests, n_runs, n_seed))
             history.test_loss = np.asarray(vl, np.float64).reshape(n_cfg, n_seed)
@@ -702,7 +704,8 @@ def _device_arrays(data: Dataset, graph: bool) -> tuple:
         nbr_idx, nbr_w = knn_graph(x_unl, GRAPH_NEIGHBOURS)
     else:
         nbr_idx, nbr_w = np.zeros((len(x_unl), 1), np.int32), np.zeros((len(x_unl), 1), np.float32)
-    return tuple(jnp.asarray(a) for a in (data.x_train, data.y_train, data.x_val, data.y_val, x_unl, nbr_idx, nbr_w))
+    return tuple(jax.device_put(np.asarray(a))
+                 for a in (data.x_train, data.y_train, data.x_val, data.y_val, x_unl, nbr_idx, nbr_w))
 
 
 def _run_layout(seed_data: list[tuple], n_runs: int, n_seed: int) -> tuple[list[tuple], tuple]:
