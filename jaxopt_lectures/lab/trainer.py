@@ -502,7 +502,7 @@ def train(
                          if any(name in trainer_hp for name in UNLABELED_HPARAMS) else 0),
     )
     seed_data = [_device_arrays(d, "graph_weight" in trainer_hp) for d in per_seed_data]
-    run_data, dev_data = _run_layout(seed_data, n_runs, n_seed)
+    run_data, dev_data = _run_layout(seed_data, n_runs, n_seed, use_vmap)
     data_axis = None if len(per_seed_data) == 1 else 0
     patience = early_stopping_patience
 
@@ -510,7 +510,7 @@ def train(
 
     def init_run(seed_index, seed_key, opt_values, src):
         # a seed initializes alike in every config: build its network once (eager nnx
-        # construction is most of the set-up time), then give each run its own copy of the state
+        # construction is most of the set-up time); the runs share it until they are stacked
         if seed_index not in init_cache:
             params, batch_stats = init_model_state(model_fn, jax.random.fold_in(seed_key, 0))
             init_cache[seed_index] = (params, batch_stats, optimizer.init(params) if src is None else None)
@@ -641,7 +641,7 @@ def train(
             tests = [(*d[:2], jax.device_put(np.asarray(ds.x_test, d[2].dtype)),
                       jax.device_put(np.asarray(ds.y_test, d[3].dtype)), *d[4:])
                      for d, ds in zip(seed_data, per_seed_data)]
-            _, (_, _, vl, va, _) = end_epoch(state, _run_layout(tests, n_runs, n_seed))
+            _, (_, _, vl, va, _) = end_epoch(state, _run_layout(tests, n_runs, n_seed, use_vmap))
             history.test_loss = np.asarray(vl, np.float64).reshape(n_cfg, n_seed)
             history.test_acc = np.asarray(va, np.float64).reshape(n_cfg, n_seed)
         else:
@@ -708,10 +708,13 @@ def _device_arrays(data: Dataset, graph: bool) -> tuple:
                  for a in (data.x_train, data.y_train, data.x_val, data.y_val, x_unl, nbr_idx, nbr_w))
 
 
-def _run_layout(seed_data: list[tuple], n_runs: int, n_seed: int) -> tuple[list[tuple], tuple]:
+def _run_layout(seed_data: list[tuple], n_runs: int, n_seed: int, vmapped: bool) -> tuple[list[tuple], tuple | None]:
     """Per-seed data -> ``(per_run, stacked)``: one tuple per run (runs are config-major, a
-    run's split is its seed's) and the vmapped program's input (unstacked if one split)."""
+    run's split is its seed's) and, for the vmapped program only, its input (unstacked if one
+    split; ``None`` when the runs step one by one)."""
     per_run = [seed_data[i % n_seed if len(seed_data) > 1 else 0] for i in range(n_runs)]
+    if not vmapped:
+        return per_run, None
     stacked = seed_data[0] if len(seed_data) == 1 else tuple(_stack_on_host(*a) for a in zip(*per_run))
     return per_run, stacked
 
