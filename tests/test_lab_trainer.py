@@ -101,6 +101,18 @@ def test_semi_supervised_mixup_penalties_and_augment(digits):
             lab.train(MLP, lab.load_digits(train_size=50), SGD, epochs=1, hparams={term: 0.1}, progress=False)
 
 
+def test_the_entropy_term_reads_the_same_unlabeled_batch_with_or_without_a_graph_term(digits):
+    """The unlabeled batch is random nodes and one graph neighbour of each, whichever terms are
+    on: a 0-weighted graph term changes nothing (it used to: without it the second half of the
+    entropy term's batch was example 0 repeated)."""
+    run = lambda hp: lab.train(MLP, digits, SGD, epochs=2, batch_size=32, seeds=[0], hparams=hp,  # noqa: E731
+                               progress=False)
+    alone = run({"entropy_weight": 0.3})
+    with_graph_off = run({"entropy_weight": 0.3, "graph_weight": 0.0})
+    np.testing.assert_allclose(alone.train_loss, with_graph_off.train_loss, rtol=1e-5)
+    np.testing.assert_allclose(alone.val_loss, with_graph_off.val_loss, rtol=1e-5)
+
+
 def test_pretraining_initializes_matching_layers(digits):
     pre = lab.train(MLP, digits, SGD, epochs=2, batch_size=64, seeds=[0], progress=False)
     five = lab.from_arrays(digits.x_train, digits.y_train % 5, num_classes=5)

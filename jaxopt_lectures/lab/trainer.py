@@ -501,7 +501,10 @@ def train(
         unlabeled_batch=(2 * max(min(bs, len(data.x_unlabeled)) // 2, 1)
                          if any(name in trainer_hp for name in UNLABELED_HPARAMS) else 0),
     )
-    seed_data = [_device_arrays(d, "graph_weight" in trainer_hp) for d in per_seed_data]
+    # Every unlabeled term reads the same batch: random nodes and one graph neighbour of each.
+    # (Without the graph the second half used to be example 0 repeated: the entropy term saw
+    # half a batch of one image. Now its batch does not depend on whether a graph term is on.)
+    seed_data = [_device_arrays(d, bool(setup.unlabeled_batch)) for d in per_seed_data]
     run_data, dev_data = _run_layout(seed_data, n_runs, n_seed, use_vmap)
     data_axis = None if len(per_seed_data) == 1 else 0
     patience = early_stopping_patience
