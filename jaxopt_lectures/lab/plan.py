@@ -1,8 +1,10 @@
-"""From a row's setting and grid to the trainer's arguments: one program per arm.
+"""From a row's setting and grid to the trainer's arguments: one program per arm, or per group.
 
 An *arm* is one training setting plus a grid of tuned knobs. Every grid point and every
 seed of an arm run in **one** compiled program: the tuned knobs are traced inputs, not
-constants. Optimizer knobs (``optimizer.learning_rate``, ``optimizer.weight_decay``) are
+constants. Arms whose settings differ only in traced knobs (:func:`program_key`: the
+learning rate, the weight decay, and the trainer terms' weights, 0 for a term an arm does
+not use) are one *program group*: :mod:`.run` trains the whole group in one program. Optimizer knobs (``optimizer.learning_rate``, ``optimizer.weight_decay``) are
 injected into the optimizer state (``jol.inject_hyperparams``), the trainer's own knobs
 (``hparams.dropout``, ``hparams.l1`` ...) enter the step as arrays; dense nets run all
 (grid point, seed) pairs vmapped, conv nets run by run over one jitted step (the
@@ -54,6 +56,62 @@ def trainer_configs(points: list[dict[str, Any]]) -> list[dict[str, float]] | No
                 raise ValueError(f"cannot tune {path!r}: only optimizer.{TUNABLE_OPTIMIZER} and hparams.* are traced")
         out.append(c)
     return out if any(out) else None
+
+
+def arm_configs(setting: dict, grid: dict) -> list[dict[str, float]]:
+    """Every grid point of an arm as a complete trainer config: the learning rate (and the
+    weight decay where the optimizer has one) and each trainer term, fixed by the setting or
+    tuned by the grid. Arms of one program group concatenate these (a term an arm lacks is 0)."""
+    opt = setting["optimizer"]
+    fixed = {"learning_rate": float(opt["learning_rate"])}
+    if "weight_decay" in opt:
+        fixed["weight_decay"] = float(opt["weight_decay"])
+    fixed.update({k: float(v) for k, v in setting.get("hparams", {}).items()})
+    return [{**fixed, **c} for c in (trainer_configs(grid_points(grid)) or [{}])]
+
+
+#: Trainer terms whose mere presence costs every run of a program compute (dropout's random
+#: masks, mixup's Beta draw and shuffled batch, the unlabeled forward pass of the
+#: semi-supervised terms): on the 2-core CPU a 15-run MLP epoch takes 0.09 s plain, 0.15 s with
+#: mixup at α = 0 and 0.18 s with dropout at rate 0, against 1-2 s to compile a program. Their
+#: presence stays in the program key (their values are traced); L1 and L2 (a sum over the
+#: weights) are cheap and become 0-weighted terms of the arms that lack them.
+COSTLY_TERMS = {"dropout": "dropout", "mixup_alpha": "mixup", "entropy_weight": "unlabeled pass",
+                "graph_weight": "unlabeled pass"}
+
+
+#: The most runs (configs x seeds) the planner puts in one program of merged arms, per backend.
+#: On the 2-core CPU a wider vmapped program costs more per run (a 128-128 MLP epoch: 6.4 ms
+#: per run at 15 runs, 8.0 at 45, 9.8 at 150, 10.2 at 225: the run states leave the caches),
+#: which eats the 1-2 s of compiling a merge saves beyond about 48 runs. An accelerator has
+#: no cap (None): that is what it is good at. An arm wider than the cap still runs whole.
+MAX_PROGRAM_RUNS = {"cpu": 48}
+
+
+def max_program_runs(backend: str | None = None) -> int | None:
+    return MAX_PROGRAM_RUNS.get(jax.default_backend() if backend is None else backend)
+
+
+def program_key(setting: dict, epochs: int, seeds) -> str:
+    """What decides an arm's compiled program: its canonical setting (:func:`canonical_setting`)
+    without the traced knobs.
+
+    Two arms with the same key train in one program, each with its own configs: the learning
+    rate and weight decay are injected optimizer state and every trainer term
+    (:data:`~jaxopt_lectures.lab.trainer.TRAINER_HPARAMS`) a traced weight, exactly 0 where
+    an arm does not use it (a rate-0 dropout keeps every unit, ``α = 0`` mixup is ``λ = 1``,
+    a 0-weighted penalty adds 0). Which of the :data:`COSTLY_TERMS` an arm uses stays in the
+    key, by what they cost (the two semi-supervised terms share one unlabeled pass): merging an
+    arm without them into a program with them would make its runs pay for them. (This also
+    keeps the unlabeled pass, which moves batch-norm statistics, apart.)
+    """
+    s = json.loads(json.dumps(setting))
+    opt = s["optimizer"]
+    opt.pop("learning_rate", None)
+    if "weight_decay" in opt:
+        opt["weight_decay"] = "traced"
+    s["hparams"] = sorted({COSTLY_TERMS[k] for k in s.get("hparams", {}) if k in COSTLY_TERMS})
+    return json.dumps([s, int(epochs), [int(x) for x in seeds]], sort_keys=True)
 
 
 def canonical_setting(setting: dict, grid: dict) -> dict:

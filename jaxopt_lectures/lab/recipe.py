@@ -21,7 +21,7 @@ import jax
 from jaxopt_lectures.lab.claims.rows import REGISTRY, Row, differing_paths, merge, setting
 from jaxopt_lectures.lab.plan import per_example_loss, runs_per_device_split
 from jaxopt_lectures.lab.plan import runs_mesh as _runs_mesh
-from jaxopt_lectures.lab.run import RULE, explain, run_row
+from jaxopt_lectures.lab.run import RULE, dispatch_order, explain, run_row
 
 Entry = Row  # the name report.py and older examples use
 
@@ -32,7 +32,7 @@ STEPS = {
 }
 
 __all__ = ["REGISTRY", "Row", "Entry", "STEPS", "RULE", "select", "run_entry", "explain", "setting", "merge",
-           "differing_paths", "per_example_loss", "CompileTimer"]
+           "differing_paths", "per_example_loss", "CompileTimer", "dispatch_order"]
 
 
 def run_entry(entry: Row, seeds: Sequence[int], quick: bool, progress: bool = False) -> dict:

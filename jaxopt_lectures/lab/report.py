@@ -148,7 +148,8 @@ def run_table(
         ctx = multiprocessing.get_context("spawn")  # JAX does not survive fork
         with ProcessPoolExecutor(max_workers=min(jobs, len(pending)), mp_context=ctx,
                                  initializer=_worker_init) as pool:
-            futures = {pool.submit(timed_run, e, seeds, quick, False, run_entry): e for e in pending}
+            order = recipe.dispatch_order(pending, seeds, quick) if run_entry is recipe.run_entry else pending
+            futures = {pool.submit(timed_run, e, seeds, quick, False, run_entry): e for e in order}
             bar = _bar(len(pending), progress)
             try:
                 remaining = set(futures)
@@ -175,6 +176,8 @@ def run_table(
         "compile_s": round(sum(results[e.name]["compile_s"] for e in pending), 2),
         "compiles": sum(results[e.name].get("compiles", 0) for e in pending),
         "rows_reused": reused,
+        "arms": len({fp for r in rows for fp in r.get("arms", {}).values()}),
+        "programs": len({p for r in rows for p in (r.get("programs") or {}).values() if p}),
         "agree": {k: sum(r["agrees"] == k for r in rows) for k in AGREE_LABELS},
         "rule": recipe.RULE,
     }
@@ -246,6 +249,7 @@ def _footer(table: dict) -> list[str]:
         f"Wall time {table['wall_s']:.0f} s; compiling took {table['compile_s']:.0f} s"
         + (f" summed over {table['jobs']} worker processes" if table.get("jobs", 1) > 1 else "")
         + f"; {table.get('compiles', 0)} XLA compilations"
+        + (f"; {table['programs']} training programs for {table['arms']} arms" if table.get("programs") else "")
         + (f" ({table['rows_reused']} rows reused from an earlier run)." if table["rows_reused"] else "."),
         f"Rule: {table['rule']}.",
     ]

@@ -5,6 +5,14 @@ For each arm (:func:`run_arm`): train every grid point on every seed (one progra
 no seed diverged, and keep that point's per-seed numbers: final training loss, validation
 loss and accuracy, and the *test* split's loss and accuracy (nothing was selected on it).
 
+Arms are trained by *program group* (:func:`run_arms`): the arms of the whole registry whose
+settings differ only in traced knobs (:func:`.plan.program_key`) run side by side in one
+compiled program, each with its own configs and seeds, each selected on its own. The groups
+are formed over the registry, not over the rows asked for, so a row's numbers are the same in
+``--only`` and in the whole table; the worker that first needs a group trains all of it and
+leaves every member in the arm cache (:func:`dispatch_order` orders rows so that workers
+seldom wait on one group).
+
 For the row (:func:`run_row`): budgets are made equal in updates (or epochs), the regime the
 claim needs is checked on the runs, each metric is compared with :func:`.stats.compare`
 (paired t-test across seeds plus a 2% margin), and both halves of the lecture's claim are
@@ -13,12 +21,14 @@ checked: the training loss for "optimization", the test loss for "generalization
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import hashlib
 import json
 import math
 import os
 from pathlib import Path
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -30,6 +40,11 @@ from jaxopt_lectures import losses
 from jaxopt_lectures.lab import plan, stats, trainer
 from jaxopt_lectures.lab.claims import quotes
 from jaxopt_lectures.lab.claims.rows import REGISTRY, Row
+
+try:
+    import fcntl
+except ImportError:  # not POSIX: no lock, so two workers may train one program group twice (same numbers)
+    fcntl = None
 
 #: Environment variable naming a folder where finished arms are cached as JSON (the CLI sets
 #: it to ``<out>/arms``): rows that share an arm (a baseline) train it once, across workers.
@@ -53,10 +68,14 @@ def arm_fingerprint(setting: dict, grid: dict, epochs: int, seeds: Sequence[int]
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def row_fingerprint(row: Row, seeds: Sequence[int], quick: bool) -> str:
+def row_fingerprint(row: Row, seeds: Sequence[int], quick: bool, peers: Sequence | None = None) -> str:
+    """Settings, grids, budget, claim, seeds, version, rule, and the program groups its arms
+    are trained in (``peers``: :func:`table_arms`, computed here if not given)."""
     claim = quotes.CLAIMS[row.name]
+    peers = table_arms(seeds, quick) if peers is None else peers
+    programs = [group_id(program_group(spec, peers)) for spec in row_arms(row, seeds, quick)]
     blob = json.dumps([row.baseline, row.variant, row.grids(quick), row.epochs(quick), row.budget, row.regime,
-                       row.measure, list(seeds), claim.train, claim.val, jol.__version__, RULE],
+                       row.measure, list(seeds), claim.train, claim.val, jol.__version__, RULE, programs],
                       sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -117,20 +136,18 @@ def _sharpness(h: trainer.History, c: int, s: int, ds) -> float:
     return float(np.mean(rises))
 
 
-def _train(setting: dict, grid: dict, epochs: int, seeds, progress: bool, desc: str, init_from=None):
+def _train(setting: dict, configs: list[dict], epochs: int, seeds, progress: bool, desc: str, init_from=None):
     datasets = [plan.load_data(setting["data"], seed) for seed in seeds]
     ds = datasets[0]
     total = epochs * plan.steps_per_epoch(len(ds.x_train), setting["batch_size"])
-    points = plan.grid_points(grid)
     return trainer.train(
         plan.make_model_fn(setting["model"], ds), datasets, plan.make_optimizer(setting["optimizer"], total),
-        epochs=epochs, batch_size=setting["batch_size"], seeds=seeds,
-        hparams=dict(setting["hparams"]) or None, configs=plan.trainer_configs(points),
+        epochs=epochs, batch_size=setting["batch_size"], seeds=seeds, configs=configs,
         augment=plan.make_augment(setting["augment"]), loss_fn=plan.per_example_loss(setting["loss"]),
         eval_loss_fn=losses.softmax_cross_entropy, early_stopping_patience=setting["early_stopping"],
         init_from=init_from, progress=progress, progress_desc=desc,
-        mesh=plan.runs_mesh(setting, len(points) * len(seeds)),
-    ), datasets, points
+        mesh=plan.runs_mesh(setting, len(configs) * len(seeds)),
+    ), datasets
 
 
 def _pretrain(setting: dict, seeds, progress: bool):
@@ -143,24 +160,185 @@ def _pretrain(setting: dict, seeds, progress: bool):
                          epochs=spec["epochs"], batch_size=64, seeds=seeds, progress=progress, progress_desc="pretext")
 
 
-def run_arm(setting: dict, grid: dict, epochs: int, seeds: Sequence[int], measure: str = "loss",
-            progress: bool = False, desc: str = "") -> dict:
-    """Train one arm over its grid and seeds; return the selected grid point's per-seed numbers."""
-    seeds = tuple(int(s) for s in seeds)
+class ArmSpec(NamedTuple):
+    """One arm as the planner sees it: its canonical setting, grid, budget and measure, its
+    fingerprint (what its numbers belong to) and its program key (:func:`.plan.program_key`)."""
+
+    setting: dict
+    grid: dict
+    epochs: int
+    measure: str
+    fingerprint: str
+    program: str
+    seeds: int  # how many: an arm runs len(configs) x seeds
+
+
+def arm_spec(setting: dict, grid: dict, epochs: int, seeds: Sequence[int], measure: str = "loss") -> ArmSpec:
     setting = plan.canonical_setting(setting, grid)  # a term switched off is no term: shared arms
-    cache = os.environ.get(ARM_CACHE_ENV)
-    fp = arm_fingerprint(setting, grid, epochs, seeds, measure)
-    path = Path(cache) / f"{fp}.json" if cache else None
-    if path is not None:
+    return ArmSpec(setting, grid, int(epochs), measure, arm_fingerprint(setting, grid, epochs, seeds, measure),
+                   plan.program_key(setting, epochs, seeds), len(seeds))
+
+
+def row_arms(row: Row, seeds: Sequence[int], quick: bool) -> tuple[ArmSpec, ArmSpec]:
+    """``(baseline, variant)`` of ``row`` as the runner trains them."""
+    seeds = tuple(int(s) for s in seeds)
+    gb, gv = row.grids(quick)
+    eb, ev = arm_epochs(row, quick)
+    return (arm_spec(row.baseline, gb, eb, seeds, row.measure), arm_spec(row.variant, gv, ev, seeds, row.measure))
+
+
+def table_arms(seeds: Sequence[int], quick: bool) -> list[ArmSpec]:
+    """Every distinct arm of the registry's table on ``seeds``: the planner's universe.
+
+    Program groups are formed over the whole registry, not over the rows selected, so a
+    row's numbers do not depend on which other rows a command asked for (the width of a
+    vmapped program moves the last bits of its float arithmetic)."""
+    out: dict[str, ArmSpec] = {}
+    for row in REGISTRY.values():
+        for spec in row_arms(row, seeds, quick):
+            out.setdefault(spec.fingerprint, spec)
+    return list(out.values())
+
+
+def program_group(spec: ArmSpec, peers: Sequence[ArmSpec], max_runs: int | None | str = "backend") -> list[ArmSpec]:
+    """The arms trained in one program with ``spec``: those of ``peers`` with its program key,
+    ``spec`` included, each once, in fingerprint order (so the group is the same wherever it
+    runs), packed in that order into programs of at most ``max_runs`` runs (default: the
+    backend's :func:`.plan.max_program_runs`); the program holding ``spec`` is returned."""
+    cap = plan.max_program_runs() if max_runs == "backend" else max_runs
+    members = {p.fingerprint: p for p in (*peers, spec) if p.program == spec.program}
+    ordered = [members[fp] for fp in sorted(members)]
+    if cap is None:
+        return ordered
+    bins: list[list[ArmSpec]] = [[]]
+    held: set[str] = set()  # the configs of the program being filled (one shared by two arms runs once)
+    for m in ordered:
+        mine = {json.dumps(c, sort_keys=True) for c in plan.arm_configs(m.setting, m.grid)}
+        if bins[-1] and len(held | mine) * m.seeds > cap:
+            bins.append([])
+            held = set()
+        bins[-1].append(m)
+        held |= mine
+    return next(b for b in bins if any(m.fingerprint == spec.fingerprint for m in b))
+
+
+def group_id(members: Sequence[ArmSpec]) -> str:
+    return hashlib.sha256(" ".join(m.fingerprint for m in members).encode()).hexdigest()[:16]
+
+
+def _cache_read(path: Path | None, spec: ArmSpec, gid: str) -> dict | None:
+    if path is None:
+        return None
+    try:
+        cached = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    ok = isinstance(cached, dict) and cached.get("fingerprint") == spec.fingerprint and cached.get("program") == gid
+    return cached if ok else None
+
+
+@contextlib.contextmanager
+def _program_lock(cache: Path | None, gid: str):
+    """One process at a time trains a program group (the others wait, then read its arms)."""
+    if cache is None or fcntl is None:
+        yield
+        return
+    cache.mkdir(parents=True, exist_ok=True)
+    with open(cache / f"program-{gid}.lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
         try:
-            cached = json.loads(path.read_text())
-            if isinstance(cached, dict) and cached.get("fingerprint") == fp:
-                return cached
-        except (OSError, ValueError):
-            pass
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def run_arms(specs: Sequence[ArmSpec], seeds: Sequence[int], peers: Sequence[ArmSpec] = (), progress: bool = False,
+             desc: str = "") -> list[dict]:
+    """The results of ``specs``: each trained with its program group (``peers`` sharing its
+    program key), or read from the arm cache (``JAXOPT_LECTURES_ARM_CACHE``) if done before."""
+    seeds = tuple(int(s) for s in seeds)
+    cache = Path(os.environ[ARM_CACHE_ENV]) if os.environ.get(ARM_CACHE_ENV) else None
+    done: dict[str, dict] = {}
+    for spec in specs:
+        if spec.fingerprint in done:
+            continue
+        members = program_group(spec, [*peers, *specs])
+        gid = group_id(members)
+        path = lambda m: None if cache is None else cache / f"{m.fingerprint}.json"  # noqa: E731
+        hit = _cache_read(path(spec), spec, gid)
+        if hit is None:
+            with _program_lock(cache, gid):
+                hit = _cache_read(path(spec), spec, gid)  # another worker may have trained it meanwhile
+                if hit is None:
+                    label = desc if len(members) == 1 else f"{desc} (+{len(members) - 1} arms in its program)"
+                    for m, result in zip(members, _train_group(members, seeds, progress, label)):
+                        result["program"] = gid
+                        done[m.fingerprint] = result
+                        if path(m) is not None:
+                            from jaxopt_lectures.lab.report import atomic_write
+
+                            try:
+                                atomic_write(path(m), json.dumps(result))
+                            except OSError:
+                                pass
+        if hit is not None:
+            done[spec.fingerprint] = hit
+    return [done[s.fingerprint] for s in specs]
+
+
+def run_arm(setting: dict, grid: dict, epochs: int, seeds: Sequence[int], measure: str = "loss",
+            progress: bool = False, desc: str = "", peers: Sequence[ArmSpec] = ()) -> dict:
+    """Train one arm over its grid and seeds (with the ``peers`` of its program group); return
+    the selected grid point's per-seed numbers."""
+    return run_arms([arm_spec(setting, grid, epochs, seeds, measure)], seeds, peers, progress, desc)[0]
+
+
+def _select_configs(h: trainer.History, index: Sequence[int], with_state: bool) -> trainer.History:
+    """The configs ``index`` of a history (one arm of a program group); its final state too
+    if ``with_state`` (cut on the host: eager gathers would compile one program per leaf shape)."""
+    ix = np.asarray(index, int)
+    runs = (ix[:, None] * len(h.seeds) + np.arange(len(h.seeds))).ravel()
+    cut = lambda a: None if a is None else a[ix]  # noqa: E731
+
+    def host(a):
+        return a[runs] if jax.dtypes.issubdtype(a.dtype, jax.dtypes.prng_key) else np.asarray(a)[runs]
+
+    return dataclasses.replace(
+        h, configs=tuple(h.configs[i] for i in ix), train_loss=cut(h.train_loss), train_acc=cut(h.train_acc),
+        val_loss=cut(h.val_loss), val_acc=cut(h.val_acc), diverged_epoch=cut(h.diverged_epoch),
+        diverged_step=cut(h.diverged_step), stopped_epoch=cut(h.stopped_epoch), best_epoch=cut(h.best_epoch),
+        test_loss=cut(h.test_loss), test_acc=cut(h.test_acc),
+        state=jax.tree.map(host, h.state) if with_state else None)
+
+
+def _train_group(members: Sequence[ArmSpec], seeds: tuple[int, ...], progress: bool, desc: str) -> list[dict]:
+    """Train the arms of one program group in one program: their configs side by side (a
+    trainer term an arm does not use set to 0; a config two arms share trained once), the
+    history cut back into arms."""
+    setting, epochs = members[0].setting, members[0].epochs
+    per_arm = [plan.arm_configs(m.setting, m.grid) for m in members]
+    names = sorted({k for cs in per_arm for c in cs for k in c})
+    configs: list[dict] = []
+    where: dict[str, int] = {}
+    index = []
+    for cs in per_arm:
+        index.append([])
+        for c in cs:
+            full = {k: c.get(k, 0.0) for k in names}
+            key = json.dumps(full, sort_keys=True)
+            if key not in where:
+                where[key] = len(configs)
+                configs.append(full)
+            index[-1].append(where[key])
     init_from = _pretrain(setting, seeds, progress) if setting.get("pretrain") else None
-    h, datasets, points = _train(setting, grid, epochs, seeds, progress, desc, init_from)
-    n_seed = len(seeds)
+    h, datasets = _train(setting, configs, epochs, seeds, progress, desc, init_from)
+    return [_arm_result(_select_configs(h, ix, m.measure != "loss"), datasets, m) for m, ix in zip(members, index)]
+
+
+def _arm_result(h: trainer.History, datasets, spec: ArmSpec) -> dict:
+    """The selected grid point's per-seed numbers of one arm's history."""
+    points = plan.grid_points(spec.grid)
+    n_seed = len(h.seeds)
     idx = np.array([[_final_index(h, c, s) for s in range(n_seed)] for c in range(len(points))])
     pick = lambda a: np.take_along_axis(a, idx[..., None], axis=-1)[..., 0]  # noqa: E731
     div = h.diverged
@@ -168,13 +346,13 @@ def run_arm(setting: dict, grid: dict, epochs: int, seeds: Sequence[int], measur
     c = _pick(val, div)
     per_point_fail = [int((div[i] | ~(train[i] < CHANCE_LOSS)).sum()) for i in range(len(points))]
     out = {
-        "fingerprint": fp,
+        "fingerprint": spec.fingerprint,
         "chosen": points[c],
-        "grid": {k: list(v) for k, v in grid.items()},
+        "grid": {k: list(v) for k, v in spec.grid.items()},
         "grid_val": [_finite_or_none(float(np.mean(val[i]))) for i in range(len(points))],
         "grid_failures": per_point_fail,  # per grid point: seeds diverged or left at chance
         "grid_diverged": [int(div[i].sum()) for i in range(len(points))],
-        "epochs": epochs,
+        "epochs": spec.epochs,
         "train": [_finite_or_none(x) for x in train[c]],
         "val": [_finite_or_none(x) for x in val[c]],
         "val_acc": [_finite_or_none(x) for x in val_acc[c]],
@@ -183,17 +361,10 @@ def run_arm(setting: dict, grid: dict, epochs: int, seeds: Sequence[int], measur
         "diverged": [bool(x) for x in div[c]],
         "curves": {"train": _curve(h.train_loss[c]), "val": _curve(h.val_loss[c])},
     }
-    if measure == "sparsity":
+    if spec.measure == "sparsity":
         out["measure"] = [_sparsity(h, c, s) for s in range(n_seed)]
-    elif measure == "sharpness":
+    elif spec.measure == "sharpness":
         out["measure"] = [_sharpness(h, c, s, datasets[s]) if not div[c, s] else None for s in range(n_seed)]
-    if path is not None:
-        from jaxopt_lectures.lab.report import atomic_write
-
-        try:
-            atomic_write(path, json.dumps(out))
-        except OSError:
-            pass
     return out
 
 
@@ -358,6 +529,7 @@ def judge(row: Row, base: dict, var: dict, seeds: Sequence[int]) -> dict:
         "epochs": {"without": base["epochs"], "with": var["epochs"]},
         "seeds": list(seeds),
         "arms": {"without": base["fingerprint"], "with": var["fingerprint"]},
+        "programs": {"without": base.get("program"), "with": var.get("program")},
         "curves": {"without": base["curves"], "with": var["curves"]},
     }
 
@@ -365,11 +537,30 @@ def judge(row: Row, base: dict, var: dict, seeds: Sequence[int]) -> dict:
 def run_row(row: Row, seeds: Sequence[int], quick: bool, progress: bool = False) -> dict:
     """Train both arms of ``row`` on ``seeds`` and judge them."""
     seeds = tuple(int(s) for s in seeds)
-    gb, gv = row.grids(quick)
-    eb, ev = arm_epochs(row, quick)
-    base = run_arm(row.baseline, gb, eb, seeds, row.measure, progress, f"{row.name} (without)")
-    var = run_arm(row.variant, gv, ev, seeds, row.measure, progress, f"{row.name} (with)")
+    base, var = run_arms(row_arms(row, seeds, quick), seeds, table_arms(seeds, quick), progress, row.name)
     return judge(row, base, var, seeds)
+
+
+def dispatch_order(rows: Sequence[Row], seeds: Sequence[int], quick: bool) -> list[Row]:
+    """The order in which worker processes should take ``rows`` (numbers do not depend on it):
+    first rows whose program groups no earlier row trains, then rows that still train a new
+    group, then rows whose arms will all be in the arm cache. Two workers then seldom wait on
+    one group."""
+    peers = table_arms(seeds, quick)
+    programs = {row.name: {group_id(program_group(spec, peers)) for spec in row_arms(row, seeds, quick)}
+                for row in rows}
+    claimed: set[str] = set()
+    tiers: list[list[Row]] = [[], [], []]
+    for row in rows:  # rows whose every group is new
+        if not programs[row.name] & claimed:
+            tiers[0].append(row)
+            claimed |= programs[row.name]
+    for row in rows:
+        if row in tiers[0]:
+            continue
+        tiers[1 if programs[row.name] - claimed else 2].append(row)
+        claimed |= programs[row.name]
+    return tiers[0] + tiers[1] + tiers[2]
 
 
 def explain(row: Row, seeds: Sequence[int], quick: bool) -> str:
@@ -397,6 +588,9 @@ def explain(row: Row, seeds: Sequence[int], quick: bool) -> str:
               f"seeds:      {list(seeds)} (each with its own data split)"]
     for arm, others in shared_arms(row, seeds, quick).items():
         lines.append(f"shared:     the {arm} arm is trained once with {', '.join(others)} (not independent)")
+    for arm, others in program_rows(row, seeds, quick).items():
+        lines.append(f"program:    the {arm} arm trains in one compiled program with arms of {', '.join(others)} "
+                     "(they differ only in traced knobs; each arm keeps its own runs and selection)")
     if row.note:
         lines.append(f"note:       {row.note}")
     return "\n".join(lines) + "\n"
@@ -404,10 +598,8 @@ def explain(row: Row, seeds: Sequence[int], quick: bool) -> str:
 
 def _arm_keys(row: Row, seeds: Sequence[int], quick: bool) -> dict[str, str]:
     """``{"baseline": fingerprint, "variant": fingerprint}`` of the arms as ``run_arm`` trains them."""
-    gb, gv = row.grids(quick)
-    eb, ev = arm_epochs(row, quick)
-    return {arm: arm_fingerprint(plan.canonical_setting(setting, grid), grid, epochs, seeds, row.measure)
-            for arm, setting, grid, epochs in (("baseline", row.baseline, gb, eb), ("variant", row.variant, gv, ev))}
+    base, var = row_arms(row, seeds, quick)
+    return {"baseline": base.fingerprint, "variant": var.fingerprint}
 
 
 def shared_arms(row: Row, seeds: Sequence[int], quick: bool) -> dict[str, list[str]]:
@@ -425,4 +617,20 @@ def shared_arms(row: Row, seeds: Sequence[int], quick: bool) -> dict[str, list[s
     return out
 
 
-__all__ = ["REGISTRY", "run_row", "run_arm", "judge", "explain", "row_fingerprint", "RULE"]
+def program_rows(row: Row, seeds: Sequence[int], quick: bool) -> dict[str, list[str]]:
+    """The other rows with an arm (not the same arm) in the program group of ``row``'s baseline
+    or variant."""
+    seeds = tuple(int(s) for s in seeds)
+    peers = table_arms(seeds, quick)
+    out: dict[str, list[str]] = {}
+    for arm, spec in zip(("baseline", "variant"), row_arms(row, seeds, quick)):
+        group = {m.fingerprint for m in program_group(spec, peers)} - {spec.fingerprint}
+        names = [other.name for other in REGISTRY.values() if other.name != row.name
+                 and group & {s.fingerprint for s in row_arms(other, seeds, quick)}]
+        if names:
+            out[arm] = names
+    return out
+
+
+__all__ = ["REGISTRY", "run_row", "run_arm", "run_arms", "judge", "table_arms", "program_group", "dispatch_order",
+           "explain", "row_fingerprint", "RULE"]
