@@ -472,82 +472,16 @@ def train(
     n_runs = n_cfg * n_seed
     trainer_hp = {k: v for k, v in hp_table.items() if k in TRAINER_HPARAMS}
     opt_hp = {k: v for k, v in hp_table.items() if k not in TRAINER_HPARAMS}
-    for name in UNLABELED_HPARAMS:
-        if name in trainer_hp and data.x_unlabeled is None:
-            raise ValueError(f"{name} needs an unlabeled pool: load the data with unlabeled_size > 0.")
-
-    n = len(data.x_train)
-    bs = n if batch_size is None else min(int(batch_size), n)
     abstract = nnx.eval_shape(lambda: model_fn(rngs=nnx.Rngs(0)))
-    graphdef, _, _ = _split_model(abstract)
     use_vmap = default_vmap(abstract) if vmap is None else bool(vmap)
-    if "dropout" in trainer_hp and any(getattr(node, "mode", "inverted") != "inverted" and hasattr(node, "rate")
-                                       for _, node in nnx.iter_graph(abstract)):
-        # evaluation calls the model without the traced rate, so a test-time (1 − p) would use
-        # the model's own rate instead: refuse rather than evaluate the wrong network
-        raise ValueError("hparams/configs 'dropout' needs dropout_mode='inverted'; for 'classic' or 'unscaled' "
-                         "dropout set the rate in the model (e.g. MLP(..., dropout=0.5, dropout_mode='classic')).")
-    setup = _Setup(
-        graphdef=graphdef,
-        optimizer=optimizer,
-        classification=data.num_classes is not None,
-        num_classes=data.num_classes or 0,
-        batch_size=bs,
-        num_batches=n // bs,
-        hp_names=tuple(sorted(trainer_hp)),
-        augment=augment,
-        loss_fn=loss_fn,
-        eval_loss_fn=eval_loss_fn,
-        unlabeled_batch=(2 * max(min(bs, len(data.x_unlabeled)) // 2, 1)
-                         if any(name in trainer_hp for name in UNLABELED_HPARAMS) else 0),
-    )
+    setup = _make_setup(abstract, data, optimizer, batch_size, trainer_hp, augment, loss_fn, eval_loss_fn)
     # Every unlabeled term reads the same batch: random nodes and one graph neighbour of each.
     # (Without the graph the second half used to be example 0 repeated: the entropy term saw
     # half a batch of one image. Now its batch does not depend on whether a graph term is on.)
     seed_data = [_device_arrays(d, bool(setup.unlabeled_batch)) for d in per_seed_data]
-    run_data, dev_data = _run_layout(seed_data, n_runs, n_seed, use_vmap)
-    data_axis = None if len(per_seed_data) == 1 else 0
     patience = early_stopping_patience
-
-    init_cache: dict[int, tuple] = {}
-
-    def init_run(seed_index, seed_key, opt_values, src):
-        # a seed initializes alike in every config: build its network once (eager nnx
-        # construction is most of the set-up time); the runs share it until they are stacked
-        if seed_index not in init_cache:
-            params, batch_stats = init_model_state(model_fn, jax.random.fold_in(seed_key, 0))
-            init_cache[seed_index] = (params, batch_stats, optimizer.init(params) if src is None else None)
-        params, batch_stats, opt_state = init_cache[seed_index]
-        if src is not None:
-            params = transfer_params(params, src)
-            opt_state = optimizer.init(params)
-        for name, value in opt_values.items():
-            opt_state = jol.set_state_field(opt_state, name, value)
-        return RunState(
-            params=params, batch_stats=batch_stats, opt_state=opt_state, key=jax.random.fold_in(seed_key, 1),
-            step=jnp.zeros((), jnp.int32), active=jnp.ones((), bool), diverged_step=jnp.full((), -1, jnp.int32),
-            best_params=params if patience is not None else None,
-            best_batch_stats=batch_stats if patience is not None else None,
-            best_val=jnp.full((), jnp.inf, jnp.float32), bad_epochs=jnp.zeros((), jnp.int32),
-        )
-
-    seed_keys = _stack_on_host(*[jax.random.PRNGKey(s) for _ in range(n_cfg) for s in seeds])
-    src = None
-    if init_from is not None:
-        src = init_from.state.params
-        runs_src = jax.tree.leaves(src)[0].shape[0]
-        if runs_src == n_seed and n_runs != n_seed:  # one source run per seed: reuse it in every config
-            src = jax.tree.map(lambda a: jnp.concatenate([a] * n_cfg), src)
-        elif runs_src != n_runs:
-            src = jax.tree.map(lambda a: jnp.broadcast_to(a[0], (n_runs,) + a.shape[1:]), src)
-    opt_values = {k: jnp.asarray(v) for k, v in opt_hp.items()}
-    # Eagerly, run by run: jit(vmap(init)) of a network takes seconds to compile on CPU
-    # (random-number kernels), while eager initialization reuses small per-shape kernels.
-    runs = [
-        init_run(i % n_seed, seed_keys[i], {k: v[i] for k, v in opt_values.items()},
-                 None if src is None else jax.tree.map(lambda a, i=i: a[i], src))
-        for i in range(n_runs)
-    ]
+    runs = _initial_runs(model_fn, optimizer, seeds, n_cfg, {k: jnp.asarray(v) for k, v in opt_hp.items()},
+                         init_from, patience)
     state = jax.tree.map(_stack_on_host, *runs)
     hp = {k: jnp.asarray(v) for k, v in trainer_hp.items()}
     if mesh is not None:
@@ -560,64 +494,26 @@ def train(
         val_loss=np.full(shape, np.nan), val_acc=np.full(shape, np.nan),
         diverged_epoch=np.full(shape[:2], -1), diverged_step=np.full(shape[:2], -1),
         stopped_epoch=np.full(shape[:2], -1), best_epoch=np.full(shape[:2], -1),
-        graphdef=graphdef,
+        graphdef=setup.graphdef,
     )
     start = 0
     if checkpoint_mode not in ("resume", "fresh"):
         raise ValueError(f"checkpoint_mode={checkpoint_mode!r} is not one of ['resume', 'fresh']")
     ckpt = None
     if checkpoint is not None:
-        fingerprint = _run_fingerprint(model_fn, abstract, optimizer, runs[0], seeds, configs, bs, per_seed_data,
-                                       loss_fn, augment, patience, checkpoint_info)
+        fingerprint = _run_fingerprint(model_fn, abstract, optimizer, runs[0], seeds, configs, setup.batch_size,
+                                       per_seed_data, loss_fn, augment, patience, checkpoint_info)
         ckpt = checkpoints.Checkpoints(checkpoint, fingerprint=fingerprint, keep=checkpoint_keep,
                                        fresh=checkpoint_mode == "fresh")
-    if ckpt is not None and ckpt.latest_epoch() is not None:
-        state, start, saved = ckpt.restore(state)
-        for name, arr in saved.items():
-            target = getattr(history, name)
-            width = min(target.shape[-1], arr.shape[-1]) if target.ndim == 3 else None
-            if width is None:
-                target[...] = arr
-            else:
-                target[..., :width] = arr[..., :width]
+        if ckpt.latest_epoch() is not None:
+            state, start = _restore(ckpt, state, history)
 
-    if use_vmap:
-        end_vmapped = jax.jit(jax.vmap(lambda rs, d: _end_epoch(setup, rs, d, patience), in_axes=(0, data_axis)))
-        # The run state is donated (updated in place: no parameter-sized buffer per epoch).
-        epoch_vmapped = jax.jit(jax.vmap(lambda rs, i, h, d: _scan_epoch(setup, rs, i, h, d),
-                                         in_axes=(0, 0, 0, data_axis)), donate_argnums=0)
-
-        def end_epoch(state, data=None):
-            return end_vmapped(state, dev_data if data is None else data[1])
-
-        def epoch_fn(state, idx, hp):
-            return epoch_vmapped(state, idx, hp, dev_data)
-    else:
-        step_fn = jax.jit(lambda rs, i, h, d: _step(setup, rs, i, h, d), donate_argnums=0)  # in place
-        # conv nets are also evaluated run by run: vmapped convolutions are slow on CPU
-        end_one = jax.jit(lambda rs, d: _end_epoch(setup, rs, d, patience))
-
-        def end_epoch(state, data=None):
-            per_run = run_data if data is None else data[0]
-            outs = [end_one(r, per_run[i]) for i, r in enumerate(_unstack(state, n_runs))]
-            return _stack([o[0] for o in outs]), _stack([o[1] for o in outs])
-
+    run_epoch, end_epoch = _programs(setup, use_vmap, patience, seed_data, n_runs, n_seed)
     run_keys = _host_keys(state.key)  # the batch order of run r in epoch e follows from them
     bar = _progress(range(start, epochs), progress, n_runs, progress_desc)
     for epoch in bar:
-        batches = epoch_indices(run_keys, epoch, n, setup.num_batches, setup.batch_size)
-        if use_vmap:
-            state = epoch_fn(state, batches, hp)
-        else:
-            runs = _unstack(state, n_runs)
-            active = np.asarray(state.active)
-            for r in range(n_runs):
-                if not active[r]:
-                    continue
-                h = {k: v[r] for k, v in hp.items()}
-                for b in range(setup.num_batches):
-                    runs[r] = step_fn(runs[r], batches[r, b], h, run_data[r])
-            state = _stack(runs)
+        batches = epoch_indices(run_keys, epoch, len(data.x_train), setup.num_batches, setup.batch_size)
+        state = run_epoch(state, batches, hp)
         was_active = np.asarray(state.active).reshape(n_cfg, n_seed)
         state, (tl, ta, vl, va, better) = end_epoch(state)
         _record(history, epoch, state, was_active, n_cfg, n_seed, tl, ta, vl, va, better)
@@ -638,18 +534,158 @@ def train(
         state = state._replace(params=state.best_params, batch_stats=state.best_batch_stats)
     history.state = state
     if len(data.x_test):
-        if all(d.x_test.shape == d.x_val.shape and d.y_test.shape == d.y_val.shape for d in per_seed_data):
-            # the test split in the validation split's place: the end-of-epoch program, already
-            # compiled, measures it (one program fewer per train call; its state output is dropped)
-            tests = [(*d[:2], jax.device_put(np.asarray(ds.x_test, d[2].dtype)),
-                      jax.device_put(np.asarray(ds.y_test, d[3].dtype)), *d[4:])
-                     for d, ds in zip(seed_data, per_seed_data)]
-            _, (_, _, vl, va, _) = end_epoch(state, _run_layout(tests, n_runs, n_seed, use_vmap))
-            history.test_loss = np.asarray(vl, np.float64).reshape(n_cfg, n_seed)
-            history.test_acc = np.asarray(va, np.float64).reshape(n_cfg, n_seed)
-        else:
-            history.test_loss, history.test_acc = _test_metrics(setup, state, per_seed_data, use_vmap, n_cfg, n_seed)
+        history.test_loss, history.test_acc = _final_test_metrics(setup, state, end_epoch, seed_data, per_seed_data,
+                                                                  use_vmap, n_cfg, n_seed)
     return history
+
+
+def _make_setup(abstract, data: Dataset, optimizer, batch_size, trainer_hp: dict, augment, loss_fn,
+                eval_loss_fn) -> _Setup:
+    """The static choices of one training program, after checking the terms fit the data and model."""
+    for name in UNLABELED_HPARAMS:
+        if name in trainer_hp and data.x_unlabeled is None:
+            raise ValueError(f"{name} needs an unlabeled pool: load the data with unlabeled_size > 0.")
+    if "dropout" in trainer_hp and any(getattr(node, "mode", "inverted") != "inverted" and hasattr(node, "rate")
+                                       for _, node in nnx.iter_graph(abstract)):
+        # evaluation calls the model without the traced rate, so a test-time (1 − p) would use
+        # the model's own rate instead: refuse rather than evaluate the wrong network
+        raise ValueError("hparams/configs 'dropout' needs dropout_mode='inverted'; for 'classic' or 'unscaled' "
+                         "dropout set the rate in the model (e.g. MLP(..., dropout=0.5, dropout_mode='classic')).")
+    n = len(data.x_train)
+    bs = n if batch_size is None else min(int(batch_size), n)
+    graphdef, _, _ = _split_model(abstract)
+    return _Setup(
+        graphdef=graphdef,
+        optimizer=optimizer,
+        classification=data.num_classes is not None,
+        num_classes=data.num_classes or 0,
+        batch_size=bs,
+        num_batches=n // bs,
+        hp_names=tuple(sorted(trainer_hp)),
+        augment=augment,
+        loss_fn=loss_fn,
+        eval_loss_fn=eval_loss_fn,
+        unlabeled_batch=(2 * max(min(bs, len(data.x_unlabeled)) // 2, 1)
+                         if any(name in trainer_hp for name in UNLABELED_HPARAMS) else 0),
+    )
+
+
+def _initial_runs(model_fn, optimizer, seeds: tuple[int, ...], n_cfg: int, opt_values: dict, init_from,
+                  patience) -> list[RunState]:
+    """Every run's starting state, config-major: run ``c * seeds + s`` is seed ``s`` in config ``c``.
+
+    Eagerly, run by run: jit(vmap(init)) of a network takes seconds to compile on CPU (random-number
+    kernels), while eager initialization reuses small per-shape kernels. A seed initializes alike in
+    every config, so its network is built once (eager nnx construction is most of the set-up time)
+    and the runs share it until they are stacked."""
+    n_seed = len(seeds)
+    n_runs = n_cfg * n_seed
+    init_cache: dict[int, tuple] = {}
+
+    def init_run(seed_index, seed_key, values, src):
+        if seed_index not in init_cache:
+            params, batch_stats = init_model_state(model_fn, jax.random.fold_in(seed_key, 0))
+            init_cache[seed_index] = (params, batch_stats, optimizer.init(params) if src is None else None)
+        params, batch_stats, opt_state = init_cache[seed_index]
+        if src is not None:
+            params = transfer_params(params, src)
+            opt_state = optimizer.init(params)
+        for name, value in values.items():
+            opt_state = jol.set_state_field(opt_state, name, value)
+        return RunState(
+            params=params, batch_stats=batch_stats, opt_state=opt_state, key=jax.random.fold_in(seed_key, 1),
+            step=jnp.zeros((), jnp.int32), active=jnp.ones((), bool), diverged_step=jnp.full((), -1, jnp.int32),
+            best_params=params if patience is not None else None,
+            best_batch_stats=batch_stats if patience is not None else None,
+            best_val=jnp.full((), jnp.inf, jnp.float32), bad_epochs=jnp.zeros((), jnp.int32),
+        )
+
+    seed_keys = _stack_on_host(*[jax.random.PRNGKey(s) for _ in range(n_cfg) for s in seeds])
+    src = None
+    if init_from is not None:
+        src = init_from.state.params
+        runs_src = jax.tree.leaves(src)[0].shape[0]
+        if runs_src == n_seed and n_runs != n_seed:  # one source run per seed: reuse it in every config
+            src = jax.tree.map(lambda a: jnp.concatenate([a] * n_cfg), src)
+        elif runs_src != n_runs:
+            src = jax.tree.map(lambda a: jnp.broadcast_to(a[0], (n_runs,) + a.shape[1:]), src)
+    return [
+        init_run(i % n_seed, seed_keys[i], {k: v[i] for k, v in opt_values.items()},
+                 None if src is None else jax.tree.map(lambda a, i=i: a[i], src))
+        for i in range(n_runs)
+    ]
+
+
+def _restore(ckpt, state: RunState, history: History) -> tuple[RunState, int]:
+    """The latest checkpointed state and epoch; its history arrays are copied into ``history``."""
+    state, start, saved = ckpt.restore(state)
+    for name, arr in saved.items():
+        target = getattr(history, name)
+        width = min(target.shape[-1], arr.shape[-1]) if target.ndim == 3 else None
+        if width is None:
+            target[...] = arr
+        else:
+            target[..., :width] = arr[..., :width]
+    return state, start
+
+
+def _programs(setup: _Setup, use_vmap: bool, patience, seed_data: list[tuple], n_runs: int, n_seed: int):
+    """``(run_epoch(state, batches, hp) -> state, end_epoch(state, data=None) -> (state, metrics))``.
+
+    Vmapped: one scanned program over every run, the run state donated (updated in place: no
+    parameter-sized buffer per epoch). Otherwise one jitted step and evaluation, run by run
+    (conv nets on the CPU: vmapped convolutions are slow there). ``end_epoch`` takes other
+    data as ``(per_run, stacked)`` (:func:`_run_layout`), e.g. the test split in validation's place."""
+    run_data, dev_data = _run_layout(seed_data, n_runs, n_seed, use_vmap)
+    data_axis = None if len(seed_data) == 1 else 0
+    if use_vmap:
+        end_vmapped = jax.jit(jax.vmap(lambda rs, d: _end_epoch(setup, rs, d, patience), in_axes=(0, data_axis)))
+        epoch_vmapped = jax.jit(jax.vmap(lambda rs, i, h, d: _scan_epoch(setup, rs, i, h, d),
+                                         in_axes=(0, 0, 0, data_axis)), donate_argnums=0)
+
+        def end_epoch(state, data=None):
+            return end_vmapped(state, dev_data if data is None else data[1])
+
+        def run_epoch(state, batches, hp):
+            return epoch_vmapped(state, batches, hp, dev_data)
+
+        return run_epoch, end_epoch
+
+    step_fn = jax.jit(lambda rs, i, h, d: _step(setup, rs, i, h, d), donate_argnums=0)  # in place
+    end_one = jax.jit(lambda rs, d: _end_epoch(setup, rs, d, patience))
+
+    def end_epoch(state, data=None):
+        per_run = run_data if data is None else data[0]
+        outs = [end_one(r, per_run[i]) for i, r in enumerate(_unstack(state, n_runs))]
+        return _stack([o[0] for o in outs]), _stack([o[1] for o in outs])
+
+    def run_epoch(state, batches, hp):
+        runs = _unstack(state, n_runs)
+        active = np.asarray(state.active)
+        for r in range(n_runs):
+            if not active[r]:
+                continue
+            h = {k: v[r] for k, v in hp.items()}
+            for b in range(setup.num_batches):
+                runs[r] = step_fn(runs[r], batches[r, b], h, run_data[r])
+        return _stack(runs)
+
+    return run_epoch, end_epoch
+
+
+def _final_test_metrics(setup: _Setup, state: RunState, end_epoch, seed_data, per_seed_data, use_vmap: bool,
+                        n_cfg: int, n_seed: int):
+    """``(configs, seeds)`` test loss and accuracy of the final (early-stopped: best) parameters."""
+    n_runs = n_cfg * n_seed
+    if all(d.x_test.shape == d.x_val.shape and d.y_test.shape == d.y_val.shape for d in per_seed_data):
+        # the test split in the validation split's place: the end-of-epoch program, already
+        # compiled, measures it (one program fewer per train call; its state output is dropped)
+        tests = [(*d[:2], jax.device_put(np.asarray(ds.x_test, d[2].dtype)),
+                  jax.device_put(np.asarray(ds.y_test, d[3].dtype)), *d[4:])
+                 for d, ds in zip(seed_data, per_seed_data)]
+        _, (_, _, vl, va, _) = end_epoch(state, _run_layout(tests, n_runs, n_seed, use_vmap))
+        return np.asarray(vl, np.float64).reshape(n_cfg, n_seed), np.asarray(va, np.float64).reshape(n_cfg, n_seed)
+    return _test_metrics(setup, state, per_seed_data, use_vmap, n_cfg, n_seed)
 
 
 def _run_fingerprint(model_fn, abstract, optimizer, run0, seeds, configs, batch_size, datasets, loss_fn, augment,
