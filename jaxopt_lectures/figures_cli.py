@@ -95,7 +95,7 @@ def _run_gradients(args) -> int:
 
 
 def _run_batch_size(args) -> int:
-    _positive("epochs", args.epochs)
+    _positive("updates", args.updates)
     _positive("seeds", args.seeds)
     _positive("small", args.small)
     _positive("large", args.large)
@@ -103,11 +103,13 @@ def _run_batch_size(args) -> int:
     from jaxopt_lectures.lab import enable_compilation_cache, figures
 
     enable_compilation_cache()
-    study = figures.batch_size_study((args.small, args.large), epochs=args.epochs,
+    study = figures.batch_size_study((args.small, args.large), updates=args.updates,
                                      seeds=tuple(range(args.seed, args.seed + args.seeds)), progress=True)
     for row in study.table():
-        print(f"  batch {row['batch_size']:4d}: train acc {row['train_acc']:.3f}  val acc {row['val_acc']:.3f}  "
-              f"train loss {row['train_loss']:.3f}  val loss {row['val_loss']:.3f}")
+        print(f"  batch {row['batch_size']:4d} (η {row['learning_rate']:g}, {row['epochs']} epochs): "
+              f"train loss {row['train_loss']:.3f}  train acc {row['train_acc']:.3f}  test acc {row['test_acc']:.3f}  "
+              f"sharpness {row['sharpness']:.3g}")
+    print(f"  {study.verdict()}")
     return _report(figures.plot_batch_size(study, out))
 
 
@@ -130,7 +132,9 @@ def register(sub) -> None:
 
     p = sub.add_parser("landscape", help="loss landscape of a ResNet with and without skip connections (Li et al. 2018)",
                        description="Train a ResNet with and without skip connections on the digits and plot the loss "
-                                   "along filter-normalized random directions around the trained weights.")
+                                   "along filter-normalized random directions around the trained weights. The default "
+                                   "is ResNet-20 on the 8x8 digits (the figure says so); the lecture's picture (seed "
+                                   "003) is ResNet-56: --depth 56, better on a GPU and trained to convergence.")
     _common(p)
     p.add_argument("--depth", type=int, default=20, help="ResNet depth 6n+2 (default 20)")
     p.add_argument("--width", type=int, default=8, help="channels of the first stage (default 8)")
@@ -141,19 +145,24 @@ def register(sub) -> None:
 
     p = sub.add_parser("gradients", help="per-layer gradient norms, sigmoid vs ReLU, at depths 5/10/20",
                        description="Vanishing gradients: the size of each layer's gradient at initialization and after "
-                                   "training, for deep sigmoid and ReLU networks, with their training curves.")
+                                   "training, for deep sigmoid and ReLU networks, with their training curves; each "
+                                   "activation starts from its own initialization (He for ReLU, LeCun for sigmoid).")
     _common(p)
     p.add_argument("--depths", default="5,10,20", help="comma-separated numbers of hidden layers (default 5,10,20)")
     p.add_argument("--epochs", type=int, default=5, help="training epochs, 0 = initialization only (default 5)")
     p.set_defaults(run=_run_gradients)
 
-    p = sub.add_parser("batch-size", help="small vs large batch at equal epochs (Keskar et al.)",
-                       description="Train the same network with a small and a large batch for the same number of epochs "
-                                   "and plot training and validation loss and accuracy.")
+    p = sub.add_parser("batch-size", help="small vs large batch at equal training loss (Keskar et al.)",
+                       description="Train the same network with a small and a large batch for the same number of "
+                                   "updates, each at its own learning rate (picked on validation), check that both reach "
+                                   "the same training loss, and report test accuracy and the sharpness of each minimum: "
+                                   "Keskar et al.'s comparison (seed 003), with a sentence saying whether their gap "
+                                   "shows at this scale.")
     _common(p)
     p.add_argument("--small", type=int, default=16, help="small batch size (default 16)")
     p.add_argument("--large", type=int, default=512, help="large batch size (default 512)")
-    p.add_argument("--epochs", type=int, default=20, help="epochs for both (default 20)")
+    p.add_argument("--updates", type=int, default=1560,
+                   help="optimizer steps for each batch size (default 1560: 20 epochs of batch 16, 780 of batch 512)")
     p.add_argument("--seeds", type=int, default=3, help="seeds, starting at --seed (default 3)")
     p.set_defaults(run=_run_batch_size)
 

@@ -95,12 +95,43 @@ def test_sigmoid_first_layer_gradient_vanishes_at_depth_20(small_digits, tmp_pat
     assert figures.plot_gradients(study, tmp_path)[0].exists()
 
 
-def test_batch_size_study_counts_updates_and_records_curves(small_digits, tmp_path):
-    study = figures.batch_size_study((16, 128), epochs=2, seeds=(0,), hidden=(16,), data=small_digits)
+def test_batch_size_study_gives_equal_updates_tunes_eta_and_measures_sharpness(small_digits, tmp_path):
+    study = figures.batch_size_study((16, 128), updates=16, seeds=(0, 1), hidden=(16,), learning_rates=(0.03, 0.3),
+                                     data=small_digits)
     assert study.updates_per_epoch == {16: 8, 128: 1}
-    assert study.train_loss[16].shape == (1, 2) and np.all(np.isfinite(study.val_acc[128]))
-    assert [r["batch_size"] for r in study.table()] == [16, 128]
+    assert study.train_loss[16].shape == (2, 2) and study.train_loss[128].shape == (2, 16)  # equal updates
+    assert set(study.learning_rate.values()) <= {0.03, 0.3} and study.grid == (0.03, 0.3)
+    rows = study.table()
+    assert [r["batch_size"] for r in rows] == [16, 128] and [r["epochs"] for r in rows] == [2, 16]
+    assert all(np.isfinite(study.sharpness[bs]).all() and study.test_acc[bs].shape == (2,) for bs in (16, 128))
+    verdict = study.verdict()
+    assert verdict.startswith(("reproduced", "not reproduced", "regime not reached")), verdict
     assert figures.plot_batch_size(study, tmp_path)[0].exists()
+
+
+def test_batch_size_verdict_names_the_regime_and_the_direction():
+    flat = np.full((3, 1), 0.01)
+
+    def study(train_small, acc_small):
+        return figures.BatchSizeStudy(
+            (16, 512), {16: np.full((3, 1), train_small), 512: flat}, {16: flat, 512: flat}, {16: flat, 512: flat},
+            {16: flat, 512: flat}, {16: 78, 512: 2}, learning_rate={16: 0.1, 512: 0.3}, updates=1560,
+            test_acc={16: np.array(acc_small), 512: np.array([0.90, 0.91, 0.92])},
+            sharpness={16: np.array([0.001] * 3), 512: np.array([0.01] * 3)})
+
+    assert study(0.5, [0.95, 0.96, 0.97]).verdict().startswith("regime not reached")
+    assert study(0.01, [0.95, 0.96, 0.97]).verdict().startswith("reproduced")
+    assert study(0.01, [0.90, 0.91, 0.92]).verdict().startswith("not reproduced")
+    assert "flatter" in study(0.01, [0.90, 0.91, 0.92]).verdict()
+
+
+def test_gradients_start_each_activation_from_its_own_initialization(small_digits):
+    study = figures.gradient_depth_study((10,), epochs=0, data=small_digits, probe_examples=64)
+    assert study.inits == {"sigmoid": "lecun", "relu": "he"}
+    lecun = figures.gradient_depth_study((10,), ("relu",), epochs=0, data=small_digits, probe_examples=64,
+                                         inits={"relu": "lecun"})
+    # He's scale keeps a deep ReLU net's first-layer gradient larger than LeCun's (which shrinks with depth)
+    assert study.norms[("relu", 10)][0][0] > lecun.norms[("relu", 10)][0][0]
 
 
 def test_schedule_curves_cover_every_schedule():

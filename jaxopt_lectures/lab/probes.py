@@ -6,11 +6,12 @@ from typing import Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 from jaxopt_lectures import losses
 
-__all__ = ["gradient_norms"]
+__all__ = ["gradient_norms", "sharpness"]
 
 
 def gradient_norms(
@@ -42,3 +43,28 @@ def gradient_norms(
         layer = "/".join(keys[:-1]) or keys[-1]
         sums[layer] = sums.get(layer, jnp.zeros(())) + jnp.sum(jnp.square(g))
     return {layer: float(jnp.sqrt(s)) for layer, s in sums.items()}
+
+
+def sharpness(model: nnx.Module, x, y, num_classes: int, *, eps: float = 0.05, draws: int = 4) -> float:
+    """How sharp the minimum is: the mean rise of the training cross-entropy (evaluation mode)
+    when every weight array ``a`` gets Gaussian noise of ``eps · ‖a‖`` (``draws`` draws, keys
+    1000, 1001, ...): a random-direction version of Keskar et al.'s ε-sharpness. A flat
+    minimum hardly rises; a sharp one does."""
+    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+    x, y = jnp.asarray(x), jnp.asarray(y)
+
+    def loss_at(p):
+        out = nnx.merge(graphdef, p, rest)(x, train=False)
+        return jnp.mean(losses.softmax_cross_entropy(out, jax.nn.one_hot(y, num_classes)))
+
+    base = float(loss_at(params))
+    rises = []
+    for k in range(draws):
+        keys = iter(jax.random.split(jax.random.PRNGKey(1000 + k), len(jax.tree.leaves(params))))
+
+        def noisy(a):
+            u = jax.random.normal(next(keys), a.shape, a.dtype)
+            return a + eps * jnp.linalg.norm(a) / jnp.maximum(jnp.linalg.norm(u), 1e-12) * u
+
+        rises.append(float(loss_at(jax.tree.map(noisy, params))) - base)
+    return float(np.mean(rises))

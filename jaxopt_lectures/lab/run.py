@@ -31,13 +31,11 @@ from pathlib import Path
 from typing import NamedTuple, Sequence
 
 import jax
-import jax.numpy as jnp
 import numpy as np
-from flax import nnx
 
 import jaxopt_lectures as jol
 from jaxopt_lectures import losses
-from jaxopt_lectures.lab import plan, stats, trainer
+from jaxopt_lectures.lab import plan, probes, stats, trainer
 from jaxopt_lectures.lab.claims import quotes
 from jaxopt_lectures.lab.claims.rows import REGISTRY, Row
 
@@ -113,27 +111,9 @@ def _sparsity(h: trainer.History, c: int, s: int) -> float:
 
 
 def _sharpness(h: trainer.History, c: int, s: int, ds) -> float:
-    """Mean rise of the training loss when every weight array gets Gaussian noise of
-    ``SHARPNESS_EPS`` times its norm (a random-direction version of Keskar's ε-sharpness)."""
-    model = h.model(c, s)
-    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
-    x, y = jnp.asarray(ds.x_train), jnp.asarray(ds.y_train)
-
-    def loss_at(p):
-        out = nnx.merge(graphdef, p, rest)(x, train=False)
-        return jnp.mean(losses.softmax_cross_entropy(out, jax.nn.one_hot(y, ds.num_classes)))
-
-    base = float(loss_at(params))
-    rises = []
-    for k in range(SHARPNESS_DRAWS):
-        keys = iter(jax.random.split(jax.random.PRNGKey(1000 + k), len(jax.tree.leaves(params))))
-
-        def noisy(a):
-            u = jax.random.normal(next(keys), a.shape, a.dtype)
-            return a + SHARPNESS_EPS * jnp.linalg.norm(a) / jnp.maximum(jnp.linalg.norm(u), 1e-12) * u
-
-        rises.append(float(loss_at(jax.tree.map(noisy, params))) - base)
-    return float(np.mean(rises))
+    """The sharpness of run ``(c, s)``'s minimum (:func:`.probes.sharpness`, ε = ``SHARPNESS_EPS``)."""
+    return probes.sharpness(h.model(c, s), ds.x_train, ds.y_train, ds.num_classes, eps=SHARPNESS_EPS,
+                            draws=SHARPNESS_DRAWS)
 
 
 def _train(setting: dict, configs: list[dict], epochs: int, seeds, progress: bool, desc: str, init_from=None):
