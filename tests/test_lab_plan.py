@@ -146,3 +146,17 @@ def test_footer_counts_programs_and_arms():
     table = {"rows": [row], "seeds": [0], "quick": True, "wall_s": 1.0, "compile_s": 0.5, "compiles": 3,
              "rows_reused": 0, "rule": "r", "programs": 1, "arms": 2}
     assert "1 training programs for 2 arms" in " ".join(report._footer(table))
+
+
+def test_the_program_lock_does_not_follow_a_planted_link(tmp_path):
+    target = tmp_path / "elsewhere"
+    cache = tmp_path / "arms"
+    cache.mkdir()
+    (cache / "program-abc.lock").symlink_to(target)
+    with pytest.raises(OSError):
+        with run._program_lock(cache, "abc"):
+            pass
+    assert not target.exists()
+    with run._program_lock(cache, "def"):  # an ordinary lock file is created and released
+        pass
+    assert (cache / "program-def.lock").is_file()

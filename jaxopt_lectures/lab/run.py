@@ -224,12 +224,13 @@ def _program_lock(cache: Path | None, gid: str):
         yield
         return
     cache.mkdir(parents=True, exist_ok=True)
-    with open(cache / f"program-{gid}.lock", "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    # never through a planted link (the out folder's other files are written the same careful way)
+    fd = os.open(cache / f"program-{gid}.lock", os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
 
 
 def run_arms(specs: Sequence[ArmSpec], seeds: Sequence[int], peers: Sequence[ArmSpec] = (), progress: bool = False,
