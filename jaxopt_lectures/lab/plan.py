@@ -4,8 +4,9 @@ An *arm* is one training setting plus a grid of tuned knobs. Every grid point an
 seed of an arm run in **one** compiled program: the tuned knobs are traced inputs, not
 constants. Arms whose settings differ only in traced knobs (:func:`program_key`: the
 learning rate, the weight decay, and the trainer terms' weights, 0 for a term an arm does
-not use) are one *program group*: :mod:`.run` trains the whole group in one program. Optimizer knobs (``optimizer.learning_rate``, ``optimizer.weight_decay``) are
-injected into the optimizer state (``jol.inject_hyperparams``), the trainer's own knobs
+not use) are one *program group*: :mod:`.run` trains the whole group in one program.
+Optimizer knobs (``optimizer.learning_rate``, ``optimizer.weight_decay``) are injected
+into the optimizer state (``jol.inject_hyperparams``), the trainer's own knobs
 (``hparams.dropout``, ``hparams.l1`` ...) enter the step as arrays; dense nets run all
 (grid point, seed) pairs vmapped, conv nets run by run over one jitted step (the
 trainer's choice). Each seed trains on its own data split (``seed`` of the split).
