@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import textwrap
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -571,12 +572,12 @@ class BatchSizeStudy:
         paired test of :mod:`.stats` on test accuracy across seeds), with a flatter minimum?"""
         small, large = min(self.batch_sizes), max(self.batch_sizes)
         rows = {r["batch_size"]: r for r in self.table()}
-        ts, tl = rows[small]["train_loss"], rows[large]["train_loss"]
-        if abs(ts - tl) > 0.25 * max(ts, tl) + 0.01:
-            return (f"regime not reached: the batch sizes end at different training losses ({small}: {ts:.3f}, "
-                    f"{large}: {tl:.3f}), so this is not Keskar et al.'s comparison; give more updates")
         from jaxopt_lectures.lab import stats
 
+        ts, tl = rows[small]["train_loss"], rows[large]["train_loss"]
+        if not stats.same_training_loss(ts, tl):
+            return (f"regime not reached: the batch sizes end at different training losses ({small}: {ts:.3f}, "
+                    f"{large}: {tl:.3f}), so this is not Keskar et al.'s comparison; give more updates")
         acc = stats.compare(self.test_acc[large], self.test_acc[small], higher_is_better=True)
         flatter = rows[small]["sharpness"] < rows[large]["sharpness"]
         sharp = (f"the small batch's minimum is {'flatter' if flatter else 'not flatter'} "
@@ -609,7 +610,7 @@ def batch_size_study(
     At equal *epochs* (the previous design) the large batch makes 39x fewer updates and ends
     undertrained: a gap that is the number of updates (Hoffer et al. 2017), not the batch size."""
     from jaxopt_lectures.lab import data as data_lib
-    from jaxopt_lectures.lab import models, probes, trainer
+    from jaxopt_lectures.lab import models, probes, stats, trainer
 
     if updates < 1:
         raise ValueError(f"updates must be at least 1, got {updates}")
@@ -624,9 +625,7 @@ def batch_size_study(
         h = trainer.train(model_fn, ds, jol.inject_hyperparams(jol.sgd)(learning_rate=grid[0]), epochs, bs,
                           seeds=seeds, configs=[{"learning_rate": lr} for lr in grid], progress=progress,
                           progress_desc=f"batch {bs}")
-        final = h.final("val_loss")
-        score = np.where(h.diverged.any(axis=1), np.inf, np.nanmean(np.where(np.isfinite(final), final, np.nan), 1))
-        c = int(np.argmin(score))
+        c = stats.pick_grid_point(h.final("val_loss"), h.diverged)  # the table's rule
         out.updates_per_epoch[bs], out.learning_rate[bs] = per_epoch, grid[c]
         out.train_loss[bs], out.val_loss[bs] = h.train_loss[c], h.val_loss[c]
         out.train_acc[bs], out.val_acc[bs] = h.train_acc[c], h.val_acc[c]
@@ -666,8 +665,6 @@ def plot_batch_size(study: BatchSizeStudy, out: str | Path) -> list[Path]:
     rows = study.table()
     summary = "; ".join(f"batch {r['batch_size']}: train loss {r['train_loss']:.3f}, test acc "
                         f"{r['test_acc']:.3f}, sharpness {r['sharpness']:.3g}" for r in rows if r["test_acc"] is not None)
-    import textwrap
-
     verdict = textwrap.fill(study.verdict(), 130) if study.test_acc else ""
     fig.suptitle(f"Small vs large batch, {study.updates} updates each, each at its own η (mean over seeds)\n"
                  f"{summary}\n{verdict}", fontsize=9, y=1.06)

@@ -89,20 +89,6 @@ def _final_index(h: trainer.History, c: int, s: int) -> int:
     return int(finite[-1]) if finite.size else 0
 
 
-def _pick(val: np.ndarray, diverged: np.ndarray) -> int:
-    """The grid point with the lowest mean validation loss among those where no seed diverged
-    (else the fewest diverged seeds, then the lowest median over the finite ones)."""
-    clean = ~diverged.any(axis=1)
-    if clean.any():
-        scores = np.where(clean, np.nanmean(np.where(np.isfinite(val), val, np.nan), axis=1), np.inf)
-        return int(np.nanargmin(scores))
-    counts = diverged.sum(axis=1)
-    cand = np.flatnonzero(counts == counts.min())
-    med = [np.nanmedian(np.where(np.isfinite(val[c]), val[c], np.nan)) if np.isfinite(val[c]).any() else np.inf
-           for c in cand]
-    return int(cand[int(np.argmin(med))])
-
-
 def _sparsity(h: trainer.History, c: int, s: int) -> float:
     run = c * len(h.seeds) + s
     mats = [np.asarray(a[run]) for a in jax.tree.leaves(h.state.params) if a.ndim >= 3]
@@ -324,7 +310,7 @@ def _arm_result(h: trainer.History, datasets, spec: ArmSpec) -> dict:
     pick = lambda a: np.take_along_axis(a, idx[..., None], axis=-1)[..., 0]  # noqa: E731
     div = h.diverged
     train, val, val_acc = pick(h.train_loss), pick(h.val_loss), pick(h.val_acc)
-    c = _pick(val, div)
+    c = stats.pick_grid_point(val, div)
     per_point_fail = [int((div[i] | ~(train[i] < CHANCE_LOSS)).sum()) for i in range(len(points))]
     out = {
         "fingerprint": spec.fingerprint,
@@ -434,7 +420,7 @@ def check_regime(row: Row, base: dict, var: dict) -> dict:
     elif row.regime == "equal_train_loss":
         tv = _vals(var["train"])
         mb, mv = float(np.nanmean(tb)), float(np.nanmean(tv))
-        out["reached"] = bool(abs(mb - mv) <= 0.25 * max(mb, mv) + 0.01)
+        out["reached"] = stats.same_training_loss(mb, mv)
         out["detail"] = f"training loss without {mb:.3f}, with {mv:.3f}"
     else:
         raise ValueError(f"unknown regime check {row.regime!r}")

@@ -432,3 +432,31 @@ def _pct(x: float, digits: int) -> str:
     if v == 0:
         return "0%"
     return f"{v:+.{digits}f}%"
+
+
+# ---------------------------------------------------------------------------------------
+# Selection and the equal-training-loss regime (shared by the table and the batch-size figure).
+
+
+def pick_grid_point(val: np.ndarray, diverged: np.ndarray) -> int:
+    """The grid point with the lowest mean validation loss among those where no seed diverged
+    (else the fewest diverged seeds, then the lowest median over the finite ones)."""
+    clean = ~diverged.any(axis=1)
+    if clean.any():
+        scores = np.where(clean, np.nanmean(np.where(np.isfinite(val), val, np.nan), axis=1), np.inf)
+        return int(np.nanargmin(scores))
+    counts = diverged.sum(axis=1)
+    cand = np.flatnonzero(counts == counts.min())
+    med = [np.nanmedian(np.where(np.isfinite(val[c]), val[c], np.nan)) if np.isfinite(val[c]).any() else np.inf
+           for c in cand]
+    return int(cand[int(np.argmin(med))])
+
+
+#: Two mean training losses count as the same level when they differ by at most 25 % of the
+#: larger plus 0.01 (an absolute floor for losses near 0): Keskar et al.'s regime, equal training loss.
+SAME_LOSS_REL, SAME_LOSS_ABS = 0.25, 0.01
+
+
+def same_training_loss(a: float, b: float) -> bool:
+    """Did two arms reach the same training loss (``|a − b| <= 0.25·max(a, b) + 0.01``)?"""
+    return bool(abs(a - b) <= SAME_LOSS_REL * max(a, b) + SAME_LOSS_ABS)
