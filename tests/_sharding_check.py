@@ -7,7 +7,7 @@ It asserts, and prints one ``OK <check>`` line per check that passed.
 
 import functools
 import sys
-import warnings
+from _strict import make_warnings_strict
 
 import jax
 import jax.numpy as jnp
@@ -15,7 +15,7 @@ import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 jax.config.update("jax_numpy_rank_promotion", "raise")
-warnings.simplefilter("error")
+make_warnings_strict()
 
 import jaxopt_lectures as jol  # noqa: E402
 from jaxopt_lectures import lab  # noqa: E402

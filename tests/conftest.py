@@ -1,7 +1,9 @@
-"""Strict JAX for every test: implicit rank promotion raises, warnings are errors."""
+"""Strict JAX for every test: implicit rank promotion raises, warnings are errors (except the
+third-party deprecations named, with the module that raises each, in ``_strict.py``)."""
 
 import jax
 import pytest
+from _strict import strict_filter_args
 
 jax.config.update("jax_numpy_rank_promotion", "raise")
 
@@ -23,7 +25,7 @@ except ImportError:  # pragma: no cover
 def pytest_collection_modifyitems(config, items):
     del config
     for item in items:
-        item.add_marker(pytest.mark.filterwarnings("error"))
+        item.add_marker(pytest.mark.filterwarnings(*strict_filter_args()))
 
 
 @pytest.fixture

@@ -3,6 +3,14 @@
 Both implementations of the packed update are checked: the C++ kernel (an XLA FFI custom
 call, ``backend="kernel"``; those tests skip, saying why, where it cannot be built) and the
 pure-JAX one (``backend="xla"``).
+
+What each promises against the chain:
+- ``backend="xla"``: every number bit for bit (the same compiler rounds both).
+- ``backend="kernel"``: the moments m and v, and every number of the SGD family, bit for bit.
+  Adam's θ is rounded by g++ on one side and by XLA on the other, which since jax 0.11 is
+  free to contract and reorder the bias-corrected step: each step may differ by at most
+  ``KERNEL_ULPS_PER_STEP`` ulps of the larger of ``|θ_{t-1}|`` and ``|θ_t|``, and these add up
+  over the steps (measured: at most 5 on jax 0.12.1, float32 and float64; 0 on jax 0.10.2).
 """
 
 import re
@@ -14,6 +22,7 @@ import numpy as np
 import pytest
 
 import jaxopt_lectures as jol
+from _ulps import assert_within_drift, grow_drift
 from jaxopt_lectures import _kernels, fused
 from jaxopt_lectures.fused import (
     FusedState,
@@ -99,26 +108,41 @@ PAIRS = {  # name: (per-leaf chain, fused factory taking backend=)
 }
 
 
+KERNEL_ULPS_PER_STEP = 8
+
+
 def _compare_with_chain(name, backend, params, steps, grads_fn=_mixed_grads, packed_grads=False):
+    """Steps the chain and the fused optimizer side by side and compares θ, m and v after each
+    step: bit for bit, except Adam's θ from the kernel (within the rounding budget above)."""
     make_ref, make_fused = PAIRS[name]
     ref, opt = make_ref(), make_fused(backend=backend)
     ref_step, step = _reference_step(ref), jit_step(opt)
     ref_state, state = ref.init(params), opt.init(params)
+    rounded_by_two_compilers = name.startswith("adam") and backend != "xla" and _kernels.available()
+    budget = [np.zeros(np.shape(p)) for p in jax.tree.leaves(params)]
     for i in range(steps):
         grads = grads_fn(params, i)  # the same gradients for both: computed at the reference θ
+        before = params
         params, ref_state = ref_step(params, ref_state, grads)
         state = step(state, Packed.pack(grads, state.params.layout) if packed_grads else grads)
+        budget = [grow_drift(b, p0, p1, KERNEL_ULPS_PER_STEP)
+                  for b, p0, p1 in zip(budget, jax.tree.leaves(before), jax.tree.leaves(params))]
         pairs = [("params", state.params, params)]
         pairs += [(f, getattr(state, f), jol.get_state_field(ref_state, f)) for f in ("mu", "nu")
                   if getattr(state, f) is not None]
         for field, packed, want in pairs:
-            for (path, w), have in zip(jax.tree_util.tree_leaves_with_path(want), jax.tree.leaves(packed.unpack())):
-                _assert_same_bits(have, w, f"{name} ({backend}) step {i}: {field}{jax.tree_util.keystr(path)}")
+            leaves = zip(jax.tree_util.tree_leaves_with_path(want), jax.tree.leaves(packed.unpack()), budget)
+            for (path, w), have, b in leaves:
+                what = f"{name} ({backend}) step {i}: {field}{jax.tree_util.keystr(path)}"
+                if field == "params" and rounded_by_two_compilers:
+                    assert_within_drift(have, w, b, what)
+                else:
+                    _assert_same_bits(have, w, what)
     return step, state
 
 
 @pytest.mark.parametrize("name", sorted(PAIRS))
-def test_fused_matches_per_leaf_bit_for_bit(name, backend):
+def test_fused_matches_the_per_leaf_chain(name, backend):
     _compare_with_chain(name, backend, _mixed_params(), steps=4)
 
 
