@@ -35,15 +35,26 @@ def run_state(n_seeds: int, optimizer) -> trainer.RunState:
     for s in range(n_seeds):
         key = jax.random.PRNGKey(s)
         params, batch_stats = trainer.init_model_state(model_fn, jax.random.fold_in(key, 0))
-        runs.append(trainer.RunState(
-            params=params, batch_stats=batch_stats, opt_state=optimizer.init(params), key=jax.random.fold_in(key, 1),
-            step=jnp.zeros((), jnp.int32), active=jnp.ones((), bool), diverged_step=jnp.full((), -1, jnp.int32),
-            best_params=None, best_batch_stats=None, best_val=jnp.full((), jnp.inf, jnp.float32),
-            bad_epochs=jnp.zeros((), jnp.int32)))
+        runs.append(
+            trainer.RunState(
+                params=params,
+                batch_stats=batch_stats,
+                opt_state=optimizer.init(params),
+                key=jax.random.fold_in(key, 1),
+                step=jnp.zeros((), jnp.int32),
+                active=jnp.ones((), bool),
+                diverged_step=jnp.full((), -1, jnp.int32),
+                best_params=None,
+                best_batch_stats=None,
+                best_val=jnp.full((), jnp.inf, jnp.float32),
+                bad_epochs=jnp.zeros((), jnp.int32),
+            )
+        )
     state = jax.tree.map(lambda *leaves: jnp.stack(leaves), *runs)
     keys = iter(jax.random.split(jax.random.PRNGKey(99), len(jax.tree.leaves(state))))
-    return jax.tree.map(lambda a: jax.random.normal(next(keys), a.shape, a.dtype)
-                        if jnp.issubdtype(a.dtype, jnp.floating) else a, state)
+    return jax.tree.map(
+        lambda a: jax.random.normal(next(keys), a.shape, a.dtype) if jnp.issubdtype(a.dtype, jnp.floating) else a, state
+    )
 
 
 def main() -> None:
@@ -57,8 +68,9 @@ def main() -> None:
     state = run_state(args.seeds, OPTIMIZERS[args.optimizer]())
     jax.block_until_ready(state)
     epochs = 100
-    history = {name: np.full((1, args.seeds, epochs), np.nan) for name in ("train_loss", "train_acc", "val_loss",
-                                                                            "val_acc")}
+    history = {
+        name: np.full((1, args.seeds, epochs), np.nan) for name in ("train_loss", "train_acc", "val_loss", "val_acc")
+    }
     n_params = sum(x.size for x in jax.tree.leaves(state.params)) // args.seeds
     state_bytes = sum(x.nbytes for x in jax.tree.leaves(state))
     saves, restores = [], []
@@ -80,14 +92,20 @@ def main() -> None:
         ck.close()
     for a, b in zip(jax.tree.leaves(back), jax.tree.leaves(state), strict=True):
         assert a.dtype == b.dtype and np.array_equal(np.asarray(a), np.asarray(b))
-    print(f"ResNet-20 run state: {args.seeds} seeds x {n_params:,} parameters, {args.optimizer}; "
-          f"jax {jax.__version__}, {jax.devices()[0].platform}")
+    print(
+        f"ResNet-20 run state: {args.seeds} seeds x {n_params:,} parameters, {args.optimizer}; "
+        f"jax {jax.__version__}, {jax.devices()[0].platform}"
+    )
     print(f"state bytes in memory: {state_bytes:,}; one epoch on disk (with history, metadata): {disk:,}")
-    print(f"save:    median {statistics.median(saves) * 1e3:.0f} ms, min {min(saves) * 1e3:.0f} ms "
-          f"(first {saves[0] * 1e3:.0f} ms) over {args.repeat}; of which hashing the files: "
-          f"{hashing * 1e3:.0f} ms")
-    print(f"restore: median {statistics.median(restores) * 1e3:.0f} ms, min {min(restores) * 1e3:.0f} ms "
-          f"(first {restores[0] * 1e3:.0f} ms) over {args.repeat}")
+    print(
+        f"save:    median {statistics.median(saves) * 1e3:.0f} ms, min {min(saves) * 1e3:.0f} ms "
+        f"(first {saves[0] * 1e3:.0f} ms) over {args.repeat}; of which hashing the files: "
+        f"{hashing * 1e3:.0f} ms"
+    )
+    print(
+        f"restore: median {statistics.median(restores) * 1e3:.0f} ms, min {min(restores) * 1e3:.0f} ms "
+        f"(first {restores[0] * 1e3:.0f} ms) over {args.repeat}"
+    )
 
 
 if __name__ == "__main__":

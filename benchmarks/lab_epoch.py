@@ -28,9 +28,18 @@ MODELS = {
 def time_run(model_fn, data, seeds, vmap, epochs, batch_size):
     stamps = []
     start = time.perf_counter()
-    lab.train(model_fn, data, jol.adam(1e-3), epochs=epochs, batch_size=batch_size, seeds=seeds, vmap=vmap,
-              progress=False, compilation_cache=False,
-              on_epoch_end=lambda e, h: stamps.append(time.perf_counter()))
+    lab.train(
+        model_fn,
+        data,
+        jol.adam(1e-3),
+        epochs=epochs,
+        batch_size=batch_size,
+        seeds=seeds,
+        vmap=vmap,
+        progress=False,
+        compilation_cache=False,
+        on_epoch_end=lambda e, h: stamps.append(time.perf_counter()),
+    )
     first = stamps[0] - start
     later = float(np.median(np.diff(stamps))) if len(stamps) > 1 else float("nan")
     return first, later
@@ -42,12 +51,17 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     args = parser.parse_args()
     data = lab.load_digits(seed=0)
-    print(f"digits: {len(data.x_train)} training examples, batch {args.batch_size}, "
-          f"{len(data.x_train) // args.batch_size} steps per epoch")
+    print(
+        f"digits: {len(data.x_train)} training examples, batch {args.batch_size}, "
+        f"{len(data.x_train) // args.batch_size} steps per epoch"
+    )
     print(f"{'model':34s} {'mode':22s} {'1st epoch (compile) s':>22s} {'epoch s':>9s}")
     for name, model_fn in MODELS.items():
-        for label, seeds, vmap in (("1 seed (default mode)", [0], None), ("3 seeds vmapped", [0, 1, 2], True),
-                                   ("3 seeds Python loop", [0, 1, 2], False)):
+        for label, seeds, vmap in (
+            ("1 seed (default mode)", [0], None),
+            ("3 seeds vmapped", [0, 1, 2], True),
+            ("3 seeds Python loop", [0, 1, 2], False),
+        ):
             first, later = time_run(model_fn, data, seeds, vmap, args.epochs, args.batch_size)
             print(f"{name:34s} {label:22s} {first:22.2f} {later:9.3f}", flush=True)
 

@@ -69,8 +69,7 @@ def tree_shapes(name: str) -> list[tuple[int, ...]]:
         d, vocab, ctx = 768, 50257, 1024
         out = [(vocab, d), (ctx, d)]
         for _ in range(12):
-            out += [(d,), (d,), (d, 3 * d), (3 * d,), (d, d), (d,),
-                    (d,), (d,), (d, 4 * d), (4 * d,), (4 * d, d), (d,)]
+            out += [(d,), (d,), (d, 3 * d), (3 * d,), (d, d), (d,), (d,), (d,), (d, 4 * d), (4 * d,), (4 * d, d), (d,)]
         return out + [(d,), (d,)]
     raise ValueError(f"unknown tree {name!r}; choose from tiny, resnet, mlp, big, gpt2")
 
@@ -158,9 +157,11 @@ def make_runners(tree_name: str, optimizers: list[str], include_torch: bool):
         print(f"# no C++ kernel rows: {_kernels.unavailable_reason() or 'it runs on the CPU only'}", file=sys.stderr)
 
     def fused_opt(kind, backend):
-        return {"adam": fused_adam(LR, B1, B2, EPS, backend=backend),
-                "adamw": fused_adamw(LR, B1, B2, EPS, weight_decay=WD, mask=None, backend=backend),
-                "sgdm": fused_sgd(LR, BETA, backend=backend)}[kind]
+        return {
+            "adam": fused_adam(LR, B1, B2, EPS, backend=backend),
+            "adamw": fused_adamw(LR, B1, B2, EPS, weight_decay=WD, mask=None, backend=backend),
+            "sgdm": fused_sgd(LR, BETA, backend=backend),
+        }[kind]
 
     def ours_fused(kind, backend):
         opt = fused_opt(kind, backend)
@@ -178,8 +179,11 @@ def make_runners(tree_name: str, optimizers: list[str], include_torch: bool):
         if kernel_ok:
             runners[(kind, "ours kernel")] = ours_fused(kind, "kernel")
         runners[(kind, "ours fused-xla")] = ours_fused(kind, "xla")
-        ref = {"adam": jol.adam(LR, B1, B2, EPS), "adamw": jol.adamw(LR, B1, B2, EPS, weight_decay=WD, mask=None),
-               "sgdm": jol.sgd(LR, BETA)}[kind]
+        ref = {
+            "adam": jol.adam(LR, B1, B2, EPS),
+            "adamw": jol.adamw(LR, B1, B2, EPS, weight_decay=WD, mask=None),
+            "sgdm": jol.sgd(LR, BETA),
+        }[kind]
         runners[(kind, "ours per-leaf")] = per_leaf(ref)
         # the fused rule in the init/update protocol (opt.as_transformation(), for Flax), same loop
         for backend in ("kernel", "xla") if kernel_ok else ("xla",):
@@ -187,8 +191,11 @@ def make_runners(tree_name: str, optimizers: list[str], include_torch: bool):
         try:
             import optax
 
-            otx = {"adam": optax.adam(LR, B1, B2, EPS), "adamw": optax.adamw(LR, B1, B2, EPS, weight_decay=WD),
-                   "sgdm": optax.sgd(LR, BETA)}[kind]
+            otx = {
+                "adam": optax.adam(LR, B1, B2, EPS),
+                "adamw": optax.adamw(LR, B1, B2, EPS, weight_decay=WD),
+                "sgdm": optax.sgd(LR, BETA),
+            }[kind]
 
             def ostep(carry, g, otx=otx):
                 p, s = carry
@@ -282,9 +289,14 @@ def main(argv=None):
             include_torch = False
 
     result = {
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "jax": jax.__version__,
-                    "backend": jax.default_backend(), "device": str(jax.devices()[0]),
-                    "torch_device": torch_device() if include_torch else None},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "jax": jax.__version__,
+            "backend": jax.default_backend(),
+            "device": str(jax.devices()[0]),
+            "torch_device": torch_device() if include_torch else None,
+        },
         "load_before": os.getloadavg(),
         "trees": {},
     }
@@ -295,8 +307,10 @@ def main(argv=None):
     rates = {k: 12 * n_bw / v["median_s"] for k, v in bw.items()}
     bandwidth = max(rates.values())
     result["bandwidth"] = {"elements": n_bw, "bytes_per_s": bandwidth, "by_method": rates, "timings": bw}
-    print(f"# load {os.getloadavg()}; bandwidth {bandwidth / 1e9:.1f} GB/s "
-          f"({', '.join(f'{k}: {v / 1e9:.1f}' for k, v in rates.items())}) on {n_bw:,} floats")
+    print(
+        f"# load {os.getloadavg()}; bandwidth {bandwidth / 1e9:.1f} GB/s "
+        f"({', '.join(f'{k}: {v / 1e9:.1f}' for k, v in rates.items())}) on {n_bw:,} floats"
+    )
 
     header = f"{'tree':<8} {'opt':<6} {'method':<15} {'median':>10} {'min':>10} {'x limit':>8} {'optax/this':>10}"
     print(header)
@@ -311,11 +325,16 @@ def main(argv=None):
             for (k, method), t in timings.items():
                 if k != kind:
                     continue
-                row = dict(t, ratio_to_limit=t["median_s"] / limit,
-                           optax_over_this=(optax_t / t["median_s"]) if optax_t else None)
+                row = dict(
+                    t,
+                    ratio_to_limit=t["median_s"] / limit,
+                    optax_over_this=(optax_t / t["median_s"]) if optax_t else None,
+                )
                 entry["results"][f"{kind}/{method}"] = row
-                print(f"{tree_name:<8} {kind:<6} {method:<15} {fmt(t['median_s']):>10} {fmt(t['min_s']):>10} "
-                      f"{row['ratio_to_limit']:>8.2f} {row['optax_over_this'] or float('nan'):>10.2f}")
+                print(
+                    f"{tree_name:<8} {kind:<6} {method:<15} {fmt(t['median_s']):>10} {fmt(t['min_s']):>10} "
+                    f"{row['ratio_to_limit']:>8.2f} {row['optax_over_this'] or float('nan'):>10.2f}"
+                )
         entry["load_after"] = os.getloadavg()
         result["trees"][f"{tree_name} ({leaves} leaves, {n:,} params)"] = entry
         del runners

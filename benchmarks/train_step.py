@@ -69,10 +69,14 @@ def models(quick: bool, gpt2: bool = False):
     yield "mlp", lambda rngs: MLP(mlp_widths, rngs=rngs), (128, 784)
     yield "resnet20", lambda rngs: ResNet(20, 16, in_shape=(32, 32, 3), rngs=rngs), (32, 32, 32, 3)
     # GPT-2 small (124M, 12 x 768) with --gpt2 (an accelerator's size); a small one otherwise
-    vocab, ctx, width, depth, heads, batch = ((50257, 1024, 768, 12, 12, 8) if gpt2 else
-                                              (2048, 64, 128, 2, 4, 16) if quick else (8192, 128, 256, 4, 8, 16))
-    yield ("gpt2" if gpt2 else "transformer"), (
-        lambda rngs: Transformer(vocab, ctx, width, depth, heads, rngs=rngs)), ("tokens", batch, ctx, vocab)
+    vocab, ctx, width, depth, heads, batch = (
+        (50257, 1024, 768, 12, 12, 8) if gpt2 else (2048, 64, 128, 2, 4, 16) if quick else (8192, 128, 256, 4, 8, 16)
+    )
+    yield (
+        ("gpt2" if gpt2 else "transformer"),
+        (lambda rngs: Transformer(vocab, ctx, width, depth, heads, rngs=rngs)),
+        ("tokens", batch, ctx, vocab),
+    )
 
 
 def build(model_fn, x_shape):

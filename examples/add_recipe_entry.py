@@ -21,15 +21,26 @@ from jaxopt_lectures.lab.claims.rows import make_row
 
 def main():
     claim = quotes.Claim(
-        name="momentum_half", technique="Momentum β = 0.5 (vs SGD)", step="optimization",
-        train="better", val="not better", source="inferred",  # expected effect on training / test loss
+        name="momentum_half",
+        technique="Momentum β = 0.5 (vs SGD)",
+        step="optimization",
+        train="better",
+        val="not better",
+        source="inferred",  # expected effect on training / test loss
         quotes=(quotes.CLAIMS["momentum"].quotes[0],),  # the lecture's words this row tests
         statement="a little momentum already trains better than SGD, not for generalization",
         condition="each arm at its own learning rate",
     )
-    row = make_row("momentum_half", "optimizer.momentum", {"data": {"name": "digits"}},
-                   {"optimizer": {"momentum": 0.5}}, 20, 4,
-                   tune={"optimizer.learning_rate": (0.01, 0.1, 0.3)}, note="a user-added row")
+    row = make_row(
+        "momentum_half",
+        "optimizer.momentum",
+        {"data": {"name": "digits"}},
+        {"optimizer": {"momentum": 0.5}},
+        20,
+        4,
+        tune={"optimizer.learning_rate": (0.01, 0.1, 0.3)},
+        note="a user-added row",
+    )
     quotes.CLAIMS[row.name] = claim
     recipe.REGISTRY[row.name] = row  # now `recipe.select(["momentum_half"])` knows it, in this process
     out = Path(sys.argv[sys.argv.index("--out") + 1]) if "--out" in sys.argv else None

@@ -30,9 +30,15 @@ def main():
     steps = 20 if small() else 500
     mine = jol.chain(jol.scale_by_adam(b1=0.9, b2=0.999), jol.scale_by_learning_rate(0.05))
     a, b = run(mine, steps), run(jol.adam(0.05), steps)
-    print(f"composed Adam: {float(loss(a)):.3e}   jol.adam: {float(loss(b)):.3e}  (same: {bool(jnp.allclose(a['w'], b['w']))})")
-    robust = jol.chain(jol.clip_by_global_norm(1.0), jol.scale_by_adam(), jol.decoupled_weight_decay(1e-4),
-                       jol.scale_by_learning_rate(jol.schedules.cosine_decay(0.05, steps)))
+    print(
+        f"composed Adam: {float(loss(a)):.3e}   jol.adam: {float(loss(b)):.3e}  (same: {bool(jnp.allclose(a['w'], b['w']))})"
+    )
+    robust = jol.chain(
+        jol.clip_by_global_norm(1.0),
+        jol.scale_by_adam(),
+        jol.decoupled_weight_decay(1e-4),
+        jol.scale_by_learning_rate(jol.schedules.cosine_decay(0.05, steps)),
+    )
     print(f"clip + Adam + weight decay + cosine: loss {float(loss(run(robust, steps))):.3e} after {steps} steps")
     print(f"plain gradient descent (η = 0.01): loss {float(loss(run(jol.sgd(0.01), steps))):.3e}")
 

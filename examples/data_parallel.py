@@ -44,20 +44,27 @@ def main():
     n = mesh.shape[shd.DATA_AXIS]
     batch = max(n, args.batch_size // n * n)
     data = lab.load_digits(seed=0)
-    model = (functools.partial(lab.MLP, (64, width, width, 10)) if args.model == "mlp"
-             else functools.partial(lab.CNN, (8, 8, 1), 10))
+    model = (
+        functools.partial(lab.MLP, (64, width, width, 10))
+        if args.model == "mlp"
+        else functools.partial(lab.CNN, (8, 8, 1), 10)
+    )
     opt = jol.adamw(1e-3, weight_decay=1e-2)
-    print(f"{jax.process_count()} process(es), {n} device(s) {jax.devices()[0].platform}; "
-          f"{args.model}, batch {batch}, {steps} steps")
+    print(
+        f"{jax.process_count()} process(es), {n} device(s) {jax.devices()[0].platform}; "
+        f"{args.model}, batch {batch}, {steps} steps"
+    )
 
     for zero in (False, True):
         res = parallel.train_data_parallel(model, data, opt, steps, batch, mesh=mesh, shard_optimizer_state=zero)
         per_device = shd.per_device_bytes(res.state.opt_state)
         total = sum(leaf.nbytes for leaf in jax.tree.leaves(res.state.opt_state))
-        print(f"  optimizer state {'split (ZeRO-1)' if zero else 'replicated   '}: "
-              f"{max(per_device.values()) / 1024:8.1f} KiB per device (whole state {total / 1024:.1f} KiB); "
-              f"loss {res.losses[0]:.3f} -> {res.losses[-1]:.3f}; "
-              f"{1e3 * res.step_seconds:.2f} ms/step")
+        print(
+            f"  optimizer state {'split (ZeRO-1)' if zero else 'replicated   '}: "
+            f"{max(per_device.values()) / 1024:8.1f} KiB per device (whole state {total / 1024:.1f} KiB); "
+            f"loss {res.losses[0]:.3f} -> {res.losses[-1]:.3f}; "
+            f"{1e3 * res.step_seconds:.2f} ms/step"
+        )
     assert np.isfinite(res.losses).all()
 
 

@@ -18,8 +18,17 @@ def main():
     epochs = 2 if small() else 30
     model_fn = functools.partial(MLP, (40, 64, 64, 10) if small() else (40, 256, 256, 10))
     rates = [0.0, 0.2, 0.5]
-    h = train(model_fn, ds, jol.adam(1e-3), epochs, 64, seeds=(0,), hparams={"dropout": 0.0},
-              configs=[{"dropout": r} for r in rates], progress=False)
+    h = train(
+        model_fn,
+        ds,
+        jol.adam(1e-3),
+        epochs,
+        64,
+        seeds=(0,),
+        hparams={"dropout": 0.0},
+        configs=[{"dropout": r} for r in rates],
+        progress=False,
+    )
     for i, r in enumerate(rates):
         tl, vl = h.final("train_loss")[i, 0], h.final("val_loss")[i, 0]
         print(f"dropout {r:.1f}: train loss {tl:.3f}, val loss {vl:.3f}, gap {vl - tl:.3f}")

@@ -23,8 +23,11 @@ D_IN, D_HIDDEN, D_FEATURES, D_SOURCE = 8, 32, 16, 16
 def init_mlp(key, d_out=1):
     k1, k2, k3 = jax.random.split(key, 3)
     return {
-        "body": {"kernel": jax.random.normal(k1, (D_IN, D_HIDDEN)) / np.sqrt(D_IN), "bias": jnp.zeros(D_HIDDEN),
-                 "kernel2": jax.random.normal(k2, (D_HIDDEN, D_HIDDEN)) / np.sqrt(D_HIDDEN)},
+        "body": {
+            "kernel": jax.random.normal(k1, (D_IN, D_HIDDEN)) / np.sqrt(D_IN),
+            "bias": jnp.zeros(D_HIDDEN),
+            "kernel2": jax.random.normal(k2, (D_HIDDEN, D_HIDDEN)) / np.sqrt(D_HIDDEN),
+        },
         "head": {"kernel": jax.random.normal(k3, (D_HIDDEN, d_out)) / np.sqrt(D_HIDDEN), "bias": jnp.zeros(d_out)},
     }
 
@@ -84,25 +87,41 @@ def main():
     runs = {
         "from scratch, adamw(1e-2)": (init_mlp(jax.random.key(1)), jol.adamw(1e-2, weight_decay=1e-2)),
         "pre-trained, one lr adamw(1e-2)": (start, jol.adamw(1e-2, weight_decay=1e-2)),
-        "pre-trained, body 1e-3 / head 1e-2": (start, jol.partition(
-            {"body": jol.adamw(1e-3, weight_decay=1e-2), "head": jol.adamw(1e-2, weight_decay=1e-2)}, parts)),
-        "pre-trained, body frozen / head 1e-2": (start, jol.partition(
-            {"body": jol.set_to_zero(), "head": jol.adamw(1e-2, weight_decay=1e-2)}, parts)),
+        "pre-trained, body 1e-3 / head 1e-2": (
+            start,
+            jol.partition(
+                {"body": jol.adamw(1e-3, weight_decay=1e-2), "head": jol.adamw(1e-2, weight_decay=1e-2)}, parts
+            ),
+        ),
+        "pre-trained, body frozen / head 1e-2": (
+            start,
+            jol.partition({"body": jol.set_to_zero(), "head": jol.adamw(1e-2, weight_decay=1e-2)}, parts),
+        ),
     }
-    print(f"target task: {len(target[0])} training samples, validation MSE after {fine_steps} steps "
-          f"(body pre-trained for {pre_steps} steps on {len(source[0])} source samples)")
+    print(
+        f"target task: {len(target[0])} training samples, validation MSE after {fine_steps} steps "
+        f"(body pre-trained for {pre_steps} steps on {len(source[0])} source samples)"
+    )
     for name, (params, tx) in runs.items():
         params, state = train(params, tx, target, fine_steps)
-        print(f"  {name:38s} val MSE {float(mse(params, *val)):.4f}   train MSE {float(mse(params, *target)):.4f}"
-              f"   optimizer state: {moment_count(state)} numbers")
+        print(
+            f"  {name:38s} val MSE {float(mse(params, *val)):.4f}   train MSE {float(mse(params, *target)):.4f}"
+            f"   optimizer state: {moment_count(state)} numbers"
+        )
 
     # AdamW that decays only the kernels, by label: the same numbers as jol.adamw's default mask.
     def kernel_or_not(params):
-        return jax.tree_util.tree_map_with_path(lambda path, _: "decay" if "kernel" in path[-1].key else "no_decay",
-                                                params)
+        return jax.tree_util.tree_map_with_path(
+            lambda path, _: "decay" if "kernel" in path[-1].key else "no_decay", params
+        )
 
-    by_label = jol.partition({"decay": jol.adamw(1e-2, weight_decay=0.1, mask=None),
-                              "no_decay": jol.adamw(1e-2, weight_decay=0.0, mask=None)}, kernel_or_not)
+    by_label = jol.partition(
+        {
+            "decay": jol.adamw(1e-2, weight_decay=0.1, mask=None),
+            "no_decay": jol.adamw(1e-2, weight_decay=0.0, mask=None),
+        },
+        kernel_or_not,
+    )
     a, _ = train(start, by_label, target, fine_steps // 3)
     b, _ = train(start, jol.adamw(1e-2, weight_decay=0.1, mask=jol.decay_matrices_only), target, fine_steps // 3)
     diff = max(float(jnp.max(jnp.abs(u - v))) for u, v in zip(jax.tree.leaves(a), jax.tree.leaves(b)))

@@ -16,8 +16,9 @@ def init_mlp(key, sizes):
     params = []
     for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
         key, sub = jax.random.split(key)
-        params.append({"w": jax.random.normal(sub, (fan_in, fan_out)) * jnp.sqrt(2.0 / fan_in),
-                       "b": jnp.zeros(fan_out)})
+        params.append(
+            {"w": jax.random.normal(sub, (fan_in, fan_out)) * jnp.sqrt(2.0 / fan_in), "b": jnp.zeros(fan_out)}
+        )
     return params
 
 
@@ -66,8 +67,10 @@ def main():
         if epoch % 5 == 4 or epoch == 0:
             acc = jnp.mean(jnp.argmax(forward(params, x_val), -1) == y_val)
             lr = schedule(state[-1].count)  # the schedule's count (Adam keeps one too)
-            print(f"epoch {epoch + 1:2d}  train loss {float(loss_fn(params, x_train, y_train)):.4f}  "
-                  f"val loss {float(loss_fn(params, x_val, y_val)):.4f}  val acc {float(acc):.3f}  lr {float(lr):.2e}")
+            print(
+                f"epoch {epoch + 1:2d}  train loss {float(loss_fn(params, x_train, y_train)):.4f}  "
+                f"val loss {float(loss_fn(params, x_val, y_val)):.4f}  val acc {float(acc):.3f}  lr {float(lr):.2e}"
+            )
     print(f"devices: {jax.devices()}")
 
 

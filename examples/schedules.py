@@ -23,9 +23,14 @@ def main():
     for name, (desc, values) in figures.schedule_curves(steps, peak=0.1).items():
         print(f"{name:20s} η at 0, T/2, T-1: {values[0]:.4f} {values[steps // 2]:.4f} {values[-1]:.4f}")
     model_fn = functools.partial(MLP, (64, 64, 10))
-    for label, lr in [("constant 0.1", 0.1), ("warm-up + cosine", jol.schedules.warmup_cosine_decay(0.0, 0.1, steps // 10, steps))]:
+    for label, lr in [
+        ("constant 0.1", 0.1),
+        ("warm-up + cosine", jol.schedules.warmup_cosine_decay(0.0, 0.1, steps // 10, steps)),
+    ]:
         h = train(model_fn, ds, jol.sgd(lr, momentum=0.9), epochs, 32, seeds=(0,), progress=False)
-        print(f"{label:18s} final training loss {h.final('train_loss')[0, 0]:.4f}, val acc {h.final('val_acc')[0, 0]:.3f}")
+        print(
+            f"{label:18s} final training loss {h.final('train_loss')[0, 0]:.4f}, val acc {h.final('val_acc')[0, 0]:.3f}"
+        )
     print("wrote", *figures.plot_schedules(figures.schedule_curves(steps), out))
 
 

@@ -17,9 +17,17 @@ def main():
     ds = load_digits(seed=0, train_size=100, unlabeled_size=800)
     epochs = 2 if small() else 30
     model_fn = functools.partial(MLP, (64, 64, 64, 10))
-    h = train(model_fn, ds, jol.adam(1e-3), epochs, 32, seeds=(0,),
-              hparams={"entropy_weight": 0.0, "graph_weight": 0.0},
-              configs=[{}, {"entropy_weight": 0.3}, {"graph_weight": 1.0}], progress=False)
+    h = train(
+        model_fn,
+        ds,
+        jol.adam(1e-3),
+        epochs,
+        32,
+        seeds=(0,),
+        hparams={"entropy_weight": 0.0, "graph_weight": 0.0},
+        configs=[{}, {"entropy_weight": 0.3}, {"graph_weight": 1.0}],
+        progress=False,
+    )
     for i, name in enumerate(["labeled only", "+ entropy minimization", "+ graph smoothness"]):
         print(f"{name:24s} val loss {h.final('val_loss')[i, 0]:.3f}, val acc {h.final('val_acc')[i, 0]:.3f}")
 

@@ -42,7 +42,7 @@ def main():
     for epoch in range(epochs):
         perm = rng.permutation(len(ds.x_train))
         for i in range(0, len(perm) - bs + 1, bs):
-            loss = step(model, optimizer, ds.x_train[perm[i:i + bs]], ds.y_train[perm[i:i + bs]])
+            loss = step(model, optimizer, ds.x_train[perm[i : i + bs]], ds.y_train[perm[i : i + bs]])
         acc = float(jnp.mean(losses.accuracy(model(ds.x_val), ds.y_val)))
         print(f"epoch {epoch + 1}: last batch loss {float(loss):.3f}, validation accuracy {acc:.3f}")
     print(f"devices: {jax.devices()}")

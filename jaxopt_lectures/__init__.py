@@ -28,7 +28,12 @@ from .optimizers import (
     rmsprop as rmsprop,
     sgd as sgd,
 )
-from .transforms.partition import PartitionState as PartitionState, freeze as freeze, partition as partition, set_to_zero as set_to_zero
+from .transforms.partition import (
+    PartitionState as PartitionState,
+    freeze as freeze,
+    partition as partition,
+    set_to_zero as set_to_zero,
+)
 from .transforms import (
     AccumulateState as AccumulateState,
     AdagradState as AdagradState,

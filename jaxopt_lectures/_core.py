@@ -83,9 +83,13 @@ def chain(*txs: GradientTransformation) -> GradientTransformation:
     """
     for i, tx in enumerate(txs):
         if not (callable(getattr(tx, "init", None)) and callable(getattr(tx, "update", None))):
-            hint = ("did you pass the factory instead of calling it?" if callable(tx) else
-                    "a FusedOptimizer has step(), not update(): chain opt.as_transformation()"
-                    if callable(getattr(tx, "step", None)) else "")
+            hint = (
+                "did you pass the factory instead of calling it?"
+                if callable(tx)
+                else "a FusedOptimizer has step(), not update(): chain opt.as_transformation()"
+                if callable(getattr(tx, "step", None))
+                else ""
+            )
             raise TypeError(
                 f"chain: argument {i} is {type(tx).__name__}, not a GradientTransformation"
                 + (f" ({hint})" if hint else "")
@@ -277,9 +281,7 @@ class PackSpec(NamedTuple):
 
     def template(self) -> PyTree:
         """The original tree with a ``jax.ShapeDtypeStruct`` per leaf (for checks)."""
-        return jax.tree.unflatten(
-            self.treedef, [jax.ShapeDtypeStruct(shape, jnp.dtype(d)) for d, shape in self.leaves]
-        )
+        return jax.tree.unflatten(self.treedef, [jax.ShapeDtypeStruct(shape, jnp.dtype(d)) for d, shape in self.leaves])
 
 
 @jax.tree_util.register_pytree_with_keys_class
@@ -352,9 +354,7 @@ class FlatTree:
             elif all(isinstance(f, bool) for f, _ in items):
                 out[dtype] = np.concatenate([np.full(math.prod(sh), f) for f, sh in items])
             else:
-                out[dtype] = jnp.concatenate(
-                    [jnp.ravel(jnp.broadcast_to(jnp.asarray(f, bool), sh)) for f, sh in items]
-                )
+                out[dtype] = jnp.concatenate([jnp.ravel(jnp.broadcast_to(jnp.asarray(f, bool), sh)) for f, sh in items])
         return FlatTree(out, self.spec)
 
 
@@ -568,8 +568,10 @@ def check_type(name: str, value, owner: str = "", *, allow_callable: bool = True
     and complex numbers are refused at construction, not at the first ``update``."""
     if is_static_number(value) or (allow_callable and callable(value) and not _is_array(value)):
         return
-    if _is_array(value) and np.dtype(value.dtype).kind in "fiu" or (
-        _is_array(value) and jnp.issubdtype(value.dtype, jnp.floating)
+    if (
+        _is_array(value)
+        and np.dtype(value.dtype).kind in "fiu"
+        or (_is_array(value) and jnp.issubdtype(value.dtype, jnp.floating))
     ):
         return
     where = f"{owner}: " if owner else ""
@@ -600,13 +602,7 @@ def check_range(
     if not is_static_number(value):
         return
     v = float(value)
-    bad = (
-        not math.isfinite(v)
-        or v < low
-        or v > high
-        or (low_open and v == low)
-        or (high_open and v == high)
-    )
+    bad = not math.isfinite(v) or v < low or v > high or (low_open and v == low) or (high_open and v == high)
     if bad:
         lo = "(-inf" if low == -math.inf else ("(" if low_open else "[") + f"{low:g}"
         hi = "inf)" if high == math.inf else f"{high:g}" + (")" if high_open else "]")

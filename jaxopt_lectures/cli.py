@@ -1,8 +1,8 @@
 """``jaxopt-lectures``: the command line.
 
-    jaxopt-lectures recipe                 # the lecture's concluding table, measured (3 seeds)
-    jaxopt-lectures recipe --quick         # the same table on smaller budgets
-    jaxopt-lectures recipe --only dropout,adam --seeds 5 --out results/
+jaxopt-lectures recipe                 # the lecture's concluding table, measured (3 seeds)
+jaxopt-lectures recipe --quick         # the same table on smaller budgets
+jaxopt-lectures recipe --only dropout,adam --seeds 5 --out results/
 """
 
 from __future__ import annotations
@@ -44,20 +44,42 @@ def _recipe_parser(sub) -> None:
             "finished row is saved at once; rerunning the same command resumes where it stopped."
         ),
     )
-    p.add_argument("--quick", action="store_true",
-                   help="smaller budgets: fewer epochs, smaller tuning grids, 3 seeds (verdicts may differ from the full table)")
-    p.add_argument("--only", default="", metavar="NAMES",
-                   help="comma-separated technique names (default: all; see --list)")
-    p.add_argument("--seeds", default=None, metavar="N|LIST",
-                   help="a count N (seeds 0..N-1; default 5, or 3 with --quick) or a comma-separated list of seeds, "
-                        "e.g. 5,6,7,8,9 to rerun the table on a disjoint seed set; each seed has its own data split")
-    p.add_argument("--explain", default=None, metavar="NAME",
-                   help="print one row's quote, design, regime check, grids, seeds and budget, and exit")
-    p.add_argument("--out", type=Path, default=Path("results"), metavar="DIR",
-                   help="where recipe.md/.json/.csv/.png and the per-row files go (default: results/)")
-    p.add_argument("--jobs", type=int, default=min(os.cpu_count() or 1, 4), metavar="J",
-                   help="rows trained at once in worker processes (default: cores, at most 4); compiling "
-                        "is single-threaded, so J = cores finishes sooner")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="smaller budgets: fewer epochs, smaller tuning grids, 3 seeds (verdicts may differ from the full table)",
+    )
+    p.add_argument(
+        "--only", default="", metavar="NAMES", help="comma-separated technique names (default: all; see --list)"
+    )
+    p.add_argument(
+        "--seeds",
+        default=None,
+        metavar="N|LIST",
+        help="a count N (seeds 0..N-1; default 5, or 3 with --quick) or a comma-separated list of seeds, "
+        "e.g. 5,6,7,8,9 to rerun the table on a disjoint seed set; each seed has its own data split",
+    )
+    p.add_argument(
+        "--explain",
+        default=None,
+        metavar="NAME",
+        help="print one row's quote, design, regime check, grids, seeds and budget, and exit",
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=Path("results"),
+        metavar="DIR",
+        help="where recipe.md/.json/.csv/.png and the per-row files go (default: results/)",
+    )
+    p.add_argument(
+        "--jobs",
+        type=int,
+        default=min(os.cpu_count() or 1, 4),
+        metavar="J",
+        help="rows trained at once in worker processes (default: cores, at most 4); compiling "
+        "is single-threaded, so J = cores finishes sooner",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--list", action="store_true", help="list the techniques and exit")
     p.set_defaults(run=_run_recipe)
@@ -167,8 +189,11 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     except ModuleNotFoundError as e:
         if e.name and e.name.split(".")[0] in LAB_MODULES:
-            print(f"jaxopt-lectures {args.command}: needs the lab extra (missing module {e.name!r}): "
-                  "pip install 'jaxopt_lectures[lab]'", file=sys.stderr)
+            print(
+                f"jaxopt-lectures {args.command}: needs the lab extra (missing module {e.name!r}): "
+                "pip install 'jaxopt_lectures[lab]'",
+                file=sys.stderr,
+            )
             return EXIT_USAGE
         raise
     except KeyboardInterrupt:

@@ -13,8 +13,9 @@ from pathlib import Path
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--out", type=Path, default=Path("figures"), metavar="DIR",
-                   help="where the PNGs go (default: figures/)")
+    p.add_argument(
+        "--out", type=Path, default=Path("figures"), metavar="DIR", help="where the PNGs go (default: figures/)"
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the data and the initialization (default 0)")
 
 
@@ -66,11 +67,20 @@ def _run_landscape(args) -> int:
     from jaxopt_lectures.lab import enable_compilation_cache, figures
 
     enable_compilation_cache()
-    result = figures.landscape_study(depth=args.depth, width=args.width, epochs=args.epochs, seed=args.seed,
-                                     resolution=resolution, span=args.span, progress=True)
+    result = figures.landscape_study(
+        depth=args.depth,
+        width=args.width,
+        epochs=args.epochs,
+        seed=args.seed,
+        resolution=resolution,
+        span=args.span,
+        progress=True,
+    )
     for ls in result.values():
-        print(f"  {ls.label}: loss at the trained weights {ls.center_loss:.4f}, "
-              f"highest on the 2-D grid {ls.surface.max():.4g}")
+        print(
+            f"  {ls.label}: loss at the trained weights {ls.center_loss:.4f}, "
+            f"highest on the 2-D grid {ls.surface.max():.4g}"
+        )
     return _report(figures.plot_landscapes(result, out))
 
 
@@ -103,12 +113,18 @@ def _run_batch_size(args) -> int:
     from jaxopt_lectures.lab import enable_compilation_cache, figures
 
     enable_compilation_cache()
-    study = figures.batch_size_study((args.small, args.large), updates=args.updates,
-                                     seeds=tuple(range(args.seed, args.seed + args.seeds)), progress=True)
+    study = figures.batch_size_study(
+        (args.small, args.large),
+        updates=args.updates,
+        seeds=tuple(range(args.seed, args.seed + args.seeds)),
+        progress=True,
+    )
     for row in study.table():
-        print(f"  batch {row['batch_size']:4d} (η {row['learning_rate']:g}, {row['epochs']} epochs): "
-              f"train loss {row['train_loss']:.3f}  train acc {row['train_acc']:.3f}  test acc {row['test_acc']:.3f}  "
-              f"sharpness {row['sharpness']:.3g}")
+        print(
+            f"  batch {row['batch_size']:4d} (η {row['learning_rate']:g}, {row['epochs']} epochs): "
+            f"train loss {row['train_loss']:.3f}  train acc {row['train_acc']:.3f}  test acc {row['test_acc']:.3f}  "
+            f"sharpness {row['sharpness']:.3g}"
+        )
     print(f"  {study.verdict()}")
     return _report(figures.plot_batch_size(study, out))
 
@@ -123,18 +139,24 @@ def _run_schedules(args) -> int:
 
 def register(sub) -> None:
     """Add the figure subcommands to ``jaxopt-lectures``' subparsers."""
-    p = sub.add_parser("paths", help="optimizer paths on the y = w*x + b toy (learning rate, Adagrad, RMSProp, momentum, Adam)",
-                       description="Gradient descent at η = 1e-3 and 1e-4, Adagrad, RMSProp, momentum and Adam on the "
-                                   "lecture's linear-regression toy, drawn on the loss surface over (w, b).")
+    p = sub.add_parser(
+        "paths",
+        help="optimizer paths on the y = w*x + b toy (learning rate, Adagrad, RMSProp, momentum, Adam)",
+        description="Gradient descent at η = 1e-3 and 1e-4, Adagrad, RMSProp, momentum and Adam on the "
+        "lecture's linear-regression toy, drawn on the loss surface over (w, b).",
+    )
     _common(p)
     p.add_argument("--steps", type=int, default=1000, help="updates per optimizer (default 1000)")
     p.set_defaults(run=_run_paths)
 
-    p = sub.add_parser("landscape", help="loss landscape of a ResNet with and without skip connections (Li et al. 2018)",
-                       description="Train a ResNet with and without skip connections on the digits and plot the loss "
-                                   "along filter-normalized random directions around the trained weights. The default "
-                                   "is ResNet-20 on the 8x8 digits (the figure says so); the lecture's picture (seed "
-                                   "003) is ResNet-56: --depth 56, better on a GPU and trained to convergence.")
+    p = sub.add_parser(
+        "landscape",
+        help="loss landscape of a ResNet with and without skip connections (Li et al. 2018)",
+        description="Train a ResNet with and without skip connections on the digits and plot the loss "
+        "along filter-normalized random directions around the trained weights. The default "
+        "is ResNet-20 on the 8x8 digits (the figure says so); the lecture's picture (seed "
+        "003) is ResNet-56: --depth 56, better on a GPU and trained to convergence.",
+    )
     _common(p)
     p.add_argument("--depth", type=int, default=20, help="ResNet depth 6n+2 (default 20)")
     p.add_argument("--width", type=int, default=8, help="channels of the first stage (default 8)")
@@ -143,31 +165,44 @@ def register(sub) -> None:
     p.add_argument("--span", type=float, default=1.0, help="the grid covers [-span, span] (default 1)")
     p.set_defaults(run=_run_landscape)
 
-    p = sub.add_parser("gradients", help="per-layer gradient norms, sigmoid vs ReLU, at depths 5/10/20",
-                       description="Vanishing gradients: the size of each layer's gradient at initialization and after "
-                                   "training, for deep sigmoid and ReLU networks, with their training curves; each "
-                                   "activation starts from its own initialization (He for ReLU, LeCun for sigmoid).")
+    p = sub.add_parser(
+        "gradients",
+        help="per-layer gradient norms, sigmoid vs ReLU, at depths 5/10/20",
+        description="Vanishing gradients: the size of each layer's gradient at initialization and after "
+        "training, for deep sigmoid and ReLU networks, with their training curves; each "
+        "activation starts from its own initialization (He for ReLU, LeCun for sigmoid).",
+    )
     _common(p)
     p.add_argument("--depths", default="5,10,20", help="comma-separated numbers of hidden layers (default 5,10,20)")
     p.add_argument("--epochs", type=int, default=5, help="training epochs, 0 = initialization only (default 5)")
     p.set_defaults(run=_run_gradients)
 
-    p = sub.add_parser("batch-size", help="small vs large batch at equal training loss (Keskar et al.)",
-                       description="Train the same network with a small and a large batch for the same number of "
-                                   "updates, each at its own learning rate (picked on validation), check that both reach "
-                                   "the same training loss, and report test accuracy and the sharpness of each minimum: "
-                                   "Keskar et al.'s comparison (seed 003), with a sentence saying whether their gap "
-                                   "shows at this scale.")
+    p = sub.add_parser(
+        "batch-size",
+        help="small vs large batch at equal training loss (Keskar et al.)",
+        description="Train the same network with a small and a large batch for the same number of "
+        "updates, each at its own learning rate (picked on validation), check that both reach "
+        "the same training loss, and report test accuracy and the sharpness of each minimum: "
+        "Keskar et al.'s comparison (seed 003), with a sentence saying whether their gap "
+        "shows at this scale.",
+    )
     _common(p)
     p.add_argument("--small", type=int, default=16, help="small batch size (default 16)")
     p.add_argument("--large", type=int, default=512, help="large batch size (default 512)")
-    p.add_argument("--updates", type=int, default=1560,
-                   help="optimizer steps for each batch size (default 1560: 20 epochs of batch 16, 780 of batch 512)")
+    p.add_argument(
+        "--updates",
+        type=int,
+        default=1560,
+        help="optimizer steps for each batch size (default 1560: 20 epochs of batch 16, 780 of batch 512)",
+    )
     p.add_argument("--seeds", type=int, default=3, help="seeds, starting at --seed (default 3)")
     p.set_defaults(run=_run_batch_size)
 
-    p = sub.add_parser("schedules", help="plot every learning-rate schedule in jol.schedules",
-                       description="Plot each learning-rate schedule of jol.schedules over one run.")
+    p = sub.add_parser(
+        "schedules",
+        help="plot every learning-rate schedule in jol.schedules",
+        description="Plot each learning-rate schedule of jol.schedules over one run.",
+    )
     _common(p)
     p.add_argument("--steps", type=int, default=1000, help="length of the run in updates (default 1000)")
     p.set_defaults(run=_run_schedules)

@@ -176,8 +176,9 @@ class Packed:
 
     def unpack(self) -> PyTree:
         leaves = [
-            jax.lax.slice_in_dim(self.buffers[s.group], s.start, s.start + int(np.prod(s.shape, dtype=np.int64)))
-            .reshape(s.shape)
+            jax.lax.slice_in_dim(
+                self.buffers[s.group], s.start, s.start + int(np.prod(s.shape, dtype=np.int64))
+            ).reshape(s.shape)
             for s in self.layout.slots
         ]
         return jax.tree.unflatten(self.layout.treedef, leaves)
@@ -240,8 +241,10 @@ class FusedMoments(NamedTuple):
 
 
 def _no_transformation() -> GradientTransformation:
-    raise TypeError("this FusedOptimizer was built by hand from (init, step) and has no init/update form; "
-                    "build it with fused_adam, fused_adamw or fused_sgd")
+    raise TypeError(
+        "this FusedOptimizer was built by hand from (init, step) and has no init/update form; "
+        "build it with fused_adam, fused_adamw or fused_sgd"
+    )
 
 
 class FusedOptimizer(NamedTuple):
@@ -319,11 +322,15 @@ def _kernel_groups(layout: Layout, backend: str, owner: str) -> frozenset[str]:
     eligible = frozenset(name for name, dtype, _ in layout.groups if dtype in KERNEL_DTYPES)
     if backend == "kernel":
         if jax.default_backend() != "cpu":
-            raise RuntimeError(f"{owner}(backend='kernel') runs on CPU only; JAX's default backend "
-                               f"is {jax.default_backend()!r}: use backend='auto' or 'xla'")
+            raise RuntimeError(
+                f"{owner}(backend='kernel') runs on CPU only; JAX's default backend "
+                f"is {jax.default_backend()!r}: use backend='auto' or 'xla'"
+            )
         if not _kernels.available():
-            raise RuntimeError(f"{owner}(backend='kernel'): the C++ kernel is unavailable "
-                               f"({_kernels.unavailable_reason()}); use backend='auto' or 'xla'")
+            raise RuntimeError(
+                f"{owner}(backend='kernel'): the C++ kernel is unavailable "
+                f"({_kernels.unavailable_reason()}); use backend='auto' or 'xla'"
+            )
         return eligible
     if not eligible or jax.default_backend() != "cpu" or jax.device_count() != 1:
         return frozenset()
@@ -345,8 +352,18 @@ def _adam_coefficients(t, eta, b1, b2, eps, eps_root, bias_correction, weight_de
     else:
         inv1 = inv2 = 1.0  # x · 1 is exact: the kernel's product is then the chain's m, v
     return _as_dtype(
-        [b1, 1 - b1, b2, 1 - b2, inv1, inv2, as_coefficient(eps_root, dtype), as_coefficient(eps, dtype),
-         as_coefficient(weight_decay, dtype), as_coefficient(-1.0 * eta, dtype)],
+        [
+            b1,
+            1 - b1,
+            b2,
+            1 - b2,
+            inv1,
+            inv2,
+            as_coefficient(eps_root, dtype),
+            as_coefficient(eps, dtype),
+            as_coefficient(weight_decay, dtype),
+            as_coefficient(-1.0 * eta, dtype),
+        ],
         dtype,
     )
 
@@ -355,8 +372,9 @@ def _kernel_call(target: str, state: list[jax.Array], coef: jax.Array, grads: li
     """``target(*state, coef, *grads) -> state'`` with each state buffer updated in place
     (output ``i`` aliases input ``i``: with a donated state nothing is allocated)."""
     shapes = tuple(jax.ShapeDtypeStruct(x.shape, x.dtype) for x in state)
-    call = jax.ffi.ffi_call(target, shapes, input_output_aliases={i: i for i in range(len(state))},
-                            vmap_method="sequential")
+    call = jax.ffi.ffi_call(
+        target, shapes, input_output_aliases={i: i for i in range(len(state))}, vmap_method="sequential"
+    )
     return call(*state, coef, *grads, **attrs)
 
 
@@ -405,8 +423,11 @@ def _unrounded_groups(layout: Layout, moments: tuple) -> frozenset[str]:
     """The groups whose moments are stored as computed (float32/float64, moments in the
     group's dtype; any group of a rule without moments): there ``direction`` from the
     stored moments is ``update``'s ``u``."""
-    return frozenset(name for name, dtype, _ in layout.groups
-                     if not moments or dtype in KERNEL_DTYPES and all(m.buffers[name].dtype == dtype for m in moments))
+    return frozenset(
+        name
+        for name, dtype, _ in layout.groups
+        if not moments or dtype in KERNEL_DTYPES and all(m.buffers[name].dtype == dtype for m in moments)
+    )
 
 
 LEAF_WRITES: bool | None = None
@@ -473,8 +494,11 @@ def _fused_step(rule: _Rule):
         leafwise = from_tree and jax.device_count() == 1 and _leaf_writes()
         by_leaf = _unrounded_groups(layout, moments) - kernel if leafwise else frozenset()
         # the others (rounded moments: bfloat16, float16, mu_dtype) take the packed gradient
-        packed = _concatenated({k: v for k, v in pieces.items() if k not in kernel | by_leaf}) if from_tree else {
-            k: v[0] for k, v in pieces.items()}
+        packed = (
+            _concatenated({k: v for k, v in pieces.items() if k not in kernel | by_leaf})
+            if from_tree
+            else {k: v[0] for k, v in pieces.items()}
+        )
         starts = _group_starts(layout)
         new_p, new_m = {}, [{} for _ in moments]
         for name, p in state.params.buffers.items():
@@ -539,11 +563,15 @@ def _transformation(rule: _Rule) -> GradientTransformation:
 
     def update(grads, state, params=None):
         if not isinstance(state, FusedMoments):
-            raise ValueError(f"{owner}(...).as_transformation().update got a state of type "
-                             f"{type(state).__name__} where it expects the FusedMoments of its init")
+            raise ValueError(
+                f"{owner}(...).as_transformation().update got a state of type "
+                f"{type(state).__name__} where it expects the FusedMoments of its init"
+            )
         if params is None:
-            raise ValueError(f"{owner}(...).as_transformation().update needs params (got params=None): "
-                             "the fused rule reads θ; call update(grads, state, params)")
+            raise ValueError(
+                f"{owner}(...).as_transformation().update needs params (got params=None): "
+                "the fused rule reads θ; call update(grads, state, params)"
+            )
         structure = jax.tree.structure(params)  # the updates', Variables included (TrainState of nnx.State)
         grads, params = _unwrap_variables(grads), _unwrap_variables(params)
         moments = _moments(state)
@@ -561,11 +589,15 @@ def _transformation(rule: _Rule) -> GradientTransformation:
                 us[name] = [_leaf(p_new, s, x.shape[0]) - x for s, x in zip(starts[name], ps)]
             elif name in unrounded and _leaf_writes():  # the moments in place leaf by leaf, then u from them
                 ms = _moments_by_leaf(rule, gs, ms, starts[name], state.count)
-                us[name] = [rule.direction(p, g, tuple(_leaf(m, s, g.shape[0]) for m in ms), state.count, decay)
-                            for p, g, s in zip(ps, gs, starts[name])]
+                us[name] = [
+                    rule.direction(p, g, tuple(_leaf(m, s, g.shape[0]) for m in ms), state.count, decay)
+                    for p, g, s in zip(ps, gs, starts[name])
+                ]
             else:  # each leaf from the old moments, the new ones concatenated (CPU; rounded moments)
-                outs = [rule.update(p, g, tuple(_leaf(m, s, g.shape[0]) for m in ms), state.count, decay)
-                        for p, g, s in zip(ps, gs, starts[name])]
+                outs = [
+                    rule.update(p, g, tuple(_leaf(m, s, g.shape[0]) for m in ms), state.count, decay)
+                    for p, g, s in zip(ps, gs, starts[name])
+                ]
                 us[name] = [u for u, _ in outs]
                 ms = tuple(jnp.concatenate([new[i] for _, new in outs]) for i in range(len(ms)))
             for d, m in zip(new_m, ms):
@@ -581,8 +613,9 @@ def _transformation(rule: _Rule) -> GradientTransformation:
 def _fused(rule: _Rule) -> FusedOptimizer:
     def init(params):
         layout = rule.layout(params)
-        return FusedState(jnp.zeros([], jnp.int32), Packed.pack(params, layout),
-                          *_padded(_zero_moments(layout, rule.moment_dtypes)))
+        return FusedState(
+            jnp.zeros([], jnp.int32), Packed.pack(params, layout), *_padded(_zero_moments(layout, rule.moment_dtypes))
+        )
 
     transformation = _transformation(rule)
     return FusedOptimizer(init, _fused_step(rule), lambda: transformation)
@@ -654,8 +687,17 @@ def fused_adam(
         return finish(_safe_div(m, denom).astype(g.dtype), p, count, decay)
 
     def kernel(p, pieces, moments, count, decay):
-        coef = _adam_coefficients(safe_increment(count), _learning_rate(learning_rate, count), b1, b2, eps,
-                                  eps_root, bias_correction, weight_decay if decay else 0.0, p.dtype)
+        coef = _adam_coefficients(
+            safe_increment(count),
+            _learning_rate(learning_rate, count),
+            b1,
+            b2,
+            eps,
+            eps_root,
+            bias_correction,
+            weight_decay if decay else 0.0,
+            p.dtype,
+        )
         p, m, v = _kernel_call("jaxopt_lectures_fused_adam", [p, *moments], coef, pieces, decay=decay)
         return p, (m, v)
 
@@ -685,8 +727,18 @@ def fused_adamw(
     backend: str = "auto",
 ) -> FusedOptimizer:
     """AdamW on packed buffers: the numbers of ``adamw(...)`` (same arguments, same order)."""
-    return fused_adam(learning_rate, b1, b2, eps, eps_root, mu_dtype, weight_decay=weight_decay, mask=mask,
-                      bias_correction=bias_correction, backend=backend)
+    return fused_adam(
+        learning_rate,
+        b1,
+        b2,
+        eps,
+        eps_root,
+        mu_dtype,
+        weight_decay=weight_decay,
+        mask=mask,
+        bias_correction=bias_correction,
+        backend=backend,
+    )
 
 
 def fused_sgd(

@@ -82,8 +82,10 @@ def _as_named(sharding, mesh: Mesh) -> NamedSharding:
         return sharding
     if sharding is None or sharding.is_fully_replicated:
         return replicated(mesh)
-    raise TypeError(f"expected a NamedSharding on the mesh, got {sharding}; device_put the parameters "
-                    "with jax.sharding.NamedSharding(mesh, PartitionSpec(...)) first.")
+    raise TypeError(
+        f"expected a NamedSharding on the mesh, got {sharding}; device_put the parameters "
+        "with jax.sharding.NamedSharding(mesh, PartitionSpec(...)) first."
+    )
 
 
 def _abstract(tree: PyTree) -> PyTree:
@@ -113,7 +115,7 @@ def state_shardings(tx: GradientTransformation, params: PyTree, mesh: Mesh | Non
     def follow(path, leaf):
         path = tuple(path)
         for p_path, p_shape, sharding in param_leaves:
-            if tuple(leaf.shape) == p_shape and path[len(path) - len(p_path):] == p_path:
+            if tuple(leaf.shape) == p_shape and path[len(path) - len(p_path) :] == p_path:
                 return sharding
         return replicated(mesh)
 
@@ -145,7 +147,11 @@ def shard_over_axis(shardings: PyTree, shapes: PyTree, axis: str = DATA_AXIS) ->
 
 
 def init_sharded(
-    tx: GradientTransformation, params: PyTree, *, zero: bool = False, axis: str = DATA_AXIS,
+    tx: GradientTransformation,
+    params: PyTree,
+    *,
+    zero: bool = False,
+    axis: str = DATA_AXIS,
     mesh: Mesh | None = None,
 ) -> PyTree:
     """``tx.init(params)`` created directly with its shardings (``jit`` + ``out_shardings``).
@@ -162,16 +168,18 @@ def init_sharded(
     if all(isinstance(leaf, jax.Array) for leaf in jax.tree.leaves(params)):
         return jax.jit(tx.init, out_shardings=shardings)(params)
     shapes = _abstract(params)
-    return jax.jit(lambda: tx.init(jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)),
-                   out_shardings=shardings)()
+    return jax.jit(
+        lambda: tx.init(jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)), out_shardings=shardings
+    )()
 
 
 # ---------------------------------------------------------------------------------------
 # The packed (fused) path: θ, m and v are 1-D buffers, split whole over the data axis.
 
 
-def fused_state_shardings(opt: FusedOptimizer, params: PyTree, mesh: Mesh, *, zero: bool = True,
-                          axis: str = DATA_AXIS) -> FusedState:
+def fused_state_shardings(
+    opt: FusedOptimizer, params: PyTree, mesh: Mesh, *, zero: bool = True, axis: str = DATA_AXIS
+) -> FusedState:
     """Shardings of ``opt.init(params)``: each packed buffer (θ, m, v) split over ``axis``
     when its length is a multiple of the axis size (``zero=True``), else replicated."""
     abstract_state = jax.eval_shape(opt.init, _abstract(params))
@@ -185,8 +193,9 @@ def fused_state_shardings(opt: FusedOptimizer, params: PyTree, mesh: Mesh, *, ze
     return jax.tree.map(buffer, abstract_state)
 
 
-def init_fused_sharded(opt: FusedOptimizer, params: PyTree, mesh: Mesh, *, zero: bool = True,
-                       axis: str = DATA_AXIS) -> FusedState:
+def init_fused_sharded(
+    opt: FusedOptimizer, params: PyTree, mesh: Mesh, *, zero: bool = True, axis: str = DATA_AXIS
+) -> FusedState:
     """``opt.init(params)`` packed straight into its shardings (see :func:`fused_state_shardings`)."""
     shardings = fused_state_shardings(opt, params, mesh, zero=zero, axis=axis)
     return jax.jit(opt.init, out_shardings=shardings)(params)

@@ -36,8 +36,9 @@ def check_zero1_state():
     # a ZeRO-1 Adam state (m, v split over "data"), one step taken, saved and restored into a
     # fresh init_sharded state: every leaf comes back equal and in the template's sharding
     tx = jol.adamw(1e-2, weight_decay=1e-2)
-    params = jax.device_put({"w": jnp.arange(64.0).reshape(16, 4) / 64, "b": jnp.ones(5, jnp.bfloat16)},
-                            shd.replicated(mesh))
+    params = jax.device_put(
+        {"w": jnp.arange(64.0).reshape(16, 4) / 64, "b": jnp.ones(5, jnp.bfloat16)}, shd.replicated(mesh)
+    )
     state = shd.init_sharded(tx, params, zero=True)
     grads = jax.tree.map(lambda p: jnp.full_like(p, 0.5), params)
     _, state = jax.jit(tx.update)(grads, state, params)

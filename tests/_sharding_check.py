@@ -69,8 +69,11 @@ def check_training(name, variants):
 
 def check_state_follows_params():
     params = {"w": jnp.ones((16, 4)), "b": jnp.ones((4,)), "head": {"k": jnp.ones((4, 10))}}
-    wanted = {"w": NamedSharding(mesh8, P("data")), "b": shd.replicated(mesh8),
-              "head": {"k": NamedSharding(mesh8, P(None, None))}}
+    wanted = {
+        "w": NamedSharding(mesh8, P("data")),
+        "b": shd.replicated(mesh8),
+        "head": {"k": NamedSharding(mesh8, P(None, None))},
+    }
     params = jax.device_put(params, wanted)
     txs = {
         "adam": jol.adam(1e-3),
@@ -99,8 +102,9 @@ def check_state_follows_params():
         assert shardings[0] == shardings[1], (name, shardings)
         print(f"OK init {name}")
     # fused: θ, m and v packed into one buffer each (16·4 + 4·12 + 8 = 120 = 8·15), split over the data axis
-    fparams = jax.device_put({"w": jnp.ones((16, 4)), "k": jnp.ones((4, 12)), "b": jnp.ones((8,))},
-                             shd.replicated(mesh8))
+    fparams = jax.device_put(
+        {"w": jnp.ones((16, 4)), "k": jnp.ones((4, 12)), "b": jnp.ones((8,))}, shd.replicated(mesh8)
+    )
     fopt = jol.fused_adam(1e-2)
     fstate = shd.init_fused_sharded(fopt, fparams, mesh8)
     buffers = jax.tree.leaves((fstate.params, fstate.mu, fstate.nu))
@@ -116,8 +120,7 @@ def check_state_follows_params():
 
 def check_no_recompile():
     opt = jol.adamw(3e-3, weight_decay=1e-2)
-    res = parallel.train_data_parallel(MODELS["mlp"], DIGITS, opt, STEPS, BATCH, mesh=mesh8,
-                                       shard_optimizer_state=True)
+    res = parallel.train_data_parallel(MODELS["mlp"], DIGITS, opt, STEPS, BATCH, mesh=mesh8, shard_optimizer_state=True)
     assert res.step._cache_size() == 1, res.step._cache_size()  # STEPS calls, one compilation
     batch = NamedSharding(mesh8, P("data"))
     x = jax.device_put(DIGITS.x_train[:BATCH], batch)
@@ -158,8 +161,7 @@ def check_trainer_spreads_runs():
     # lab.train(mesh=...): the 8 vmapped (config, seed) runs, one per device, as on one device
     sgd = jol.inject_hyperparams(jol.sgd)(learning_rate=0.1, momentum=0.9)
     configs = [{"learning_rate": 0.1}, {"learning_rate": 0.03}]
-    kwargs = dict(epochs=2, batch_size=32, seeds=[0, 1, 2, 3], configs=configs, progress=False,
-                  compilation_cache=False)
+    kwargs = dict(epochs=2, batch_size=32, seeds=[0, 1, 2, 3], configs=configs, progress=False, compilation_cache=False)
     one = lab.train(MODELS["mlp"], DIGITS, sgd, **kwargs)
     spread = lab.train(MODELS["mlp"], DIGITS, sgd, mesh=mesh8, **kwargs)
     np.testing.assert_allclose(spread.train_loss, one.train_loss, rtol=1e-5)

@@ -17,7 +17,9 @@ THIRD_PARTY = [
 
 def strict_filter_args():
     """The same filters as ``pytest.mark.filterwarnings`` arguments, after ``"error"``."""
-    return ["error"] + [f"{action}:{message}:{category.__name__}:{module}" for action, message, category, module in THIRD_PARTY]
+    return ["error"] + [
+        f"{action}:{message}:{category.__name__}:{module}" for action, message, category, module in THIRD_PARTY
+    ]
 
 
 def make_warnings_strict():

@@ -35,7 +35,8 @@ def assert_within_ulps(have, want, max_ulps, what):
         i = np.unravel_index(int(np.argmax(d)), d.shape)
         raise AssertionError(
             f"{what}: {int((d > 0).sum())} of {d.size} elements differ, the largest by {int(d.max())} ulps "
-            f"(bound {max_ulps}) at {i}: {np.asarray(have)[i]!r} vs {np.asarray(want)[i]!r}")
+            f"(bound {max_ulps}) at {i}: {np.asarray(have)[i]!r} vs {np.asarray(want)[i]!r}"
+        )
 
 
 def ulp_of(x, dtype):
@@ -61,4 +62,5 @@ def assert_within_drift(have, want, bound, what):
         i = np.unravel_index(int(np.argmax(excess)), excess.shape)
         raise AssertionError(
             f"{what}: {int((excess > 0).sum())} of {excess.size} elements beyond the rounding budget; "
-            f"worst at {i}: {have[i]!r} vs {want[i]!r}, budget {bound[i]:.3g}")
+            f"worst at {i}: {have[i]!r} vs {want[i]!r}, budget {bound[i]:.3g}"
+        )

@@ -15,27 +15,33 @@ P = {"w": jnp.ones((2, 2)), "b": jnp.ones(2)}
 
 
 def test_a_string_learning_rate_names_the_argument_and_its_type():
-    with pytest.raises(TypeError, match=re.escape("adam: learning_rate must be a number, an array or a schedule "
-                                                  "(real), got str: 'a'")):
+    with pytest.raises(
+        TypeError, match=re.escape("adam: learning_rate must be a number, an array or a schedule (real), got str: 'a'")
+    ):
         jol.adam("a")
 
 
-@pytest.mark.parametrize("make, message", [
-    (lambda: jol.adam(1e-3, b1="0.9"), "b1 must be a number, an array or a schedule (real), got str"),
-    (lambda: jol.adam(1e-3, eps=None), "eps must be a number, an array or a schedule (real), got NoneType"),
-    (lambda: jol.sgd(0.1, momentum=[0.9]), "momentum must be a number, an array or a schedule (real), got list"),
-    (lambda: jol.adam(1e-3, b2=1j), "b2 must be a number, an array or a schedule (real), got complex"),
-    (lambda: jol.adam(jnp.asarray("x" == "x")), "learning_rate must be a number, an array or a schedule (real), "
-                                                "got an array of bool"),
-    (lambda: jol.adam(1e-3, nesterov=0.1), "nesterov must be True or False, got float"),
-    (lambda: jol.sgd(0.1, 0.9, "yes"), "nesterov must be True or False, got str"),
-    (lambda: jol.rmsprop(0.1, 0.9, 1e-8, 0.0, 0.5), "eps_in_sqrt must be True or False, got float"),
-    (lambda: jol.rmsprop(0.1, centered=None), "centered must be True or False, got NoneType"),
-    (lambda: jol.adam(1e-3, bias_correction="no"), "bias_correction must be True or False, got str"),
-    (lambda: jol.adagrad(0.1, eps_in_sqrt=1), "eps_in_sqrt must be True or False, got int"),
-    (lambda: jol.adam(1e-3, mu_dtype="bogus"), "mu_dtype must be None or a dtype, got str"),
-    (lambda: jol.fused_adam(1e-3, bias_correction=0), "bias_correction must be True or False, got int"),
-])
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda: jol.adam(1e-3, b1="0.9"), "b1 must be a number, an array or a schedule (real), got str"),
+        (lambda: jol.adam(1e-3, eps=None), "eps must be a number, an array or a schedule (real), got NoneType"),
+        (lambda: jol.sgd(0.1, momentum=[0.9]), "momentum must be a number, an array or a schedule (real), got list"),
+        (lambda: jol.adam(1e-3, b2=1j), "b2 must be a number, an array or a schedule (real), got complex"),
+        (
+            lambda: jol.adam(jnp.asarray("x" == "x")),
+            "learning_rate must be a number, an array or a schedule (real), got an array of bool",
+        ),
+        (lambda: jol.adam(1e-3, nesterov=0.1), "nesterov must be True or False, got float"),
+        (lambda: jol.sgd(0.1, 0.9, "yes"), "nesterov must be True or False, got str"),
+        (lambda: jol.rmsprop(0.1, 0.9, 1e-8, 0.0, 0.5), "eps_in_sqrt must be True or False, got float"),
+        (lambda: jol.rmsprop(0.1, centered=None), "centered must be True or False, got NoneType"),
+        (lambda: jol.adam(1e-3, bias_correction="no"), "bias_correction must be True or False, got str"),
+        (lambda: jol.adagrad(0.1, eps_in_sqrt=1), "eps_in_sqrt must be True or False, got int"),
+        (lambda: jol.adam(1e-3, mu_dtype="bogus"), "mu_dtype must be None or a dtype, got str"),
+        (lambda: jol.fused_adam(1e-3, bias_correction=0), "bias_correction must be True or False, got int"),
+    ],
+)
 def test_every_hyper_parameter_is_type_checked_naming_it(make, message):
     with pytest.raises(TypeError, match=re.escape(message)):
         make()
@@ -54,8 +60,16 @@ def test_a_gradient_of_another_shape_names_its_path_and_both_shapes():
 
 
 @pytest.mark.parametrize("leaf", [jnp.arange(2), jnp.array([True, False])], ids=["int32", "bool"])
-@pytest.mark.parametrize("make", [lambda: jol.adam(0.1), lambda: jol.sgd(0.1, 0.9), lambda: jol.adagrad(0.1),
-                                  lambda: jol.rmsprop(0.1), lambda: jol.adamw(0.1, mask=None)])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: jol.adam(0.1),
+        lambda: jol.sgd(0.1, 0.9),
+        lambda: jol.adagrad(0.1),
+        lambda: jol.rmsprop(0.1),
+        lambda: jol.adamw(0.1, mask=None),
+    ],
+)
 def test_integer_and_bool_parameters_raise_naming_the_path(make, leaf):
     params = {"w": jnp.ones(2), "step": leaf}
     with pytest.raises(ValueError, match=re.escape(f"the parameter at ['step'] is {leaf.dtype}")) as info:
@@ -66,8 +80,12 @@ def test_integer_and_bool_parameters_raise_naming_the_path(make, leaf):
 def test_stateless_sgd_on_an_integer_parameter_raises_at_apply_updates():
     params, tx = {"step": jnp.arange(2)}, jol.sgd(0.1)
     u, _ = tx.update({"step": jnp.ones(2, jnp.int32)}, tx.init(params), params)
-    with pytest.raises(ValueError, match=re.escape("apply_updates: the parameter at ['step'] is int32 and its update "
-                                                   "is float32; the step would be truncated")):
+    with pytest.raises(
+        ValueError,
+        match=re.escape(
+            "apply_updates: the parameter at ['step'] is int32 and its update is float32; the step would be truncated"
+        ),
+    ):
         jol.apply_updates(params, u)
 
 
@@ -86,14 +104,19 @@ def test_a_masked_out_integer_leaf_is_fine():
     assert int(jol.apply_updates({"n": jnp.asarray(3)}, {"n": jnp.asarray(2)})["n"]) == 5
 
 
-@pytest.mark.parametrize("ours, ref", [
-    (lambda: jol.adam(0.1), lambda: optax.adam(0.1)),
-    (lambda: jol.sgd(0.1, 0.9), lambda: optax.sgd(0.1, 0.9)),
-    (lambda: jol.rmsprop(0.1), lambda: optax.rmsprop(0.1)),
-    (lambda: jol.adamw(0.1, mask=None), lambda: optax.adamw(0.1)),
-    (lambda: jol.chain(jol.clip_by_global_norm(1.0), jol.sgd(0.1)), lambda: optax.chain(optax.clip_by_global_norm(1.0),
-                                                                                        optax.sgd(0.1))),
-])
+@pytest.mark.parametrize(
+    "ours, ref",
+    [
+        (lambda: jol.adam(0.1), lambda: optax.adam(0.1)),
+        (lambda: jol.sgd(0.1, 0.9), lambda: optax.sgd(0.1, 0.9)),
+        (lambda: jol.rmsprop(0.1), lambda: optax.rmsprop(0.1)),
+        (lambda: jol.adamw(0.1, mask=None), lambda: optax.adamw(0.1)),
+        (
+            lambda: jol.chain(jol.clip_by_global_norm(1.0), jol.sgd(0.1)),
+            lambda: optax.chain(optax.clip_by_global_norm(1.0), optax.sgd(0.1)),
+        ),
+    ],
+)
 def test_complex_parameters_are_handled_as_optax_does(ours, ref):
     p = {"z": jnp.asarray([1 + 2j, -0.5j], jnp.complex64)}
     a, b = p, p
@@ -111,11 +134,17 @@ def test_complex_parameters_are_refused_by_the_fused_path():
         jol.fused_adam(0.1).init({"z": jnp.ones(2, jnp.complex64)})
 
 
-@pytest.mark.parametrize("make", [
-    lambda m: jol.adamw(0.1, mask=m), lambda m: jol.add_l2_regularization(0.1, m), lambda m: jol.add_l1_regularization(0.1, m),
-    lambda m: jol.decoupled_weight_decay(0.1, m), lambda m: jol.masked(jol.adam(0.1), m),
-    lambda m: jol.fused_adamw(0.1, mask=m),
-])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda m: jol.adamw(0.1, mask=m),
+        lambda m: jol.add_l2_regularization(0.1, m),
+        lambda m: jol.add_l1_regularization(0.1, m),
+        lambda m: jol.decoupled_weight_decay(0.1, m),
+        lambda m: jol.masked(jol.adam(0.1), m),
+        lambda m: jol.fused_adamw(0.1, mask=m),
+    ],
+)
 def test_a_mask_that_does_not_fit_the_params_fails_at_init_naming_the_path(make):
     params = {"enc": {"w": jnp.ones((2, 2)), "b": jnp.ones(2)}, "dec": {"w": jnp.ones((2, 2))}}
     with pytest.raises(ValueError, match=re.escape("params has a leaf at ['dec']['w'] that the mask does not cover")):

@@ -38,7 +38,9 @@ def test_masked_runs_inner_only_on_selected_leaves_like_optax():
 
 def test_masked_with_callable_mask():
     ours, _ = run(jol.masked(jol.sgd(0.1, momentum=0.9), jol.decay_matrices_only))
-    chex.assert_trees_all_close(ours["dense"]["b"], PARAMS["dense"]["b"] + sum(grads_at(k)["dense"]["b"] for k in range(4)))
+    chex.assert_trees_all_close(
+        ours["dense"]["b"], PARAMS["dense"]["b"] + sum(grads_at(k)["dense"]["b"] for k in range(4))
+    )
 
 
 def test_apply_if_finite_skips_nan_steps_and_counts_them():
@@ -143,7 +145,11 @@ def test_inject_hyperparams_keeps_non_numeric_arguments_static():
 
 @pytest.mark.parametrize(
     "make",
-    [lambda: jol.adam(0.1), lambda: jol.sgd(0.1, momentum=0.9), lambda: jol.chain(jol.clip_by_global_norm(0.5), jol.rmsprop(0.1))],
+    [
+        lambda: jol.adam(0.1),
+        lambda: jol.sgd(0.1, momentum=0.9),
+        lambda: jol.chain(jol.clip_by_global_norm(0.5), jol.rmsprop(0.1)),
+    ],
     ids=["adam", "momentum", "clip_rmsprop"],
 )
 def test_flatten_gives_the_same_numbers_with_one_buffer_per_dtype(make):
@@ -163,7 +169,9 @@ def test_flatten_gives_the_same_numbers_with_one_buffer_per_dtype(make):
 
 
 def test_state_fields_are_found_by_name_in_a_chain():
-    tx = jol.chain(jol.clip_by_global_norm(1.0), jol.inject_hyperparams(jol.adamw)(learning_rate=1e-3, weight_decay=0.1))
+    tx = jol.chain(
+        jol.clip_by_global_norm(1.0), jol.inject_hyperparams(jol.adamw)(learning_rate=1e-3, weight_decay=0.1)
+    )
     state = tx.init(PARAMS)
     assert float(jol.get_state_field(state, "weight_decay")) == pytest.approx(0.1)
     assert len(jol.get_state_field(state, "count", all=True)) == 2

@@ -19,8 +19,16 @@ def _env(**extra):
 
 def test_there_is_an_example_per_lecture_topic():
     names = {p.stem for p in EXAMPLES}
-    assert {"quickstart", "compose_optimizer", "train_cnn_nnx", "schedules", "regularization", "dropout",
-            "semi_supervised", "add_recipe_entry"} <= names
+    assert {
+        "quickstart",
+        "compose_optimizer",
+        "train_cnn_nnx",
+        "schedules",
+        "regularization",
+        "dropout",
+        "semi_supervised",
+        "add_recipe_entry",
+    } <= names
 
 
 @pytest.mark.parametrize("script", EXAMPLES, ids=lambda p: p.name)
@@ -41,8 +49,9 @@ def test_notebook_runs_small_and_is_stored_without_outputs(path, tmp_path):
     code = [c for c in nb.cells if c.cell_type == "code"]
     assert all(not c.outputs and c.execution_count is None for c in code), "clear the outputs before committing"
     os.environ.update(JOL_NOTEBOOK_SMALL="1", MPLBACKEND="Agg")
-    client = nbclient.NotebookClient(nb, timeout=300, kernel_name="python3",
-                                     resources={"metadata": {"path": str(tmp_path)}})
+    client = nbclient.NotebookClient(
+        nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+    )
     client.execute()
     images = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if "image/png" in o.get("data", {})]
     assert images, "the notebook should show its figures inline"

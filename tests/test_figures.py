@@ -55,16 +55,25 @@ def test_adam_ends_at_the_minimum_and_every_path_starts_together(paths):
 def test_plot_paths_writes_one_png_per_comparison(tmp_path):
     r = figures.optimizer_paths(50, seed=1, grid=40)
     written = figures.plot_paths(r, tmp_path)
-    assert [p.name for p in written] == ["paths_learning_rate.png", "paths_adagrad.png", "paths_rmsprop.png",
-                                         "paths_momentum.png", "paths_adam.png", "paths_all.png"]
+    assert [p.name for p in written] == [
+        "paths_learning_rate.png",
+        "paths_adagrad.png",
+        "paths_rmsprop.png",
+        "paths_momentum.png",
+        "paths_adam.png",
+        "paths_all.png",
+    ]
     assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in written)
 
 
 def test_filter_normalized_direction_matches_each_filter_and_skips_vectors():
     params = {"kernel": jnp.arange(24.0).reshape(2, 3, 4) - 5.0, "bias": jnp.ones(4)}
     d = figures.filter_normalized_direction(params, jax.random.key(0))
-    np.testing.assert_allclose(jnp.linalg.norm(d["kernel"].reshape(6, 4), axis=0),
-                               jnp.linalg.norm(params["kernel"].reshape(6, 4), axis=0), rtol=1e-5)
+    np.testing.assert_allclose(
+        jnp.linalg.norm(d["kernel"].reshape(6, 4), axis=0),
+        jnp.linalg.norm(params["kernel"].reshape(6, 4), axis=0),
+        rtol=1e-5,
+    )
     np.testing.assert_array_equal(d["bias"], 0.0)
 
 
@@ -96,8 +105,9 @@ def test_sigmoid_first_layer_gradient_vanishes_at_depth_20(small_digits, tmp_pat
 
 
 def test_batch_size_study_gives_equal_updates_tunes_eta_and_measures_sharpness(small_digits, tmp_path):
-    study = figures.batch_size_study((16, 128), updates=16, seeds=(0, 1), hidden=(16,), learning_rates=(0.03, 0.3),
-                                     data=small_digits)
+    study = figures.batch_size_study(
+        (16, 128), updates=16, seeds=(0, 1), hidden=(16,), learning_rates=(0.03, 0.3), data=small_digits
+    )
     assert study.updates_per_epoch == {16: 8, 128: 1}
     assert study.train_loss[16].shape == (2, 2) and study.train_loss[128].shape == (2, 16)  # equal updates
     assert set(study.learning_rate.values()) <= {0.03, 0.3} and study.grid == (0.03, 0.3)
@@ -114,10 +124,17 @@ def test_batch_size_verdict_names_the_regime_and_the_direction():
 
     def study(train_small, acc_small):
         return figures.BatchSizeStudy(
-            (16, 512), {16: np.full((3, 1), train_small), 512: flat}, {16: flat, 512: flat}, {16: flat, 512: flat},
-            {16: flat, 512: flat}, {16: 78, 512: 2}, learning_rate={16: 0.1, 512: 0.3}, updates=1560,
+            (16, 512),
+            {16: np.full((3, 1), train_small), 512: flat},
+            {16: flat, 512: flat},
+            {16: flat, 512: flat},
+            {16: flat, 512: flat},
+            {16: 78, 512: 2},
+            learning_rate={16: 0.1, 512: 0.3},
+            updates=1560,
             test_acc={16: np.array(acc_small), 512: np.array([0.90, 0.91, 0.92])},
-            sharpness={16: np.array([0.001] * 3), 512: np.array([0.01] * 3)})
+            sharpness={16: np.array([0.001] * 3), 512: np.array([0.01] * 3)},
+        )
 
     assert study(0.5, [0.95, 0.96, 0.97]).verdict().startswith("regime not reached")
     assert study(0.01, [0.95, 0.96, 0.97]).verdict().startswith("reproduced")
@@ -128,8 +145,9 @@ def test_batch_size_verdict_names_the_regime_and_the_direction():
 def test_gradients_start_each_activation_from_its_own_initialization(small_digits):
     study = figures.gradient_depth_study((10,), epochs=0, data=small_digits, probe_examples=64)
     assert study.inits == {"sigmoid": "lecun", "relu": "he"}
-    lecun = figures.gradient_depth_study((10,), ("relu",), epochs=0, data=small_digits, probe_examples=64,
-                                         inits={"relu": "lecun"})
+    lecun = figures.gradient_depth_study(
+        (10,), ("relu",), epochs=0, data=small_digits, probe_examples=64, inits={"relu": "lecun"}
+    )
     # He's scale keeps a deep ReLU net's first-layer gradient larger than LeCun's (which shrinks with depth)
     assert study.norms[("relu", 10)][0][0] > lecun.norms[("relu", 10)][0][0]
 
@@ -152,24 +170,30 @@ def test_cli_schedules_and_paths_write_pngs(tmp_path, capsys):
     assert "closed-form minimum" in out
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["paths", "--steps", "0"], "--steps 0 is out of range"),
-    (["landscape", "--depth", "9"], "--depth 9 is out of range"),
-    (["gradients", "--depths", "5,x"], "comma-separated integers"),
-    (["batch-size", "--seeds", "0"], "--seeds 0 is out of range"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["paths", "--steps", "0"], "--steps 0 is out of range"),
+        (["landscape", "--depth", "9"], "--depth 9 is out of range"),
+        (["gradients", "--depths", "5,x"], "comma-separated integers"),
+        (["batch-size", "--seeds", "0"], "--seeds 0 is out of range"),
+    ],
+)
 def test_cli_bad_arguments_exit_2_with_one_line(argv, message, tmp_path, capsys):
     assert cli.main(argv + ["--out", str(tmp_path)]) == cli.EXIT_USAGE
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["landscape", "--width", "0"], "--width 0 is out of range"),
-    (["landscape", "--width", "-4"], "--width -4 is out of range"),
-    (["landscape", "--span", "nan"], "--span nan is out of range"),
-    (["landscape", "--span", "0"], "--span 0.0 is out of range"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["landscape", "--width", "0"], "--width 0 is out of range"),
+        (["landscape", "--width", "-4"], "--width -4 is out of range"),
+        (["landscape", "--span", "nan"], "--span nan is out of range"),
+        (["landscape", "--span", "0"], "--span 0.0 is out of range"),
+    ],
+)
 def test_case_072_073_landscape_arguments_are_checked_before_training(argv, message, capsys, tmp_path):
     from jaxopt_lectures import cli
 

@@ -93,18 +93,26 @@ PAIRS = {  # name: (per-leaf chain, fused factory taking backend=)
         lambda **kw: fused_adam(jnp.float32(1e-2), b1=jnp.float32(0.85), b2=jnp.float32(0.995), **kw),
     ),
     "adamw_masked": (lambda: jol.adamw(1e-2, weight_decay=0.1), lambda **kw: fused_adamw(1e-2, weight_decay=0.1, **kw)),
-    "adamw_all": (lambda: jol.adamw(1e-2, weight_decay=0.1, mask=None),
-                  lambda **kw: fused_adamw(1e-2, weight_decay=0.1, mask=None, **kw)),
+    "adamw_all": (
+        lambda: jol.adamw(1e-2, weight_decay=0.1, mask=None),
+        lambda **kw: fused_adamw(1e-2, weight_decay=0.1, mask=None, **kw),
+    ),
     "adam_schedule": (lambda: jol.adam(SCHEDULE), lambda **kw: fused_adam(SCHEDULE, **kw)),
-    "adamw_schedule": (lambda: jol.adamw(SCHEDULE, weight_decay=0.1),
-                       lambda **kw: fused_adamw(SCHEDULE, weight_decay=0.1, **kw)),
+    "adamw_schedule": (
+        lambda: jol.adamw(SCHEDULE, weight_decay=0.1),
+        lambda **kw: fused_adamw(SCHEDULE, weight_decay=0.1, **kw),
+    ),
     "sgd": (lambda: jol.sgd(0.1), lambda **kw: fused_sgd(0.1, **kw)),
     "sgd_schedule": (lambda: jol.sgd(SCHEDULE), lambda **kw: fused_sgd(SCHEDULE, **kw)),
     "sgd_momentum": (lambda: jol.sgd(0.1, momentum=0.9), lambda **kw: fused_sgd(0.1, momentum=0.9, **kw)),
-    "sgd_momentum_array": (lambda: jol.sgd(SCHEDULE, momentum=jnp.float32(0.8)),
-                           lambda **kw: fused_sgd(SCHEDULE, momentum=jnp.float32(0.8), **kw)),
-    "sgd_nesterov": (lambda: jol.sgd(0.1, momentum=0.9, nesterov=True),
-                     lambda **kw: fused_sgd(0.1, momentum=0.9, nesterov=True, **kw)),
+    "sgd_momentum_array": (
+        lambda: jol.sgd(SCHEDULE, momentum=jnp.float32(0.8)),
+        lambda **kw: fused_sgd(SCHEDULE, momentum=jnp.float32(0.8), **kw),
+    ),
+    "sgd_nesterov": (
+        lambda: jol.sgd(0.1, momentum=0.9, nesterov=True),
+        lambda **kw: fused_sgd(0.1, momentum=0.9, nesterov=True, **kw),
+    ),
 }
 
 
@@ -125,11 +133,16 @@ def _compare_with_chain(name, backend, params, steps, grads_fn=_mixed_grads, pac
         before = params
         params, ref_state = ref_step(params, ref_state, grads)
         state = step(state, Packed.pack(grads, state.params.layout) if packed_grads else grads)
-        budget = [grow_drift(b, p0, p1, KERNEL_ULPS_PER_STEP)
-                  for b, p0, p1 in zip(budget, jax.tree.leaves(before), jax.tree.leaves(params))]
+        budget = [
+            grow_drift(b, p0, p1, KERNEL_ULPS_PER_STEP)
+            for b, p0, p1 in zip(budget, jax.tree.leaves(before), jax.tree.leaves(params))
+        ]
         pairs = [("params", state.params, params)]
-        pairs += [(f, getattr(state, f), jol.get_state_field(ref_state, f)) for f in ("mu", "nu")
-                  if getattr(state, f) is not None]
+        pairs += [
+            (f, getattr(state, f), jol.get_state_field(ref_state, f))
+            for f in ("mu", "nu")
+            if getattr(state, f) is not None
+        ]
         for field, packed, want in pairs:
             leaves = zip(jax.tree_util.tree_leaves_with_path(want), jax.tree.leaves(packed.unpack()), budget)
             for (path, w), have, b in leaves:
@@ -166,9 +179,11 @@ def _custom_calls(step, state, grads):
 
 def test_auto_uses_the_kernel_on_cpu_for_float32_groups(kernel):
     params = _params()
-    for opt, target in [(fused_adamw(1e-2), "jaxopt_lectures_fused_adam"),
-                        (fused_sgd(0.1, momentum=0.9), "jaxopt_lectures_fused_momentum"),
-                        (fused_sgd(0.1), "jaxopt_lectures_fused_sgd")]:
+    for opt, target in [
+        (fused_adamw(1e-2), "jaxopt_lectures_fused_adam"),
+        (fused_sgd(0.1, momentum=0.9), "jaxopt_lectures_fused_momentum"),
+        (fused_sgd(0.1), "jaxopt_lectures_fused_sgd"),
+    ]:
         assert _custom_calls(jit_step(opt), opt.init(params), params) == [target]
     opt = fused_adam(1e-2, backend="xla")
     assert _custom_calls(jit_step(opt), opt.init(params), params) == []
@@ -239,8 +254,11 @@ def test_packed_grads_and_tree_grads_give_the_same_step():
 
 def test_state_is_no_larger_than_the_per_leaf_state():
     params = _params()
-    for ref, opt in [(jol.adam(1e-3), fused_adam(1e-3)), (jol.sgd(0.1, momentum=0.9), fused_sgd(0.1, momentum=0.9)),
-                     (jol.adamw(1e-3), fused_adamw(1e-3))]:
+    for ref, opt in [
+        (jol.adam(1e-3), fused_adam(1e-3)),
+        (jol.sgd(0.1, momentum=0.9), fused_sgd(0.1, momentum=0.9)),
+        (jol.adamw(1e-3), fused_adamw(1e-3)),
+    ]:
         ref_bytes = sum(x.nbytes for x in jax.tree.leaves(ref.init(params)))
         assert state_bytes(opt.init(params)) <= ref_bytes
     assert fused_sgd(0.1).init(params).mu is None
@@ -250,15 +268,24 @@ def test_layout_groups_by_dtype_and_decay_mask():
     params = _params()
     layout = make_layout(params, jax.tree.map(lambda p: p.ndim >= 2, params))
     assert {name: size for name, _, size in layout.groups} == {
-        "bfloat16_nodecay": 7, "float32_decay": 30 + 72, "float32_nodecay": 5 + 4,
+        "bfloat16_nodecay": 7,
+        "float32_decay": 30 + 72,
+        "float32_nodecay": 5 + 4,
     }
     packed = Packed.pack(params, layout)
     for a, b in zip(jax.tree.leaves(packed.unpack()), jax.tree.leaves(params)):
         np.testing.assert_array_equal(np.asarray(a, np.float32), np.asarray(b, np.float32))
 
 
-@pytest.mark.parametrize("make", [lambda b: fused_adamw(1e-2, backend=b), lambda b: fused_sgd(0.1, 0.9, backend=b),
-                                  lambda b: fused_sgd(0.1, backend=b)], ids=["adamw", "sgd_momentum", "sgd"])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda b: fused_adamw(1e-2, backend=b),
+        lambda b: fused_sgd(0.1, 0.9, backend=b),
+        lambda b: fused_sgd(0.1, backend=b),
+    ],
+    ids=["adamw", "sgd_momentum", "sgd"],
+)
 def test_step_updates_in_place_without_new_buffers(make, backend):
     opt = make(backend)
     params = _mixed_params()
@@ -348,8 +375,15 @@ NEWER_XLA_COPIES = jax.__version_info__ >= (0, 11)
 COPY_XFAIL = "jax >= 0.11's CPU compiler copies the packed moments around the leaf writes (issue 11: unmeasured on GPU)"
 
 
-@pytest.mark.parametrize("make", [lambda b: fused_adamw(1e-2, backend=b), lambda b: fused_sgd(0.1, 0.9, backend=b),
-                                  lambda b: fused_sgd(0.1, backend=b)], ids=["adamw", "sgd_momentum", "sgd"])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda b: fused_adamw(1e-2, backend=b),
+        lambda b: fused_sgd(0.1, 0.9, backend=b),
+        lambda b: fused_sgd(0.1, backend=b),
+    ],
+    ids=["adamw", "sgd_momentum", "sgd"],
+)
 def test_leaf_writes_update_in_place_without_new_buffers(make, leaf_writes):
     try:
         test_step_updates_in_place_without_new_buffers(make, "xla")
@@ -366,8 +400,15 @@ def test_the_cpu_default_packs_the_gradient_once():
     assert ("dynamic-update-slice" in text) == (jax.default_backend() != "cpu")
 
 
-@pytest.mark.parametrize("make", [lambda: fused_adamw(1e-2, backend="xla"), lambda: fused_sgd(0.1, 0.9, backend="xla"),
-                                  lambda: fused_sgd(0.1, backend="xla")], ids=["adamw", "sgd_momentum", "sgd"])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: fused_adamw(1e-2, backend="xla"),
+        lambda: fused_sgd(0.1, 0.9, backend="xla"),
+        lambda: fused_sgd(0.1, backend="xla"),
+    ],
+    ids=["adamw", "sgd_momentum", "sgd"],
+)
 def test_xla_step_updates_from_the_gradient_leaves_without_concatenating(make, leaf_writes):
     """Issue 11, item 4: float32 groups are updated leaf by leaf into the packed buffers
     (dynamic_update_slice), in place, with no packed gradient materialized."""

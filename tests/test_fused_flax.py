@@ -49,13 +49,16 @@ def mse(model, x, y):
 PAIRS = {  # name: (per-leaf chain, fused factory taking backend=)
     "adamw": (lambda: jol.adamw(1e-2, weight_decay=1e-2), lambda **kw: fused_adamw(1e-2, weight_decay=1e-2, **kw)),
     "adam_eps_root": (lambda: jol.adam(3e-2, eps_root=1e-7), lambda **kw: fused_adam(3e-2, eps_root=1e-7, **kw)),
-    "adamw_schedule": (lambda: jol.adamw(jol.schedules.exponential_decay(1e-2, 2, 0.5), weight_decay=0.1, mask=None),
-                       lambda **kw: fused_adamw(jol.schedules.exponential_decay(1e-2, 2, 0.5), weight_decay=0.1,
-                                                mask=None, **kw)),
+    "adamw_schedule": (
+        lambda: jol.adamw(jol.schedules.exponential_decay(1e-2, 2, 0.5), weight_decay=0.1, mask=None),
+        lambda **kw: fused_adamw(jol.schedules.exponential_decay(1e-2, 2, 0.5), weight_decay=0.1, mask=None, **kw),
+    ),
     "sgd": (lambda: jol.sgd(0.1), lambda **kw: fused_sgd(0.1, **kw)),
     "sgd_momentum": (lambda: jol.sgd(0.05, momentum=0.9), lambda **kw: fused_sgd(0.05, momentum=0.9, **kw)),
-    "sgd_nesterov": (lambda: jol.sgd(0.05, momentum=0.9, nesterov=True),
-                     lambda **kw: fused_sgd(0.05, momentum=0.9, nesterov=True, **kw)),
+    "sgd_nesterov": (
+        lambda: jol.sgd(0.05, momentum=0.9, nesterov=True),
+        lambda **kw: fused_sgd(0.05, momentum=0.9, nesterov=True, **kw),
+    ),
 }
 
 
@@ -108,8 +111,9 @@ def test_transformation_matches_the_chain(name, backend, leaf_writes):
     have, state = _run(make_fused(backend=backend).as_transformation(), params, 4)
     assert isinstance(state, FusedMoments) and int(state.count) == 4
     for i, ((p_ref, u_ref), (p, u)) in enumerate(zip(ref, have)):
-        for (path, a), b, ua, ub in zip(jax.tree_util.tree_leaves_with_path(p), jax.tree.leaves(p_ref),
-                                        jax.tree.leaves(u), jax.tree.leaves(u_ref)):
+        for (path, a), b, ua, ub in zip(
+            jax.tree_util.tree_leaves_with_path(p), jax.tree.leaves(p_ref), jax.tree.leaves(u), jax.tree.leaves(u_ref)
+        ):
             what = f"{name} ({backend}) step {i}: {jax.tree_util.keystr(path)}"
             if backend == "xla" or a.dtype == jnp.bfloat16:  # bf16 groups take the XLA rule
                 _bits(ua, ub, what + " update")
@@ -129,7 +133,9 @@ def test_transformation_matches_the_fused_step(name, backend):
     for i in range(4):
         # the gradients at the adapter's θ, so both see the same ones
         state = step(state, _grads(have[i - 1][0] if i else params, i))
-        for (path, a), b in zip(jax.tree_util.tree_leaves_with_path(have[i][0]), jax.tree.leaves(state.params.unpack())):
+        for (path, a), b in zip(
+            jax.tree_util.tree_leaves_with_path(have[i][0]), jax.tree.leaves(state.params.unpack())
+        ):
             # two programs: XLA may contract a multiply-add in one and not the other (an ulp)
             _close(a, b, f"{name} ({backend}) step {i}: {jax.tree_util.keystr(path)}", rtol=1e-6, atol=1e-7)
 
@@ -160,8 +166,9 @@ def test_update_donated_updates_the_moments_in_place(monkeypatch):
     assert "concatenate" not in text
     copies = [line for line in text.splitlines() if " copy(" in line]
     if copies and jax.__version_info__ >= (0, 11):
-        pytest.xfail("jax >= 0.11's CPU compiler copies the packed moments around the leaf writes "
-                     "(issue 11: unmeasured on GPU)")
+        pytest.xfail(
+            "jax >= 0.11's CPU compiler copies the packed moments around the leaf writes (issue 11: unmeasured on GPU)"
+        )
     assert not copies, "a moment buffer was copied"
 
 
@@ -186,8 +193,10 @@ def test_nnx_optimizer_trains_with_the_fused_rule(name, backend):
     ref_model, _, ref_losses = _train_nnx(make_ref())
     assert losses[-1] < 0.5 * losses[0]
     _close(losses, ref_losses, "losses", rtol=1e-5)
-    for (path, a), b in zip(jax.tree_util.tree_leaves_with_path(nnx.state(model, nnx.Param)),
-                            jax.tree.leaves(nnx.state(ref_model, nnx.Param))):
+    for (path, a), b in zip(
+        jax.tree_util.tree_leaves_with_path(nnx.state(model, nnx.Param)),
+        jax.tree.leaves(nnx.state(ref_model, nnx.Param)),
+    ):
         _close(a, b, f"{name} ({backend}) {jax.tree_util.keystr(path)}", rtol=1e-5, atol=1e-6)
     # the named state survives inside nnx's optimizer state (its leaves are nnx Variables)
     assert int(jol.get_state_field(opt.opt_state, "count")[...]) == STEPS
@@ -263,8 +272,13 @@ def test_train_state_trains_with_the_fused_rule(name, backend):
 def test_inside_a_chain():
     params = _params()
     ref, _ = _run(jol.chain(jol.clip_by_global_norm(1.0), jol.adamw(1e-2, weight_decay=1e-2)), params, 3)
-    have, _ = _run(jol.chain(jol.clip_by_global_norm(1.0), fused_adamw(1e-2, weight_decay=1e-2, backend="xla")
-                             .as_transformation()), params, 3)
+    have, _ = _run(
+        jol.chain(
+            jol.clip_by_global_norm(1.0), fused_adamw(1e-2, weight_decay=1e-2, backend="xla").as_transformation()
+        ),
+        params,
+        3,
+    )
     for (p_ref, _), (p, _) in zip(ref, have):
         for a, b in zip(jax.tree.leaves(p), jax.tree.leaves(p_ref)):
             _bits(a, b, "chain(clip, fused adamw)")

@@ -177,10 +177,15 @@ def test_restore_into_abstract_leaves(tmp_path):
 
 def test_a_zero1_sharded_state_round_trips_with_its_shardings_on_8_devices(tmp_path):
     script = Path(__file__).with_name("_checkpoint_sharded_check.py")
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu",
-               JAXOPT_LECTURES_CACHE=str(tmp_path / "cache"))
-    proc = subprocess.run([sys.executable, str(script), str(tmp_path / "ck")], env=env, capture_output=True,
-                          text=True, timeout=600)
+    env = dict(
+        os.environ,
+        XLA_FLAGS="--xla_force_host_platform_device_count=8",
+        JAX_PLATFORMS="cpu",
+        JAXOPT_LECTURES_CACHE=str(tmp_path / "cache"),
+    )
+    proc = subprocess.run(
+        [sys.executable, str(script), str(tmp_path / "ck")], env=env, capture_output=True, text=True, timeout=600
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert proc.stdout.splitlines()[-3:] == ["OK zero1 state", "OK trainer resume on mesh", "ALL OK"], proc.stdout
 

@@ -66,10 +66,28 @@ def test_lecture_parameter_comparison():
 
 
 def test_maxout_unit_reproduces_relu():
-    relu = M.DenseBlock(3, 1, activation="relu", norm=None, dropout=0.0, dropout_mode="inverted", init="lecun",
-                        bn_momentum=0.9, rngs=nnx.Rngs(0))
-    mx = M.DenseBlock(3, 1, activation=M.maxout(2), norm=None, dropout=0.0, dropout_mode="inverted",
-                      init="lecun", bn_momentum=0.9, rngs=nnx.Rngs(1))
+    relu = M.DenseBlock(
+        3,
+        1,
+        activation="relu",
+        norm=None,
+        dropout=0.0,
+        dropout_mode="inverted",
+        init="lecun",
+        bn_momentum=0.9,
+        rngs=nnx.Rngs(0),
+    )
+    mx = M.DenseBlock(
+        3,
+        1,
+        activation=M.maxout(2),
+        norm=None,
+        dropout=0.0,
+        dropout_mode="inverted",
+        init="lecun",
+        bn_momentum=0.9,
+        rngs=nnx.Rngs(1),
+    )
     w, b = relu.linear.kernel[...], relu.linear.bias[...]
     # piece 1: z1 = w·x + b (the ReLU neuron); piece 2: z2 = 0 (weights and bias zero)
     mx.linear.kernel[...] = jnp.concatenate([w, jnp.zeros_like(w)], axis=1)
@@ -150,14 +168,17 @@ def test_initializers_set_the_weight_scale():
         M.MLP((2, 2, 2), activation="swish", rngs=nnx.Rngs(0))
 
 
-@pytest.mark.parametrize("name, jax_init", [("he", "he_normal"), ("lecun", "lecun_normal"), ("glorot", "glorot_normal")])
+@pytest.mark.parametrize(
+    "name, jax_init", [("he", "he_normal"), ("lecun", "lecun_normal"), ("glorot", "glorot_normal")]
+)
 @pytest.mark.parametrize("shape", [(64, 48), (3, 3, 8, 16), (5, 1, 40)])
 def test_named_initializers_have_jax_distribution(name, jax_init, shape):
     """The bucketed sampler draws what jax.nn.initializers draws: same variance (fans of conv
     kernels included) and the same truncation at two (uncorrected) standard deviations."""
     ours = np.concatenate([np.asarray(M.initializer(name)(jax.random.PRNGKey(i), shape)).ravel() for i in range(40)])
-    ref = np.concatenate([np.asarray(getattr(jax.nn.initializers, jax_init)()(jax.random.PRNGKey(i), shape)).ravel()
-                          for i in range(40)])
+    ref = np.concatenate(
+        [np.asarray(getattr(jax.nn.initializers, jax_init)()(jax.random.PRNGKey(i), shape)).ravel() for i in range(40)]
+    )
     assert ours.shape == ref.shape
     np.testing.assert_allclose(ours.std(), ref.std(), rtol=0.03)
     np.testing.assert_allclose(np.abs(ours).max(), np.abs(ref).max(), rtol=0.03)

@@ -17,8 +17,9 @@ def _programs(seeds, quick, max_runs):
     return arms, {run.group_id(run.program_group(a, arms, max_runs)) for a in arms}
 
 
-@pytest.mark.parametrize("quick, max_runs, expected", [(True, None, 55), (False, None, 55), (True, 48, 55),
-                                                       (False, 48, 60)])
+@pytest.mark.parametrize(
+    "quick, max_runs, expected", [(True, None, 55), (False, None, 55), (True, 48, 55), (False, 48, 60)]
+)
 def test_the_table_trains_fewer_programs_than_arms(quick, max_runs, expected):
     """65 distinct arms; merged where they differ only in traced knobs: 55 programs, or 60 on the
     CPU at 5 seeds, where the runs of one program are capped (wider programs cost more per run)."""
@@ -35,11 +36,28 @@ def test_cheap_knobs_share_a_program_and_costly_terms_or_other_settings_do_not()
     """The overfitting setting's plain, L1 and L2 arms differ only in traced, cheap knobs: one
     program. Dropout and mixup (random numbers for every run) and the unlabeled pass keep their
     own; so do a different optimizer, model, loss, budget or early stopping."""
-    shared = {_key(n, s) for n, s in [("dropout", 0), ("l1", 1), ("l2_in_loss", 1), ("l1_vs_l2_sparsity", 0),
-                                       ("l1_vs_l2_sparsity", 1), ("cnn", 0), ("mixup", 0)]}
+    shared = {
+        _key(n, s)
+        for n, s in [
+            ("dropout", 0),
+            ("l1", 1),
+            ("l2_in_loss", 1),
+            ("l1_vs_l2_sparsity", 0),
+            ("l1_vs_l2_sparsity", 1),
+            ("cnn", 0),
+            ("mixup", 0),
+        ]
+    }
     assert len(shared) == 1
-    for name, side in [("dropout", 1), ("mixup", 1), ("adamw_vs_adam", 1), ("early_stopping", 1), ("cnn", 1),
-                       ("dropout_test_scaling", 0), ("more_data", 0)]:
+    for name, side in [
+        ("dropout", 1),
+        ("mixup", 1),
+        ("adamw_vs_adam", 1),
+        ("early_stopping", 1),
+        ("cnn", 1),
+        ("dropout_test_scaling", 0),
+        ("more_data", 0),
+    ]:
         assert _key(name, side) not in shared, name
     arms = run.table_arms(QUICK_SEEDS, True)
     group = run.program_group(run.row_arms(REGISTRY["l1"], QUICK_SEEDS, True)[1], arms, None)
@@ -75,7 +93,8 @@ def test_arm_configs_fix_every_traced_knob():
     grid = {"optimizer.learning_rate": (0.01, 0.1), "hparams.l1": (1e-4,)}
     assert plan.arm_configs(s, grid) == [
         {"learning_rate": 0.01, "weight_decay": 0.0, "dropout": 0.2, "l1": 1e-4},
-        {"learning_rate": 0.1, "weight_decay": 0.0, "dropout": 0.2, "l1": 1e-4}]
+        {"learning_rate": 0.1, "weight_decay": 0.0, "dropout": 0.2, "l1": 1e-4},
+    ]
     assert plan.arm_configs({"optimizer": {"learning_rate": 0.3}}, {}) == [{"learning_rate": 0.3}]
 
 
@@ -141,10 +160,25 @@ def test_dispatch_order_is_a_permutation_that_starts_with_new_programs():
 
 
 def test_footer_counts_programs_and_arms():
-    row = {"name": "x", "agrees": "yes", "regime": {"reached": None}, "arms": {"without": "a", "with": "b"},
-           "programs": {"without": "p", "with": "p"}}
-    table = {"rows": [row], "seeds": [0], "quick": True, "wall_s": 1.0, "compile_s": 0.5, "compiles": 3,
-             "rows_reused": 0, "rule": "r", "programs": 1, "arms": 2}
+    row = {
+        "name": "x",
+        "agrees": "yes",
+        "regime": {"reached": None},
+        "arms": {"without": "a", "with": "b"},
+        "programs": {"without": "p", "with": "p"},
+    }
+    table = {
+        "rows": [row],
+        "seeds": [0],
+        "quick": True,
+        "wall_s": 1.0,
+        "compile_s": 0.5,
+        "compiles": 3,
+        "rows_reused": 0,
+        "rule": "r",
+        "programs": 1,
+        "arms": 2,
+    }
     assert "1 training programs for 2 arms" in " ".join(report._footer(table))
 
 

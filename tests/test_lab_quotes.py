@@ -57,7 +57,7 @@ def test_each_quote_occurs_in_the_lines_it_cites(name):
         first, last = q.lines
         assert isinstance(first, int) and isinstance(last, int)
         assert 1 <= first <= last <= len(lines), f"{name}: lines {q.lines} outside 1..{len(lines)} of {q.seed}"
-        block = _collapse("\n".join(lines[first - 1:last]))
+        block = _collapse("\n".join(lines[first - 1 : last]))
         text = _collapse(q.text)
         assert text, f"{name}: empty quote"
         assert text in block, f"{name}: {q.text!r} not in {q.seed} lines {first}-{last}"
@@ -86,7 +86,15 @@ def test_the_negative_halves_of_the_lecture_are_kept():
     for name in ("adagrad", "rmsprop", "momentum", "adam"):  # "(not for Generalization)", 000 l.751
         assert (c[name].train, c[name].val) == ("better", "not better")
     assert (c["dropout"].train, c["dropout"].val) == ("worse", "better")  # "(Worse Optimization)", 000 l.769
-    for name in ("weight_decay", "more_data", "mixup", "entropy", "graph", "l1", "l2_in_loss"):  # "Not for Optimization"
+    for name in (
+        "weight_decay",
+        "more_data",
+        "mixup",
+        "entropy",
+        "graph",
+        "l1",
+        "l2_in_loss",
+    ):  # "Not for Optimization"
         assert (c[name].train, c[name].val) == ("not better", "better"), name
     assert (c["accuracy_loss"].train, c["accuracy_loss"].val) == ("better", "not better")  # 000 l.1589
     assert c["batchnorm"].val is None and c["layernorm"].val is None  # "(Sometimes Better Generalization)"

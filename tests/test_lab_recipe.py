@@ -15,17 +15,42 @@ NOISE = [0.01, -0.02, 0.015]
 
 def arm(train, test):
     n = len(train)
-    return {"fingerprint": "x", "chosen": {}, "grid": {}, "grid_val": [1.0], "grid_failures": [0],
-            "grid_diverged": [0], "epochs": 1, "train": list(train), "val": list(test), "val_acc": [0.9] * n,
-            "test": list(test), "test_acc": [0.9] * n, "diverged": [False] * n,
-            "curves": {"train": {"mean": [1.0, 0.5], "std": [0.0, 0.0]}, "val": {"mean": [1.0, 0.9], "std": [0.0, 0.0]}}}
+    return {
+        "fingerprint": "x",
+        "chosen": {},
+        "grid": {},
+        "grid_val": [1.0],
+        "grid_failures": [0],
+        "grid_diverged": [0],
+        "epochs": 1,
+        "train": list(train),
+        "val": list(test),
+        "val_acc": [0.9] * n,
+        "test": list(test),
+        "test_acc": [0.9] * n,
+        "diverged": [False] * n,
+        "curves": {"train": {"mean": [1.0, 0.5], "std": [0.0, 0.0]}, "val": {"mean": [1.0, 0.9], "std": [0.0, 0.0]}},
+    }
 
 
 def test_reports_render_every_row_with_intervals_and_divergence():
-    row = run.judge(recipe.REGISTRY["adam"], arm([1.0 + e for e in NOISE], [1.0] * 3),
-                    arm([0.5 + e for e in NOISE], [1.0] * 3), [0, 1, 2])
-    table = {"rows": [row], "seeds": [0, 1, 2], "quick": True, "wall_s": 1.0, "compile_s": 0.5, "compiles": 3,
-             "rows_reused": 0, "rule": recipe.RULE, "jobs": 1}
+    row = run.judge(
+        recipe.REGISTRY["adam"],
+        arm([1.0 + e for e in NOISE], [1.0] * 3),
+        arm([0.5 + e for e in NOISE], [1.0] * 3),
+        [0, 1, 2],
+    )
+    table = {
+        "rows": [row],
+        "seeds": [0, 1, 2],
+        "quick": True,
+        "wall_s": 1.0,
+        "compile_s": 0.5,
+        "compiles": 3,
+        "rows_reused": 0,
+        "rule": recipe.RULE,
+        "jobs": 1,
+    }
     md = report.markdown(table)
     assert "1.002 -> 0.502" in md and "(better)" in md and "0/3 / 0/3" in md and "By chance alone" in md
     assert "Rule: paired t-test" in report.terminal(table)
@@ -39,8 +64,9 @@ def fake_run(counter):
         if entry.name == "rmsprop" and counter.count("rmsprop") == 1:
             raise KeyboardInterrupt
         k = len(entry.name) / 10
-        return run.judge(entry, arm([k] * len(seeds), [k] * len(seeds)), arm([k / 2] * len(seeds), [k] * len(seeds)),
-                         seeds)
+        return run.judge(
+            entry, arm([k] * len(seeds), [k] * len(seeds)), arm([k / 2] * len(seeds), [k] * len(seeds)), seeds
+        )
 
     return fake
 
@@ -52,12 +78,15 @@ def test_rerun_after_an_interruption_skips_finished_rows(tmp_path):
         report.run_table(entries, [0, 1], True, tmp_path, progress=False, run_entry=fake_run(calls), log=lambda s: None)
     assert calls == ["adagrad", "rmsprop"]
     assert (tmp_path / "rows" / "adagrad.json").exists() and not (tmp_path / "rows" / "rmsprop.json").exists()
-    table = report.run_table(entries, [0, 1], True, tmp_path, progress=False, run_entry=fake_run(calls), log=lambda s: None)
+    table = report.run_table(
+        entries, [0, 1], True, tmp_path, progress=False, run_entry=fake_run(calls), log=lambda s: None
+    )
     assert calls == ["adagrad", "rmsprop", "rmsprop", "momentum"]
     assert table["rows_reused"] == 1 and [r["name"] for r in table["rows"]] == ["adagrad", "rmsprop", "momentum"]
     # a different budget is a different row: nothing reused
-    other = report.run_table(entries[:1], [0, 1], False, tmp_path, progress=False, run_entry=fake_run(calls),
-                             log=lambda s: None)
+    other = report.run_table(
+        entries[:1], [0, 1], False, tmp_path, progress=False, run_entry=fake_run(calls), log=lambda s: None
+    )
     assert other["rows_reused"] == 0
     paths = report.write_reports(table, tmp_path)
     assert [p.name for p in paths] == ["recipe.md", "recipe.json", "recipe.csv", "recipe.png", "recipe_curves.png"]
@@ -114,8 +143,12 @@ def test_tiny_real_pipeline_end_to_end(tmp_path, capsys, monkeypatch):
 
 def test_rows_in_worker_processes_equal_rows_run_in_process(tmp_path):
     """--jobs 2: the same numbers as running the rows one after another here."""
-    tiny = [recipe.Entry(**{**recipe.REGISTRY[n].__dict__, "quick_epochs": 1,
-                            "tune": {"optimizer.learning_rate": (0.01, 0.1)}}) for n in ("momentum", "adam")]
+    tiny = [
+        recipe.Entry(
+            **{**recipe.REGISTRY[n].__dict__, "quick_epochs": 1, "tune": {"optimizer.learning_rate": (0.01, 0.1)}}
+        )
+        for n in ("momentum", "adam")
+    ]
     here = report.run_table(tiny, [0], True, None, progress=False, log=lambda s: None)
     there = report.run_table(tiny, [0], True, tmp_path, progress=False, log=lambda s: None, jobs=2)
     for a, b in zip(here["rows"], there["rows"]):
@@ -142,13 +175,27 @@ def test_case_077_a_row_named_twice_runs_once():
 def test_case_133_the_json_report_is_strict_json_even_with_diverged_runs():
     n = 3
     base = arm([1.0, 1.0, 1.0], [1.0, 1.0, 1.0])
-    var = {**arm([0.5, 0.5, 0.5], [0.9, 0.9, 0.9]), "train": [None, 0.5, 0.5], "val": [None, 0.9, 0.9],
-           "test": [None, 0.9, 0.9], "diverged": [True, False, False]}
+    var = {
+        **arm([0.5, 0.5, 0.5], [0.9, 0.9, 0.9]),
+        "train": [None, 0.5, 0.5],
+        "val": [None, 0.9, 0.9],
+        "test": [None, 0.9, 0.9],
+        "diverged": [True, False, False],
+    }
     row = run.judge(recipe.REGISTRY["adam"], base, var, list(range(n)))
     text = json.dumps(row, allow_nan=False)  # raises on NaN/Infinity
     assert json.loads(text)["diverged"]["with"] == "1/3"
-    assert "1/3" in report.markdown({"rows": [row], "seeds": [0, 1, 2], "quick": True, "wall_s": 1, "compile_s": 1,
-                                     "rows_reused": 0, "rule": recipe.RULE})
+    assert "1/3" in report.markdown(
+        {
+            "rows": [row],
+            "seeds": [0, 1, 2],
+            "quick": True,
+            "wall_s": 1,
+            "compile_s": 1,
+            "rows_reused": 0,
+            "rule": recipe.RULE,
+        }
+    )
 
 
 @pytest.mark.parametrize("content", [b"\xff\xfe garbage", b"[]", b"null", b"{}"])
@@ -161,7 +208,9 @@ def test_case_087_088_089_damaged_row_files_are_redone_with_a_warning(tmp_path, 
         content = json.dumps({"fingerprint": saved["fingerprint"]}).encode()
     path.write_bytes(content)
     calls, logs = [], []
-    table = report.run_table(entries, [0, 1], True, tmp_path, progress=False, run_entry=fake_run(calls), log=logs.append)
+    table = report.run_table(
+        entries, [0, 1], True, tmp_path, progress=False, run_entry=fake_run(calls), log=logs.append
+    )
     assert calls == ["adam"] and table["rows_reused"] == 0
     assert json.loads(path.read_text())["name"] == "adam"
     assert sum("redoing the row" in line for line in logs) == 1
@@ -169,8 +218,9 @@ def test_case_087_088_089_damaged_row_files_are_redone_with_a_warning(tmp_path, 
 
 def test_case_091_a_directory_in_place_of_a_row_file_does_not_lose_the_row(tmp_path):
     (tmp_path / "rows" / "adam.json").mkdir(parents=True)
-    table = report.run_table(recipe.select(["adam"]), [0, 1], True, tmp_path, progress=False,
-                             run_entry=fake_run([]), log=lambda s: None)
+    table = report.run_table(
+        recipe.select(["adam"]), [0, 1], True, tmp_path, progress=False, run_entry=fake_run([]), log=lambda s: None
+    )
     assert json.loads((tmp_path / "rows" / "adam.json").read_text())["name"] == table["rows"][0]["name"]
 
 
@@ -210,11 +260,15 @@ def test_case_084_a_worker_exits_when_its_parent_is_killed():
     import time
     from pathlib import Path
 
-    grandchild = ("import time; from jaxopt_lectures.lab.report import _die_with_parent; "
-                  "_die_with_parent(0.1); print('ready', flush=True); time.sleep(60)")
-    child = ("import subprocess, sys, os\n"
-             f"p = subprocess.Popen([sys.executable, '-c', {grandchild!r}], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)\n"
-             "p.stdout.readline(); print(p.pid, flush=True); os._exit(0)  # the parent dies like kill -9\n")
+    grandchild = (
+        "import time; from jaxopt_lectures.lab.report import _die_with_parent; "
+        "_die_with_parent(0.1); print('ready', flush=True); time.sleep(60)"
+    )
+    child = (
+        "import subprocess, sys, os\n"
+        f"p = subprocess.Popen([sys.executable, '-c', {grandchild!r}], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)\n"
+        "p.stdout.readline(); print(p.pid, flush=True); os._exit(0)  # the parent dies like kill -9\n"
+    )
     pid = int(subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, timeout=120).stdout)
     status = Path(f"/proc/{pid}/status")
     deadline = time.time() + 10
@@ -232,15 +286,16 @@ def test_cli_without_the_lab_extra_names_it_in_one_line(blocked):
     import subprocess
     import sys
 
-    code = (f"import sys; sys.modules[{blocked!r}] = None\n"
-            "from jaxopt_lectures import cli\n"
-            "sys.exit(cli.main(['recipe', '--list']))\n")
+    code = (
+        f"import sys; sys.modules[{blocked!r}] = None\n"
+        "from jaxopt_lectures import cli\n"
+        "sys.exit(cli.main(['recipe', '--list']))\n"
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 2, done.stderr
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and "pip install 'jaxopt_lectures[lab]'" in lines[0] and repr(blocked) in lines[0], lines
     assert "Traceback" not in done.stderr
-
 
 
 def test_a_term_switched_off_is_the_plain_arm():
@@ -264,5 +319,8 @@ def test_explain_says_which_rows_share_an_arm():
     shared = [line for line in text.splitlines() if line.startswith("shared:")]
     assert any("baseline" in line and "adamw_vs_adam" in line and "mixup" in line for line in shared), shared
     assert any("variant" in line and "dropout_relu_vs_sigmoid" in line for line in shared), shared
-    assert not [line for line in run.explain(recipe.REGISTRY["skip"], [0, 1, 2], True).splitlines()
-                if line.startswith("shared:")]
+    assert not [
+        line
+        for line in run.explain(recipe.REGISTRY["skip"], [0, 1, 2], True).splitlines()
+        if line.startswith("shared:")
+    ]

@@ -50,13 +50,23 @@ def arm(train, test, val=None, test_acc=None, diverged=None, grid_failures=None,
     n = len(train)
     val = list(val if val is not None else test)
     return {
-        "fingerprint": "x", "chosen": {"optimizer.learning_rate": 0.1}, "grid": {"optimizer.learning_rate": [0.1]},
-        "grid_val": [float(np.mean([v for v in val if v is not None] or [np.nan]))], "grid_failures": grid_failures or [0], "grid_diverged": grid_diverged or [0], "epochs": 4,
-        "train": list(train), "val": val, "val_acc": [0.9] * n, "test": list(test),
+        "fingerprint": "x",
+        "chosen": {"optimizer.learning_rate": 0.1},
+        "grid": {"optimizer.learning_rate": [0.1]},
+        "grid_val": [float(np.mean([v for v in val if v is not None] or [np.nan]))],
+        "grid_failures": grid_failures or [0],
+        "grid_diverged": grid_diverged or [0],
+        "epochs": 4,
+        "train": list(train),
+        "val": val,
+        "val_acc": [0.9] * n,
+        "test": list(test),
         "test_acc": list(test_acc if test_acc is not None else [0.9] * n),
         "diverged": diverged or [False] * n,
-        "curves": {"train": {"mean": curve or [1.0, 0.5, 0.4, 0.3], "std": [0.0] * 4},
-                   "val": {"mean": [1.0] * 4, "std": [0.0] * 4}},
+        "curves": {
+            "train": {"mean": curve or [1.0, 0.5, 0.4, 0.3], "std": [0.0] * 4},
+            "val": {"mean": [1.0] * 4, "std": [0.0] * 4},
+        },
     }
 
 

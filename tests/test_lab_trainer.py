@@ -54,9 +54,16 @@ def test_vmapped_configs_learn_and_equal_separate_runs(digits):
 
 def test_full_batch_divergence_and_regression():
     d = lab.linear_regression(64, w=2.0, b=-1.0, noise=0.01, seed=0)
-    h = lab.train(functools.partial(lab.MLP, (1, 1)), d, jol.inject_hyperparams(jol.sgd)(learning_rate=0.5),
-                  epochs=60, batch_size=None, seeds=[0], configs=[{"learning_rate": 0.5}, {"learning_rate": 50.0}],
-                  progress=False)
+    h = lab.train(
+        functools.partial(lab.MLP, (1, 1)),
+        d,
+        jol.inject_hyperparams(jol.sgd)(learning_rate=0.5),
+        epochs=60,
+        batch_size=None,
+        seeds=[0],
+        configs=[{"learning_rate": 0.5}, {"learning_rate": 50.0}],
+        progress=False,
+    )
     assert np.asarray(h.state.step).tolist()[0] == 60  # full batch: one step per epoch
     model = h.model(config=0)
     np.testing.assert_allclose(model.head.kernel[...][0, 0], 2.0, atol=0.02)
@@ -69,8 +76,16 @@ def test_full_batch_divergence_and_regression():
 
 def test_early_stopping_restores_best_params(digits):
     small = lab.load_digits(seed=0, train_size=40)
-    h = lab.train(functools.partial(lab.MLP, (64, 64, 10)), small, jol.adam(3e-2), epochs=40, batch_size=8,
-                  seeds=[0], early_stopping_patience=3, progress=False)
+    h = lab.train(
+        functools.partial(lab.MLP, (64, 64, 10)),
+        small,
+        jol.adam(3e-2),
+        epochs=40,
+        batch_size=8,
+        seeds=[0],
+        early_stopping_patience=3,
+        progress=False,
+    )
     stop, best = h.stopped_epoch[0, 0], h.best_epoch[0, 0]
     assert 0 <= best < stop < 39 and stop - best == 3
     assert np.all(np.isnan(h.val_loss[0, 0, stop + 1 :]))
@@ -82,11 +97,23 @@ def test_early_stopping_restores_best_params(digits):
 
 def test_semi_supervised_mixup_penalties_and_augment(digits):
     off = {"entropy_weight": 0.0, "mixup_alpha": 0.0, "l2": 0.0, "l1": 0.0, "dropout": 0.0, "graph_weight": 0.0}
-    configs = [off, {**off, "entropy_weight": 0.3},
-               {"entropy_weight": 0.1, "mixup_alpha": 0.2, "l2": 1e-3, "l1": 1e-5, "dropout": 0.1, "graph_weight": 0.1},
-               {**off, "graph_weight": 3.0}]
-    h = lab.train(MLP, digits, SGD, epochs=4, batch_size=32, seeds=[0], configs=configs,
-                  augment=lab.augment.make_augment(noise_std=0.05), progress=False)
+    configs = [
+        off,
+        {**off, "entropy_weight": 0.3},
+        {"entropy_weight": 0.1, "mixup_alpha": 0.2, "l2": 1e-3, "l1": 1e-5, "dropout": 0.1, "graph_weight": 0.1},
+        {**off, "graph_weight": 3.0},
+    ]
+    h = lab.train(
+        MLP,
+        digits,
+        SGD,
+        epochs=4,
+        batch_size=32,
+        seeds=[0],
+        configs=configs,
+        augment=lab.augment.make_augment(noise_std=0.05),
+        progress=False,
+    )
     assert np.all(np.isfinite(h.train_loss)) and np.all(h.train_loss[:, 0, -1] < h.train_loss[:, 0, 0])
     assert np.all(h.final("val_acc") > 0.8)
     unlabeled = jnp.asarray(digits.x_unlabeled)
@@ -105,8 +132,16 @@ def test_the_entropy_term_reads_the_same_unlabeled_batch_with_or_without_a_graph
     """The unlabeled batch is random nodes and one graph neighbour of each, whichever terms are
     on: a 0-weighted graph term changes nothing (it used to: without it the second half of the
     entropy term's batch was example 0 repeated)."""
-    run = lambda hp: lab.train(MLP, digits, SGD, epochs=2, batch_size=32, seeds=[0], hparams=hp,  # noqa: E731
-                               progress=False)
+    run = lambda hp: lab.train(
+        MLP,
+        digits,
+        SGD,
+        epochs=2,
+        batch_size=32,
+        seeds=[0],
+        hparams=hp,  # noqa: E731
+        progress=False,
+    )
     alone = run({"entropy_weight": 0.3})
     with_graph_off = run({"entropy_weight": 0.3, "graph_weight": 0.0})
     np.testing.assert_allclose(alone.train_loss, with_graph_off.train_loss, rtol=1e-5)
@@ -116,11 +151,13 @@ def test_the_entropy_term_reads_the_same_unlabeled_batch_with_or_without_a_graph
 def test_pretraining_initializes_matching_layers(digits):
     pre = lab.train(MLP, digits, SGD, epochs=2, batch_size=64, seeds=[0], progress=False)
     five = lab.from_arrays(digits.x_train, digits.y_train % 5, num_classes=5)
-    down = lab.train(functools.partial(lab.MLP, (64, 16, 5)), five, SGD, epochs=0, seeds=[0, 1], init_from=pre,
-                     progress=False)
+    down = lab.train(
+        functools.partial(lab.MLP, (64, 16, 5)), five, SGD, epochs=0, seeds=[0, 1], init_from=pre, progress=False
+    )
     for run in range(2):
         np.testing.assert_array_equal(
-            down.state.params["blocks"][0]["linear"]["kernel"][...][run], pre.state.params["blocks"][0]["linear"]["kernel"][...][0]
+            down.state.params["blocks"][0]["linear"]["kernel"][...][run],
+            pre.state.params["blocks"][0]["linear"]["kernel"][...][0],
         )
     assert down.state.params["head"]["kernel"][...].shape == (2, 16, 5)
 
@@ -131,10 +168,15 @@ class _Crash(Exception):
 
 @pytest.mark.parametrize("kind", ["mlp_vmap", "cnn_loop"])
 def test_resume_after_crash_is_bit_for_bit(digits, tmp_path, kind):
-    if (kind == "cnn_loop" and jax.default_backend() == "gpu"
-            and "--xla_gpu_deterministic_ops=true" not in os.environ.get("XLA_FLAGS", "")):
-        pytest.skip("GPU convolution kernels are not deterministic unless XLA_FLAGS has "
-                    "--xla_gpu_deterministic_ops=true; the promise on GPU is made with that flag (README)")
+    if (
+        kind == "cnn_loop"
+        and jax.default_backend() == "gpu"
+        and "--xla_gpu_deterministic_ops=true" not in os.environ.get("XLA_FLAGS", "")
+    ):
+        pytest.skip(
+            "GPU convolution kernels are not deterministic unless XLA_FLAGS has "
+            "--xla_gpu_deterministic_ops=true; the promise on GPU is made with that flag (README)"
+        )
     if kind == "mlp_vmap":
         model_fn = functools.partial(lab.MLP, (64, 16, 10), norm="batch", dropout=0.1)
         kw = dict(hparams={"dropout": 0.1, "mixup_alpha": 0.2})
@@ -151,7 +193,9 @@ def test_resume_after_crash_is_bit_for_bit(digits, tmp_path, kind):
 
     ckpt = tmp_path / "run"
     with pytest.raises(_Crash):
-        lab.train(*args, epochs=3, batch_size=64, seeds=[0, 1], progress=False, checkpoint=ckpt, on_epoch_end=crash, **kw)
+        lab.train(
+            *args, epochs=3, batch_size=64, seeds=[0, 1], progress=False, checkpoint=ckpt, on_epoch_end=crash, **kw
+        )
     resumed = lab.train(*args, epochs=3, batch_size=64, seeds=[0, 1], progress=False, checkpoint=ckpt, **kw)
     _same_tree(straight.state, resumed.state)
     np.testing.assert_array_equal(straight.val_loss, resumed.val_loss)
@@ -173,6 +217,7 @@ def test_checkpoint_round_trip_and_mismatch(tmp_path):
 def test_gradient_norm_probe_shows_vanishing_gradients():
     x = jax.random.normal(jax.random.PRNGKey(0), (64, 16))
     y = jnp.arange(64) % 4
+
     def norms(act, init):
         model = lab.MLP((16, 32, 32, 32, 32, 4), activation=act, init=init, rngs=lab.models.nnx.Rngs(0))
         g = lab.gradient_norms(model, x, y)
@@ -188,8 +233,16 @@ def test_gradient_norm_probe_shows_vanishing_gradients():
 def test_the_epoch_step_updates_the_run_state_in_place(digits):
     """Donation end to end: the state an epoch hands over is consumed by the next epoch."""
     seen = []
-    lab.train(MLP, digits, SGD, epochs=2, batch_size=64, seeds=[0], progress=False,
-              on_epoch_end=lambda epoch, h: seen.append(h.state))
+    lab.train(
+        MLP,
+        digits,
+        SGD,
+        epochs=2,
+        batch_size=64,
+        seeds=[0],
+        progress=False,
+        on_epoch_end=lambda epoch, h: seen.append(h.state),
+    )
     first, last = (jax.tree.leaves(s.params) + jax.tree.leaves(s.opt_state) for s in seen)
     assert all(leaf.is_deleted() for leaf in first if leaf.size)
     assert not any(leaf.is_deleted() for leaf in last)
@@ -206,8 +259,13 @@ def test_default_plan_vmaps_conv_nets_off_cpu_and_both_plans_agree(digits):
     assert lab.trainer.default_vmap(model, "gpu") is True and lab.trainer.default_vmap(model, "tpu") is True
     assert lab.trainer.default_vmap(nnx.eval_shape(lambda: MLP(rngs=nnx.Rngs(0))), "cpu") is True
     opt = jol.inject_hyperparams(jol.adam)(learning_rate=1e-2)
-    kw = dict(epochs=2, batch_size=64, seeds=[0, 1], configs=[{"learning_rate": 1e-2}, {"learning_rate": 3e-3}],
-              progress=False)
+    kw = dict(
+        epochs=2,
+        batch_size=64,
+        seeds=[0, 1],
+        configs=[{"learning_rate": 1e-2}, {"learning_rate": 3e-3}],
+        progress=False,
+    )
     loop = lab.train(cnn, digits, opt, vmap=False, **kw)
     vmapped = lab.train(cnn, digits, opt, vmap=True, **kw)
     np.testing.assert_allclose(loop.train_loss, vmapped.train_loss, rtol=2e-4)
@@ -236,11 +294,21 @@ def test_test_metrics_are_the_final_models_on_the_test_split(kind, fractions):
     # equal val/test sizes reuse the end-of-epoch program with the test split in the
     # validation split's place; different sizes take a program of their own: both must be the
     # final (early-stopping: best) parameters evaluated on the test split, per run
-    datasets = [lab.load_digits(seed=s, train_size=200, val_fraction=fractions[0], test_fraction=fractions[1])
-                for s in (0, 1)]
+    datasets = [
+        lab.load_digits(seed=s, train_size=200, val_fraction=fractions[0], test_fraction=fractions[1]) for s in (0, 1)
+    ]
     model = MLP if kind == "mlp_vmap" else functools.partial(lab.CNN, (8, 8, 1), 10, channels=(4,), dense=(8,))
-    h = lab.train(model, datasets, SGD, epochs=5, batch_size=32, seeds=[0, 1], early_stopping_patience=1,
-                  configs=[{"learning_rate": 0.1}, {"learning_rate": 0.02}], progress=False)
+    h = lab.train(
+        model,
+        datasets,
+        SGD,
+        epochs=5,
+        batch_size=32,
+        seeds=[0, 1],
+        early_stopping_patience=1,
+        configs=[{"learning_rate": 0.1}, {"learning_rate": 0.02}],
+        progress=False,
+    )
     for c in range(2):
         for s in range(2):
             logits = h.model(config=c, seed=s)(jnp.asarray(datasets[s].x_test))

@@ -31,8 +31,14 @@ def tree_bytes(tree):
     return sum(x.nbytes for x in jax.tree.leaves(tree))
 
 
-@pytest.mark.parametrize("make", [lambda d: jol.adam(1e-3, mu_dtype=d), lambda d: jol.adamw(1e-3, mu_dtype=d),
-                                  lambda d: jol.scale_by_adam(mu_dtype=d)])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda d: jol.adam(1e-3, mu_dtype=d),
+        lambda d: jol.adamw(1e-3, mu_dtype=d),
+        lambda d: jol.scale_by_adam(mu_dtype=d),
+    ],
+)
 def test_mu_dtype_sets_the_first_moment_only(make):
     state = make(jnp.bfloat16).init(PARAMS)
     adam_state = state if isinstance(state, jol.AdamState) else state[0]
@@ -62,25 +68,40 @@ def run(tx, params, steps=5):
     return params, state
 
 
-@pytest.mark.parametrize("ours, ref", [
-    (lambda: jol.adam(1e-2, mu_dtype=jnp.bfloat16), lambda: optax.adam(1e-2, mu_dtype=jnp.bfloat16)),
-    (lambda: jol.adamw(1e-2, mu_dtype=jnp.bfloat16, weight_decay=0.1, mask=None),
-     lambda: optax.adamw(1e-2, mu_dtype=jnp.bfloat16, weight_decay=0.1)),
-    (lambda: jol.adam(1e-2, mu_dtype=jnp.bfloat16, nesterov=True), lambda: optax.nadam(1e-2, mu_dtype=jnp.bfloat16)),
-    (lambda: jol.sgd(0.1, 0.9, accumulator_dtype=jnp.bfloat16), lambda: optax.sgd(0.1, 0.9, accumulator_dtype=jnp.bfloat16)),
-])
+@pytest.mark.parametrize(
+    "ours, ref",
+    [
+        (lambda: jol.adam(1e-2, mu_dtype=jnp.bfloat16), lambda: optax.adam(1e-2, mu_dtype=jnp.bfloat16)),
+        (
+            lambda: jol.adamw(1e-2, mu_dtype=jnp.bfloat16, weight_decay=0.1, mask=None),
+            lambda: optax.adamw(1e-2, mu_dtype=jnp.bfloat16, weight_decay=0.1),
+        ),
+        (
+            lambda: jol.adam(1e-2, mu_dtype=jnp.bfloat16, nesterov=True),
+            lambda: optax.nadam(1e-2, mu_dtype=jnp.bfloat16),
+        ),
+        (
+            lambda: jol.sgd(0.1, 0.9, accumulator_dtype=jnp.bfloat16),
+            lambda: optax.sgd(0.1, 0.9, accumulator_dtype=jnp.bfloat16),
+        ),
+    ],
+)
 def test_equal_to_optax_with_a_bf16_moment(ours, ref):
     a, sa = run(ours(), PARAMS)
     b, sb = run(ref(), PARAMS)
     chex.assert_trees_all_close(a, b, rtol=1e-6, atol=2e-7)
     moment = "mu" if isinstance(sa[0], jol.AdamState) else "trace"
-    chex.assert_trees_all_close(jol.get_state_field(sa, "mu"), optax.tree_utils.tree_get(sb, moment), rtol=1e-5, atol=2e-7)
+    chex.assert_trees_all_close(
+        jol.get_state_field(sa, "mu"), optax.tree_utils.tree_get(sb, moment), rtol=1e-5, atol=2e-7
+    )
 
 
 def test_bf16_params_with_float32_first_moment_per_leaf_and_fused():
     p16 = jax.tree.map(lambda x: x.astype(jnp.bfloat16), PARAMS)
-    ours, ref = jol.adamw(1e-2, mu_dtype=jnp.float32, weight_decay=0.1), jol.fused_adamw(1e-2, mu_dtype=jnp.float32,
-                                                                                         weight_decay=0.1)
+    ours, ref = (
+        jol.adamw(1e-2, mu_dtype=jnp.float32, weight_decay=0.1),
+        jol.fused_adamw(1e-2, mu_dtype=jnp.float32, weight_decay=0.1),
+    )
     a, sa = run(ours, p16)
     assert dtypes(a) == {jnp.dtype(jnp.bfloat16)} and dtypes(sa[0].mu) == {jnp.dtype(jnp.float32)}
     fstate = ref.init(p16)
@@ -92,8 +113,9 @@ def test_bf16_params_with_float32_first_moment_per_leaf_and_fused():
     chex.assert_trees_all_equal(fstate.mu.unpack(), sa[0].mu)
     # and optax agrees to bf16's rounding of the parameters
     b, _ = run(optax.adamw(1e-2, mu_dtype=jnp.float32, weight_decay=0.1, mask=jol.decay_matrices_only), p16)
-    chex.assert_trees_all_close(jax.tree.map(lambda x: x.astype(jnp.float32), a),
-                                jax.tree.map(lambda x: x.astype(jnp.float32), b), atol=8e-3)
+    chex.assert_trees_all_close(
+        jax.tree.map(lambda x: x.astype(jnp.float32), a), jax.tree.map(lambda x: x.astype(jnp.float32), b), atol=8e-3
+    )
 
 
 @pytest.mark.parametrize("mu_dtype", [jnp.bfloat16, jnp.float32])
@@ -110,16 +132,22 @@ def test_fused_mu_dtype_equals_the_chain(mu_dtype):
         before = params
         params, state = ref_step(params, state, grads_at(k))
         fstate = step(fstate, grads_at(k))
-        budget = [grow_drift(b, p0, p1, KERNEL_ULPS_PER_STEP)
-                  for b, p0, p1 in zip(budget, jax.tree.leaves(before), jax.tree.leaves(params))]
+        budget = [
+            grow_drift(b, p0, p1, KERNEL_ULPS_PER_STEP)
+            for b, p0, p1 in zip(budget, jax.tree.leaves(before), jax.tree.leaves(params))
+        ]
     if _kernels.available():
-        for (path, want), have, b in zip(jax.tree_util.tree_leaves_with_path(params),
-                                         jax.tree.leaves(fstate.params.unpack()), budget):
+        for (path, want), have, b in zip(
+            jax.tree_util.tree_leaves_with_path(params), jax.tree.leaves(fstate.params.unpack()), budget
+        ):
             assert_within_drift(have, want, b, f"theta{jax.tree_util.keystr(path)}")
     else:
         chex.assert_trees_all_equal(fstate.params.unpack(), params)
     chex.assert_trees_all_equal(fstate.mu.unpack(), state[0].mu)
-    sgd, fsgd = jol.sgd(0.1, 0.9, accumulator_dtype=jnp.bfloat16), jol.fused_sgd(0.1, 0.9, accumulator_dtype=jnp.bfloat16)
+    sgd, fsgd = (
+        jol.sgd(0.1, 0.9, accumulator_dtype=jnp.bfloat16),
+        jol.fused_sgd(0.1, 0.9, accumulator_dtype=jnp.bfloat16),
+    )
     a, _ = run(sgd, PARAMS)
     fs = fsgd.init(PARAMS)
     step = jax.jit(fsgd.step)
@@ -130,8 +158,10 @@ def test_fused_mu_dtype_equals_the_chain(mu_dtype):
 
 def mlp_tree(widths):
     """An MLP's parameter tree (float32 zeros; only shapes matter for the state's bytes)."""
-    return {f"layer{i}": {"w": jnp.zeros((a, b), jnp.float32), "b": jnp.zeros((b,), jnp.float32)}
-            for i, (a, b) in enumerate(zip(widths[:-1], widths[1:]))}
+    return {
+        f"layer{i}": {"w": jnp.zeros((a, b), jnp.float32), "b": jnp.zeros((b,), jnp.float32)}
+        for i, (a, b) in enumerate(zip(widths[:-1], widths[1:]))
+    }
 
 
 def test_state_bytes_of_adam_on_a_10m_parameter_mlp(record_property):
@@ -147,8 +177,10 @@ def test_state_bytes_of_adam_on_a_10m_parameter_mlp(record_property):
         ref = optax.adam(1e-3, mu_dtype=d).init(params)
         assert tree_bytes(ref) == measured[name]
     record_property("adam_state_bytes", measured)
-    print(f"\nAdam state on a {n:,}-parameter MLP: float32 mu {measured['float32']:,} B, "
-          f"bfloat16 mu {measured['bfloat16']:,} B")
+    print(
+        f"\nAdam state on a {n:,}-parameter MLP: float32 mu {measured['float32']:,} B, "
+        f"bfloat16 mu {measured['bfloat16']:,} B"
+    )
     # m is 2 bytes instead of 4 per parameter, v stays 4: (2 + 4) / (4 + 4) of the moments
     assert measured["float32"] - measured["bfloat16"] == 2 * n
     assert measured["bfloat16"] / measured["float32"] == pytest.approx(0.75, abs=1e-6)

@@ -67,13 +67,15 @@ CASES = {
     ),
     "nested_jol_and_optax": (
         lambda: {
-            "body": jol.chain(jol.clip_by_global_norm(0.5),
-                              jol.adamw(1e-3, weight_decay=1e-2, mask=jol.decay_matrices_only)),
+            "body": jol.chain(
+                jol.clip_by_global_norm(0.5), jol.adamw(1e-3, weight_decay=1e-2, mask=jol.decay_matrices_only)
+            ),
             "head": jol.chain(optax.clip(0.3), jol.sgd(0.1)),
         },
         lambda: {
-            "body": optax.chain(optax.clip_by_global_norm(0.5),
-                                optax.adamw(1e-3, weight_decay=1e-2, mask=jol.decay_matrices_only)),
+            "body": optax.chain(
+                optax.clip_by_global_norm(0.5), optax.adamw(1e-3, weight_decay=1e-2, mask=jol.decay_matrices_only)
+            ),
             "head": optax.chain(optax.clip(0.3), optax.sgd(0.1)),
         },
         {"body": "body", "head": "head"},
@@ -114,7 +116,9 @@ def test_each_part_sees_only_its_leaves():
     assert isinstance(adam_state.mu["head"]["kernel"], jol.MaskedNode)
     chex.assert_trees_all_equal_shapes(adam_state.mu["body"], PARAMS["body"])
     # the head's global norm is the norm of the head only
-    clip = jol.partition({"body": jol.identity(), "head": jol.clip_by_global_norm(1e-3)}, {"body": "body", "head": "head"})
+    clip = jol.partition(
+        {"body": jol.identity(), "head": jol.clip_by_global_norm(1e-3)}, {"body": "body", "head": "head"}
+    )
     grads = grads_at(PARAMS, 0)
     updates, _ = clip.update(grads, clip.init(PARAMS), PARAMS)
     np.testing.assert_allclose(float(jol.global_norm(updates["head"])), 1e-3, rtol=1e-5)
@@ -133,13 +137,15 @@ def test_state_fields_by_name_reach_into_the_parts():
     np.testing.assert_allclose(float(state.inner_states["head"].hyperparams["learning_rate"]), 1e-3, rtol=1e-6)
     assert int(state.inner_states["head"].count) == 2
     assert isinstance(state, jol.PartitionState) and state.inner_states["body"] == (jol.EmptyState(),) * len(
-        state.inner_states["body"])
+        state.inner_states["body"]
+    )
 
 
 def test_set_one_parts_learning_rate_and_find_all_of_them():
     injected = jol.inject_hyperparams(jol.adam)
-    tx = jol.partition({"body": injected(learning_rate=1e-4), "head": injected(learning_rate=1e-2)},
-                       {"body": "body", "head": "head"})
+    tx = jol.partition(
+        {"body": injected(learning_rate=1e-4), "head": injected(learning_rate=1e-2)}, {"body": "body", "head": "head"}
+    )
     state = tx.init(PARAMS)
     lrs = jol.get_state_field(state, "learning_rate", all=True)
     np.testing.assert_allclose(sorted(float(x) for x in lrs), [1e-4, 1e-2], rtol=1e-6)
@@ -238,8 +244,12 @@ def test_set_to_zero_in_a_partition_freezes_without_moments():
     moments = [x for x in jax.tree.leaves(state.inner_states["train"]) if x.ndim > 0]
     assert sum(x.size for x in moments) == 2 * sum(x.size for x in jax.tree.leaves(PARAMS["head"]))
     assert state.inner_states["frozen"] == jol.EmptyState()
-    ref, _ = trajectory(optax.partition({"train": optax.adam(1e-2), "frozen": optax.set_to_zero()},
-                                        {"body": "frozen", "head": "train"}), steps=3)
+    ref, _ = trajectory(
+        optax.partition(
+            {"train": optax.adam(1e-2), "frozen": optax.set_to_zero()}, {"body": "frozen", "head": "train"}
+        ),
+        steps=3,
+    )
     chex.assert_trees_all_close(params, ref, rtol=2e-5)
 
 
@@ -324,10 +334,12 @@ def test_extra_arguments_reach_only_the_parts_that_take_them():
 
 def test_nested_partitions_match_optax():
     inner = {"kernel": jol.adam(1e-2), "bias": jol.sgd(0.1)}
-    ours = jol.partition({"body": jol.partition(inner, kernel_or_bias), "head": jol.sgd(0.05)},
-                         {"body": "body", "head": "head"})
-    theirs = optax.partition({"body": optax.partition(inner, kernel_or_bias), "head": optax.sgd(0.05)},
-                             {"body": "body", "head": "head"})
+    ours = jol.partition(
+        {"body": jol.partition(inner, kernel_or_bias), "head": jol.sgd(0.05)}, {"body": "body", "head": "head"}
+    )
+    theirs = optax.partition(
+        {"body": optax.partition(inner, kernel_or_bias), "head": optax.sgd(0.05)}, {"body": "body", "head": "head"}
+    )
     got, state = trajectory(ours)
     want, _ = trajectory(theirs)
     chex.assert_trees_all_close(got, want, rtol=2e-5, atol=1e-7)
@@ -338,7 +350,11 @@ def test_inside_flatten_is_refused_with_the_fix():
     tx = jol.flatten(jol.partition({"a": jol.sgd(0.1)}, "a"))
     with pytest.raises(ValueError, match=re.escape("put flatten inside each part instead")):
         tx.init(PARAMS)
-    inside = jol.partition({"body": jol.flatten(jol.adam(1e-2)), "head": jol.sgd(0.1)}, {"body": "body", "head": "head"})
+    inside = jol.partition(
+        {"body": jol.flatten(jol.adam(1e-2)), "head": jol.sgd(0.1)}, {"body": "body", "head": "head"}
+    )
     got, _ = trajectory(inside)
-    want, _ = trajectory(optax.partition({"body": optax.adam(1e-2), "head": optax.sgd(0.1)}, {"body": "body", "head": "head"}))
+    want, _ = trajectory(
+        optax.partition({"body": optax.adam(1e-2), "head": optax.sgd(0.1)}, {"body": "body", "head": "head"})
+    )
     chex.assert_trees_all_close(got, want, rtol=2e-5, atol=1e-7)

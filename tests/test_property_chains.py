@@ -26,8 +26,12 @@ shapes = st.lists(st.integers(1, 3), min_size=0, max_size=2).map(tuple)
 trees = st.dictionaries(st.sampled_from("abcd"), shapes, min_size=1, max_size=3)
 
 
-@given(st.lists(st.sampled_from(sorted(MEMBERS)), min_size=1, max_size=3), trees, st.integers(0, 2**16),
-       st.floats(0.0, 1.0))
+@given(
+    st.lists(st.sampled_from(sorted(MEMBERS)), min_size=1, max_size=3),
+    trees,
+    st.integers(0, 2**16),
+    st.floats(0.0, 1.0),
+)
 def test_random_chains_are_finite_jit_stable_and_checkpointable(names, tree_shapes, seed, zero_fraction):
     tx = jol.chain(*(MEMBERS[n]() for n in names), jol.scale_by_learning_rate(0.1))
     rng = np.random.default_rng(seed)
@@ -35,7 +39,9 @@ def test_random_chains_are_finite_jit_stable_and_checkpointable(names, tree_shap
 
     def grads_at(i):
         g = {k: rng.normal(size=s) * 10.0 ** rng.integers(-3, 4) for k, s in tree_shapes.items()}
-        return {k: jnp.asarray(np.where(rng.random(v.shape) < zero_fraction, 0.0, v), jnp.float32) for k, v in g.items()}
+        return {
+            k: jnp.asarray(np.where(rng.random(v.shape) < zero_fraction, 0.0, v), jnp.float32) for k, v in g.items()
+        }
 
     state = tx.init(params)
     jit_update = jax.jit(tx.update)

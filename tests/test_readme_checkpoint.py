@@ -11,7 +11,7 @@ TITLE = "### Checkpointing a jol optimizer state in your own Flax loop"
 
 def snippet() -> str:
     text = README.read_text(encoding="utf-8")
-    section = text[text.index(TITLE):]
+    section = text[text.index(TITLE) :]
     return re.search(r"```python\n(.*?)```", section, re.S).group(1)
 
 

@@ -18,18 +18,31 @@ def step(tx, grads=G, params=P):
     return jol.apply_updates(params, u)
 
 
-@pytest.mark.parametrize("make", [lambda: jol.sgd(float("inf")), lambda: jol.adam(float("inf")),
-                                  lambda: jol.adam(0.1, eps=float("inf")),
-                                  lambda: jol.adamw(0.1, weight_decay=float("inf")),
-                                  lambda: jol.add_l2_regularization(float("inf"))])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: jol.sgd(float("inf")),
+        lambda: jol.adam(float("inf")),
+        lambda: jol.adam(0.1, eps=float("inf")),
+        lambda: jol.adamw(0.1, weight_decay=float("inf")),
+        lambda: jol.add_l2_regularization(float("inf")),
+    ],
+)
 def test_case_003_infinite_hyper_parameters_are_refused(make):
     with pytest.raises(ValueError, match="finite"):
         make()
 
 
-@pytest.mark.parametrize("make, name", [(lambda: jol.sgd("0.1"), "learning_rate"), (lambda: jol.sgd(None), "learning_rate"),
-                                        (lambda: jol.sgd(0.1, momentum="0.9"), "momentum"),
-                                        (lambda: jol.adam(0.1, b1="0.9"), "b1"), (lambda: jol.scale("2"), "step_size")])
+@pytest.mark.parametrize(
+    "make, name",
+    [
+        (lambda: jol.sgd("0.1"), "learning_rate"),
+        (lambda: jol.sgd(None), "learning_rate"),
+        (lambda: jol.sgd(0.1, momentum="0.9"), "momentum"),
+        (lambda: jol.adam(0.1, b1="0.9"), "b1"),
+        (lambda: jol.scale("2"), "step_size"),
+    ],
+)
 def test_case_005_strings_and_none_are_refused_at_construction_naming_the_argument(make, name):
     with pytest.raises((ValueError, TypeError), match=name):
         make()
@@ -45,9 +58,14 @@ def test_case_012_scale_nan_is_refused():
         jol.scale(float("nan"))
 
 
-@pytest.mark.parametrize("make", [lambda: jol.sgd(jol.schedules.constant(-0.1)),
-                                  lambda: jol.schedules.constant(float("nan")),
-                                  lambda: jol.schedules.cosine_decay(-0.1, 10)])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: jol.sgd(jol.schedules.constant(-0.1)),
+        lambda: jol.schedules.constant(float("nan")),
+        lambda: jol.schedules.cosine_decay(-0.1, 10),
+    ],
+)
 def test_case_016_schedules_with_negative_or_nan_values_are_refused(make):
     with pytest.raises(ValueError):
         make()
@@ -72,9 +90,14 @@ def test_case_023_a_state_made_on_other_shapes_names_the_leaf():
         tx.update({"w": jnp.ones((3, 2))}, state, {"w": jnp.ones((3, 2))})
 
 
-@pytest.mark.parametrize("make", [lambda: jol.adagrad(0.1, eps=0.0),
-                                  lambda: jol.rmsprop(0.1, decay=0.9, eps=0.0, init="first_grad"),
-                                  lambda: jol.adam(0.1, eps=0.0)])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: jol.adagrad(0.1, eps=0.0),
+        lambda: jol.rmsprop(0.1, decay=0.9, eps=0.0, init="first_grad"),
+        lambda: jol.adam(0.1, eps=0.0),
+    ],
+)
 def test_case_030_the_lecture_forms_with_eps_0_give_0_not_nan_for_a_zero_gradient(make):
     out = step(make(), {"w": jnp.array([0.0, 1.0])})["w"]
     assert np.isfinite(np.asarray(out)).all()
@@ -91,10 +114,18 @@ def test_case_037_clipping_survives_a_squared_norm_that_overflows():
     np.testing.assert_allclose(np.asarray(out["w"]), [2**-0.5, 2**-0.5], rtol=1e-6)
 
 
-@pytest.mark.parametrize("make", [lambda: jol.adamw(0.1, weight_decay=0.5),
-                                  lambda: jol.chain(jol.add_l2_regularization(0.5), jol.sgd(0.1)),
-                                  lambda: jol.sgd(0.1, momentum=0.9), lambda: jol.adam(0.1), lambda: jol.adagrad(0.1),
-                                  lambda: jol.rmsprop(0.1), lambda: jol.momentum(0.1, 0.9, "ema")])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: jol.adamw(0.1, weight_decay=0.5),
+        lambda: jol.chain(jol.add_l2_regularization(0.5), jol.sgd(0.1)),
+        lambda: jol.sgd(0.1, momentum=0.9),
+        lambda: jol.adam(0.1),
+        lambda: jol.adagrad(0.1),
+        lambda: jol.rmsprop(0.1),
+        lambda: jol.momentum(0.1, 0.9, "ema"),
+    ],
+)
 def test_case_046_flatten_keeps_every_inner_rule(make):
     p = {"w": jnp.ones((3, 2)), "b": jnp.ones(2)}
     rng = np.random.default_rng(0)
@@ -102,7 +133,10 @@ def test_case_046_flatten_keeps_every_inner_rule(make):
     s, sf = tx.init(p), flat.init(p)
     a, b = p, p
     for i in range(3):
-        g = {"w": jnp.asarray(rng.normal(size=(3, 2)), jnp.float32) * (i > 0), "b": jnp.asarray(rng.normal(size=2), jnp.float32)}
+        g = {
+            "w": jnp.asarray(rng.normal(size=(3, 2)), jnp.float32) * (i > 0),
+            "b": jnp.asarray(rng.normal(size=2), jnp.float32),
+        }
         u, s = tx.update(g, s, a)
         uf, sf = flat.update(g, sf, b)
         a, b = jol.apply_updates(a, u), jol.apply_updates(b, uf)

@@ -77,10 +77,16 @@ def test_case_136_cache_folder_of_another_user_is_refused(tmp_path, monkeypatch)
 def _plant(target, marker, tmp_path):
     """A shared library whose constructor writes ``marker``: what an attacker would plant."""
     src = tmp_path / "planted.c"
-    src.write_text('#include <stdio.h>\n__attribute__((constructor)) static void ran(void) {\n'
-                   f'  FILE *f = fopen("{marker}", "w"); if (f) {{ fputs("ran", f); fclose(f); }}\n}}\n')
-    subprocess.run([_kernels.compiler(), "-shared", "-fPIC", str(src), "-o", str(target)], check=True,
-                   capture_output=True, timeout=120)
+    src.write_text(
+        "#include <stdio.h>\n__attribute__((constructor)) static void ran(void) {\n"
+        f'  FILE *f = fopen("{marker}", "w"); if (f) {{ fputs("ran", f); fclose(f); }}\n}}\n'
+    )
+    subprocess.run(
+        [_kernels.compiler(), "-shared", "-fPIC", str(src), "-o", str(target)],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
 
 
 @pytest.fixture
@@ -135,8 +141,10 @@ def test_case_136_symlinked_library_is_not_loaded(planted, tmp_path):
 def test_case_136_build_uses_an_unpredictable_temp_name_and_renames(tmp_path):
     seen = tmp_path / "seen"
     cxx = tmp_path / "fakecxx"
-    cxx.write_text('#!/bin/sh\nwhile [ $# -gt 1 ]; do if [ "$1" = -o ]; then '
-                   f'echo "$2" > {seen}; echo lib > "$2"; fi; shift; done\n')
+    cxx.write_text(
+        '#!/bin/sh\nwhile [ $# -gt 1 ]; do if [ "$1" = -o ]; then '
+        f'echo "$2" > {seen}; echo lib > "$2"; fi; shift; done\n'
+    )
     cxx.chmod(0o700)
     folder = tmp_path / "kcache"
     target = folder / "fused_step-abc.so"
@@ -270,8 +278,9 @@ def test_case_124_damaged_cache_file_is_named_deleted_and_regenerated(damage, tm
     data.load_mnist1d(20)  # repaired: no warning (warnings are errors here)
 
 
-@pytest.mark.parametrize("damage, why", [(_shifted_labels, "checksum"), (_flat_x, r"x is float32\(20,\)"),
-                                         (_old_format, "'sha256'")])
+@pytest.mark.parametrize(
+    "damage, why", [(_shifted_labels, "checksum"), (_flat_x, r"x is float32\(20,\)"), (_old_format, "'sha256'")]
+)
 def test_case_125_wrong_cache_content_is_detected(damage, why, tmp_path):
     good = data.load_mnist1d(20)
     damage(_cache_file(tmp_path))
@@ -370,8 +379,9 @@ def test_case_121_property_splits_are_disjoint_and_add_up(n, val, test, unl, kee
     x = np.arange(n, dtype=np.float64)[:, None]  # the feature is the example's index
     y = np.arange(n) % 2
     try:
-        d = data.from_arrays(x, y, seed=seed, val_fraction=val, test_fraction=test, unlabeled_size=unl,
-                             train_size=keep, normalize=False)
+        d = data.from_arrays(
+            x, y, seed=seed, val_fraction=val, test_fraction=test, unlabeled_size=unl, train_size=keep, normalize=False
+        )
     except data.DataError as e:
         n_test, n_val = int(round(n * test)), int(round(n * val))
         rest = n - n_test - n_val - unl

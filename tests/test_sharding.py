@@ -26,16 +26,30 @@ from jaxopt_lectures import sharding as shd
 
 SCRIPT = Path(__file__).with_name("_sharding_check.py")
 EXPECTED = [
-    "OK init adam", "OK init chain", "OK init masked", "OK init accumulate", "OK fused",
-    "OK train mlp replicated zero=False", "OK train mlp replicated zero=True", "OK train mlp sharded zero=True",
-    "OK train cnn replicated zero=False", "OK train cnn replicated zero=True", "OK no recompile",
-    "OK trainer runs spread", "OK recipe rows spread", "ALL OK",
+    "OK init adam",
+    "OK init chain",
+    "OK init masked",
+    "OK init accumulate",
+    "OK fused",
+    "OK train mlp replicated zero=False",
+    "OK train mlp replicated zero=True",
+    "OK train mlp sharded zero=True",
+    "OK train cnn replicated zero=False",
+    "OK train cnn replicated zero=True",
+    "OK no recompile",
+    "OK trainer runs spread",
+    "OK recipe rows spread",
+    "ALL OK",
 ]
 
 
 def test_eight_virtual_devices_match_one(tmp_path):
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu",
-               JAXOPT_LECTURES_CACHE=str(tmp_path / "cache"))
+    env = dict(
+        os.environ,
+        XLA_FLAGS="--xla_force_host_platform_device_count=8",
+        JAX_PLATFORMS="cpu",
+        JAXOPT_LECTURES_CACHE=str(tmp_path / "cache"),
+    )
     proc = subprocess.run([sys.executable, str(SCRIPT)], env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     lines = proc.stdout.splitlines()

@@ -47,8 +47,17 @@ TARGETS = {
 }
 # -ffp-contract=off: only the explicit std::fma of the source (those XLA CPU emits);
 # -fno-math-errno lets sqrt vectorize (it does not change any result); no -ffast-math.
-FLAGS = ("-O3", "-march=native", "-ffp-contract=off", "-fno-math-errno", "-std=c++17",
-         "-shared", "-fPIC", "-pthread", "-Wno-return-type")
+FLAGS = (
+    "-O3",
+    "-march=native",
+    "-ffp-contract=off",
+    "-fno-math-errno",
+    "-std=c++17",
+    "-shared",
+    "-fPIC",
+    "-pthread",
+    "-Wno-return-type",
+)
 SWITCH_ENV = "JAXOPT_LECTURES_KERNELS"  # "0": never use the kernels
 CACHE_ENV = "JAXOPT_LECTURES_CACHE"  # the cache folder (see cache_dir)
 BUILD_TIMEOUT_S = 300
@@ -79,12 +88,15 @@ def check_private(path: str | os.PathLike, st: os.stat_result, what: str) -> Non
         return
     uid = os.getuid()
     if st.st_uid != uid:
-        raise UnsafeCacheError(f"{what} {path} is owned by uid {st.st_uid}, not by the current user "
-                               f"(uid {uid}); refusing to use it")
+        raise UnsafeCacheError(
+            f"{what} {path} is owned by uid {st.st_uid}, not by the current user (uid {uid}); refusing to use it"
+        )
     if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
-        raise UnsafeCacheError(f"{what} {path} is writable by group or others (mode "
-                               f"{stat.S_IMODE(st.st_mode):04o}); refusing to use it (chmod go-w it if you "
-                               "trust what is in it)")
+        raise UnsafeCacheError(
+            f"{what} {path} is writable by group or others (mode "
+            f"{stat.S_IMODE(st.st_mode):04o}); refusing to use it (chmod go-w it if you "
+            "trust what is in it)"
+        )
 
 
 def private_dir(path: str | os.PathLike) -> Path:
@@ -120,9 +132,13 @@ def usable_cache_dir(sub: str | None = None) -> Path | None:
     except OSError as e:
         if str(root) not in _cache_warned:
             _cache_warned.add(str(root))
-            warnings.warn(f"jaxopt_lectures: the cache folder {root} cannot be used ({type(e).__name__}: {e}); "
-                          f"running without a persistent cache (data regenerated, programs recompiled, no C++ "
-                          f"kernel); set {CACHE_ENV} to a folder you own", RuntimeWarning, stacklevel=2)
+            warnings.warn(
+                f"jaxopt_lectures: the cache folder {root} cannot be used ({type(e).__name__}: {e}); "
+                f"running without a persistent cache (data regenerated, programs recompiled, no C++ "
+                f"kernel); set {CACHE_ENV} to a folder you own",
+                RuntimeWarning,
+                stacklevel=2,
+            )
         return None
 
 
@@ -153,9 +169,15 @@ def library_path(cxx: str) -> Path:
     import jaxlib
 
     h = hashlib.sha256()
-    for part in (SOURCE.read_bytes(), cxx.encode(), _compiler_version(cxx).encode(),
-                 " ".join(FLAGS).encode(), jaxlib.__version__.encode(), platform.machine().encode(),
-                 _cpu_features().encode()):
+    for part in (
+        SOURCE.read_bytes(),
+        cxx.encode(),
+        _compiler_version(cxx).encode(),
+        " ".join(FLAGS).encode(),
+        jaxlib.__version__.encode(),
+        platform.machine().encode(),
+        _cpu_features().encode(),
+    ):
         h.update(part)
         h.update(b"\0")
     return cache_dir() / f"fused_step-{h.hexdigest()[:20]}.so"
@@ -259,8 +281,12 @@ def load() -> ctypes.CDLL | None:
                 _state["reason"] = str(e)
             except Exception as e:  # noqa: BLE001 - a failed build or load: say so once
                 _state["reason"] = f"{type(e).__name__}: {e}"
-                warnings.warn(f"jaxopt_lectures: the fused-step C++ kernel is unavailable, the fused "
-                              f"optimizers use the XLA path ({_state['reason']})", RuntimeWarning, stacklevel=2)
+                warnings.warn(
+                    f"jaxopt_lectures: the fused-step C++ kernel is unavailable, the fused "
+                    f"optimizers use the XLA path ({_state['reason']})",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
         return _state["lib"]
 
 

@@ -46,9 +46,12 @@ def enable_compilation_cache(path: str | os.PathLike | None = None, min_compile_
         try:
             target = _kernels.private_dir(path)
         except OSError as e:
-            warnings.warn(f"jaxopt_lectures: the compilation cache folder {path} cannot be used "
-                          f"({type(e).__name__}: {e}); programs are recompiled in every process",
-                          RuntimeWarning, stacklevel=2)
+            warnings.warn(
+                f"jaxopt_lectures: the compilation cache folder {path} cannot be used "
+                f"({type(e).__name__}: {e}); programs are recompiled in every process",
+                RuntimeWarning,
+                stacklevel=2,
+            )
             target = None
     if target is None:
         return None

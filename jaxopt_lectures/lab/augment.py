@@ -79,9 +79,7 @@ def random_blur(key: jax.Array, x: jax.Array, p: float | jax.Array = 0.5) -> jax
     return jnp.where(do, blur(x), x)
 
 
-def mixup(
-    key: jax.Array, x: jax.Array, y_soft: jax.Array, alpha: float | jax.Array
-) -> tuple[jax.Array, jax.Array]:
+def mixup(key: jax.Array, x: jax.Array, y_soft: jax.Array, alpha: float | jax.Array) -> tuple[jax.Array, jax.Array]:
     """Mixup (Zhang et al. 2017): ``x̃ = λ x_i + (1-λ) x_j``, ``ỹ = λ y_i + (1-λ) y_j``, ``λ ~ Beta(α, α)``.
 
     ``y_soft`` are distributions (rows sum to 1), so the mixed labels also sum to 1. One ``λ``

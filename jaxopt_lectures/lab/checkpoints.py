@@ -51,9 +51,14 @@ class CheckpointMismatch(ValueError):
 def _layout(tree: Any) -> list[list]:
     """``[path, shape, dtype]`` of every leaf (``None`` leaves are empty subtrees)."""
     flat = jax.tree_util.tree_flatten_with_path(tree)[0]
-    return [[jax.tree_util.keystr(p), list(np.shape(leaf)), str(leaf.dtype if hasattr(leaf, "dtype")
-                                                                  else np.asarray(leaf).dtype)]
-            for p, leaf in flat]
+    return [
+        [
+            jax.tree_util.keystr(p),
+            list(np.shape(leaf)),
+            str(leaf.dtype if hasattr(leaf, "dtype") else np.asarray(leaf).dtype),
+        ]
+        for p, leaf in flat
+    ]
 
 
 def _target(leaf: Any) -> Any:
@@ -68,8 +73,10 @@ def _target(leaf: Any) -> Any:
 
 def _unreadable(path, step, error: BaseException) -> ValueError:
     where = f"{path} (epoch {step})" if step is not None else str(path)
-    return ValueError(f"{where}: not a readable checkpoint ({type(error).__name__}: {error}); delete it or pass "
-                      "checkpoint_mode='fresh' to start over.")
+    return ValueError(
+        f"{where}: not a readable checkpoint ({type(error).__name__}: {error}); delete it or pass "
+        "checkpoint_mode='fresh' to start over."
+    )
 
 
 def _file_hashes(step_dir: Path) -> dict[str, str]:
@@ -108,14 +115,21 @@ def compare_fingerprints(path, saved: dict | None, expected: dict | None) -> Non
     if expected is None:
         return
     if saved is None:
-        raise CheckpointMismatch(f"{path}: this checkpoint records no fingerprint of the run it belongs to, so it "
-                                 "cannot be checked; pass checkpoint_mode='fresh' (or delete it) to start over.")
+        raise CheckpointMismatch(
+            f"{path}: this checkpoint records no fingerprint of the run it belongs to, so it "
+            "cannot be checked; pass checkpoint_mode='fresh' (or delete it) to start over."
+        )
     keys = sorted(set(saved) | set(expected))
-    diffs = [f"{k}: checkpoint {saved.get(k, '<absent>')!r}, this run {expected.get(k, '<absent>')!r}"
-             for k in keys if saved.get(k) != expected.get(k)]
+    diffs = [
+        f"{k}: checkpoint {saved.get(k, '<absent>')!r}, this run {expected.get(k, '<absent>')!r}"
+        for k in keys
+        if saved.get(k) != expected.get(k)
+    ]
     if diffs:
-        raise CheckpointMismatch(f"{path} was written by another run ({'; '.join(diffs)}); pass "
-                                 "checkpoint_mode='fresh' (or delete it) to start over, or use another path.")
+        raise CheckpointMismatch(
+            f"{path} was written by another run ({'; '.join(diffs)}); pass "
+            "checkpoint_mode='fresh' (or delete it) to start over, or use another path."
+        )
 
 
 class Checkpoints:
@@ -132,20 +146,25 @@ class Checkpoints:
     place), so training may donate the state's buffers right after.
     """
 
-    def __init__(self, directory: str | os.PathLike, *, fingerprint: dict | None = None, keep: int = 2,
-                 fresh: bool = False):
+    def __init__(
+        self, directory: str | os.PathLike, *, fingerprint: dict | None = None, keep: int = 2, fresh: bool = False
+    ):
         if isinstance(keep, bool) or not isinstance(keep, (int, np.integer)) or keep < 1:
             raise ValueError(f"keep={keep!r} is out of range; allowed: integers >= 1.")
         self.path = Path(directory).absolute()
         if self.path.exists() and not self.path.is_dir():
-            raise ValueError(f"{self.path}: not a readable checkpoint (a file, not a checkpoint directory; "
-                             "checkpoints are Orbax directories now); delete it or use another path.")
+            raise ValueError(
+                f"{self.path}: not a readable checkpoint (a file, not a checkpoint directory; "
+                "checkpoints are Orbax directories now); delete it or use another path."
+            )
         self.fingerprint = fingerprint
         self._fresh = fresh
-        options = ocp.CheckpointManagerOptions(max_to_keep=int(keep), create=False,
-                                               enable_async_checkpointing=False)
-        handlers = {_STATE: ocp.StandardCheckpointHandler(), _EXTRA: ocp.StandardCheckpointHandler(),
-                    _META: ocp.JsonCheckpointHandler()}
+        options = ocp.CheckpointManagerOptions(max_to_keep=int(keep), create=False, enable_async_checkpointing=False)
+        handlers = {
+            _STATE: ocp.StandardCheckpointHandler(),
+            _EXTRA: ocp.StandardCheckpointHandler(),
+            _META: ocp.JsonCheckpointHandler(),
+        }
         self._manager = ocp.CheckpointManager(self.path, options=options, item_handlers=handlers)
 
     def __enter__(self) -> Checkpoints:
@@ -176,8 +195,13 @@ class Checkpoints:
                 self._manager.delete(step)
             self._fresh = False
         extra = {str(k): np.asarray(v) for k, v in (extra or {}).items()}
-        meta = {"format": _FORMAT, "epoch": epoch, "layout": _layout(state), "extra": sorted(extra),
-                "fingerprint": self.fingerprint}
+        meta = {
+            "format": _FORMAT,
+            "epoch": epoch,
+            "layout": _layout(state),
+            "extra": sorted(extra),
+            "fingerprint": self.fingerprint,
+        }
         items = {_META: ocp.args.JsonSave(meta)}
         if meta["layout"]:  # a state without arrays (plain SGD's) has nothing for Orbax to write
             items[_STATE] = ocp.args.StandardSave(state)
@@ -206,8 +230,9 @@ class Checkpoints:
             _check_hashes(self.path / str(step))
             meta = self._manager.restore(step, args=ocp.args.Composite(**{_META: ocp.args.JsonRestore()}))[_META]
             if not isinstance(meta, dict) or meta.get("format") != _FORMAT:
-                raise ValueError(f"format {meta.get('format') if isinstance(meta, dict) else meta!r}, "
-                                 f"expected {_FORMAT!r}")
+                raise ValueError(
+                    f"format {meta.get('format') if isinstance(meta, dict) else meta!r}, expected {_FORMAT!r}"
+                )
             saved_layout, saved_epoch, extra_names = meta["layout"], meta["epoch"], meta["extra"]
         except Exception as e:  # orbax/tensorstore/json raise many types for one cause: a damaged epoch
             raise _unreadable(self.path, step, e) from e
@@ -220,7 +245,8 @@ class Checkpoints:
             diff = next((a, b) for a, b in zip(saved_names + ["<end>"], names + ["<end>"]) if a != b)
             raise ValueError(
                 f"{where}: checkpoint does not match this training setup (first difference: saved "
-                f"{diff[0]!r}, expected {diff[1]!r}); use a new checkpoint path or the original settings.")
+                f"{diff[0]!r}, expected {diff[1]!r}); use a new checkpoint path or the original settings."
+            )
         for (name, shape, dtype), (_, want_shape, want_dtype) in zip(saved_layout, layout):
             if list(shape) != want_shape:
                 raise ValueError(f"{where}: {name} has shape {tuple(shape)}, expected {tuple(want_shape)}.")
@@ -239,8 +265,15 @@ class Checkpoints:
         return restored[_STATE] if layout else template, step, {k: np.asarray(v) for k, v in extra.items()}
 
 
-def save(directory: str | os.PathLike, state: Any, epoch: int, extra: dict[str, np.ndarray] | None = None,
-         fingerprint: dict | None = None, *, keep: int = 2) -> Path:
+def save(
+    directory: str | os.PathLike,
+    state: Any,
+    epoch: int,
+    extra: dict[str, np.ndarray] | None = None,
+    fingerprint: dict | None = None,
+    *,
+    keep: int = 2,
+) -> Path:
     """Write ``state`` (any pytree of arrays), ``extra`` arrays and the run's ``fingerprint``
     (a JSON-able dict) as epoch ``epoch`` of the checkpoint ``directory``, keeping the last
     ``keep`` epochs; return ``directory`` (for :func:`load`). See :class:`Checkpoints`."""

@@ -91,8 +91,10 @@ def _check(x: np.ndarray, y: np.ndarray, num_classes: int | None, source: str) -
     if 0 in x.shape[1:]:
         raise DataError(f"{source}: x has shape {x.shape}, i.e. no features; each example needs at least one value.")
     if np.iscomplexobj(x):
-        raise DataError(f"{source}: x is complex ({x.dtype}); pass the real and imaginary parts as separate "
-                        "features, e.g. np.stack([x.real, x.imag], axis=-1).")
+        raise DataError(
+            f"{source}: x is complex ({x.dtype}); pass the real and imaginary parts as separate "
+            "features, e.g. np.stack([x.real, x.imag], axis=-1)."
+        )
     if not np.issubdtype(x.dtype, np.number):
         raise DataError(f"{source}: x must be numeric, got dtype {x.dtype}.")
     if not np.all(np.isfinite(x)):
@@ -114,8 +116,7 @@ def _check(x: np.ndarray, y: np.ndarray, num_classes: int | None, source: str) -
     lo, hi = int(np.min(y)), int(np.max(y))
     if lo < 0 or hi >= num_classes:
         raise DataError(
-            f"{source}: labels must lie in [0, {num_classes}), found range [{lo}, {hi}]; "
-            "pass num_classes or relabel."
+            f"{source}: labels must lie in [0, {num_classes}), found range [{lo}, {hi}]; pass num_classes or relabel."
         )
 
 
@@ -170,8 +171,9 @@ def from_arrays(
     if num_classes == -1 and not isinstance(num_classes, (bool, np.bool_)):
         num_classes = _infer_num_classes(x, y, name)
     elif num_classes is not None and (not _is_int(num_classes) or num_classes < 1):
-        raise DataError(f"num_classes must be an integer >= 1, -1 (infer from y) or None (regression), "
-                        f"got {num_classes!r}.")
+        raise DataError(
+            f"num_classes must be an integer >= 1, -1 (infer from y) or None (regression), got {num_classes!r}."
+        )
     else:
         num_classes = None if num_classes is None else int(num_classes)
     _check(x, y, num_classes, name)
@@ -200,10 +202,11 @@ def from_arrays(
         mean64 = np.zeros(x.shape[-1])
         std64 = np.ones(x.shape[-1])
     big = float(np.finfo(np.float32).max)
-    if np.any(np.abs(mean64) > big) or np.any(std64 > big) or (
-            not normalize and np.any(np.abs(x) > big)):
-        raise DataError(f"{name}: x has values beyond float32's range (max |x| = {float(np.max(np.abs(x))):.3g}); "
-                        "rescale the features first.")
+    if np.any(np.abs(mean64) > big) or np.any(std64 > big) or (not normalize and np.any(np.abs(x) > big)):
+        raise DataError(
+            f"{name}: x has values beyond float32's range (max |x| = {float(np.max(np.abs(x))):.3g}); "
+            "rescale the features first."
+        )
     mean, std = mean64.astype(np.float32), std64.astype(np.float32)
 
     def norm(a: np.ndarray) -> np.ndarray:
@@ -295,13 +298,16 @@ def _open_npz(path: Path) -> Iterator[np.lib.npyio.NpzFile]:
     with open(path, "rb") as fh:
         head = fh.read(6)
         if not head.startswith((b"PK\x03\x04", b"PK\x05\x06", b"\x93NUMPY")):
-            raise DataError(f"{path}: not an .npz archive (it starts with {head!r}); "
-                            "save with np.savez(path, x=inputs, y=labels).")
+            raise DataError(
+                f"{path}: not an .npz archive (it starts with {head!r}); save with np.savez(path, x=inputs, y=labels)."
+            )
         fh.seek(0)
         f = np.load(fh, allow_pickle=False)
         if not isinstance(f, np.lib.npyio.NpzFile):
-            raise DataError(f"{path}: holds a single array (.npy format), not an .npz archive; "
-                            "save with np.savez(path, x=inputs, y=labels).")
+            raise DataError(
+                f"{path}: holds a single array (.npy format), not an .npz archive; "
+                "save with np.savez(path, x=inputs, y=labels)."
+            )
         with f:
             yield f
 
@@ -343,8 +349,10 @@ def load_mnist1d(num_samples: int = 5000, *, generator_seed: int = 42, **split_k
     generated every time.
     """
     if not _is_int(num_samples) or num_samples < _MNIST1D_CLASSES:
-        raise DataError(f"num_samples must be an integer >= {_MNIST1D_CLASSES} (mnist1d makes num_samples // "
-                        f"{_MNIST1D_CLASSES} examples of each class), got {num_samples!r}.")
+        raise DataError(
+            f"num_samples must be an integer >= {_MNIST1D_CLASSES} (mnist1d makes num_samples // "
+            f"{_MNIST1D_CLASSES} examples of each class), got {num_samples!r}."
+        )
     if not _is_int(generator_seed) or generator_seed < 0:
         raise DataError(f"generator_seed must be an integer >= 0, got {generator_seed!r}.")
     folder = usable_cache_dir()
@@ -354,8 +362,12 @@ def load_mnist1d(num_samples: int = 5000, *, generator_seed: int = 42, **split_k
         try:
             x, y = _read_mnist1d_cache(path, num_samples)
         except _NPZ_ERRORS as e:
-            warnings.warn(f"jaxopt_lectures: damaged mnist1d cache file {path} ({type(e).__name__}: {e}); "
-                          "deleting and regenerating it", RuntimeWarning, stacklevel=2)
+            warnings.warn(
+                f"jaxopt_lectures: damaged mnist1d cache file {path} ({type(e).__name__}: {e}); "
+                "deleting and regenerating it",
+                RuntimeWarning,
+                stacklevel=2,
+            )
             try:
                 path.unlink()
             except OSError:
@@ -366,8 +378,12 @@ def load_mnist1d(num_samples: int = 5000, *, generator_seed: int = 42, **split_k
             try:
                 _atomic_savez(path, x=x, y=y, sha256=np.array(_digest(x, y)))
             except OSError as e:
-                warnings.warn(f"jaxopt_lectures: could not write the mnist1d cache file {path} "
-                              f"({type(e).__name__}: {e}); continuing without it", RuntimeWarning, stacklevel=2)
+                warnings.warn(
+                    f"jaxopt_lectures: could not write the mnist1d cache file {path} "
+                    f"({type(e).__name__}: {e}); continuing without it",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
     return from_arrays(x[..., None], y, name="mnist1d", num_classes=_MNIST1D_CLASSES, **split_kwargs)
 
 
@@ -390,8 +406,10 @@ def load_npz(path: str | os.PathLike, *, num_classes: int | None = -1, **split_k
     except DataError:
         raise
     except _NPZ_ERRORS as e:
-        raise DataError(f"{path}: not a readable .npz archive ({type(e).__name__}: {e}); "
-                        "save with np.savez(path, x=inputs, y=labels).") from e
+        raise DataError(
+            f"{path}: not a readable .npz archive ({type(e).__name__}: {e}); "
+            "save with np.savez(path, x=inputs, y=labels)."
+        ) from e
     return from_arrays(x, y, name=str(path), num_classes=num_classes, **split_kwargs)
 
 
@@ -413,7 +431,13 @@ def linear_regression(
     x = rng.uniform(*x_range, size=(num_samples, 1)).astype(np.float32)
     y = (b + w * x + noise * rng.standard_normal((num_samples, 1))).astype(np.float32)
     return from_arrays(
-        x, y, name="linear_regression", num_classes=None, seed=seed, val_fraction=0.0, test_fraction=0.0,
+        x,
+        y,
+        name="linear_regression",
+        num_classes=None,
+        seed=seed,
+        val_fraction=0.0,
+        test_fraction=0.0,
         normalize=False,
     )
 
@@ -429,4 +453,6 @@ def load(name: str, **kwargs) -> Dataset:
         return _LOADERS[name](**kwargs)
     if name.endswith(".npz"):
         return load_npz(name, **kwargs)
-    raise DataError(f"unknown data set {name!r}; choose from {sorted(_LOADERS) + ['linear_regression']} or a .npz path.")
+    raise DataError(
+        f"unknown data set {name!r}; choose from {sorted(_LOADERS) + ['linear_regression']} or a .npz path."
+    )

@@ -174,8 +174,14 @@ def optimizer_paths(
     return PathsResult(x, y, minimum, min_loss, start, paths, labels, w_grid, b_grid, loss)
 
 
-_PATH_COLORS = {"gd_1e-3": "tab:red", "gd_1e-4": "tab:gray", "adagrad": "tab:green",
-                "rmsprop": "tab:purple", "momentum": "tab:orange", "adam": "tab:blue"}
+_PATH_COLORS = {
+    "gd_1e-3": "tab:red",
+    "gd_1e-4": "tab:gray",
+    "adagrad": "tab:green",
+    "rmsprop": "tab:purple",
+    "momentum": "tab:orange",
+    "adam": "tab:blue",
+}
 
 
 def _draw_surface(ax, r: PathsResult):
@@ -183,9 +189,14 @@ def _draw_surface(ax, r: PathsResult):
     ax.contourf(r.w_grid, r.b_grid, r.loss, levels=levels, cmap="Blues_r", norm=_lognorm(levels), alpha=0.8)
     ax.contour(r.w_grid, r.b_grid, r.loss, levels=levels, colors="white", linewidths=0.4)
     ax.plot(*r.minimum, marker="*", color="gold", markeredgecolor="black", markersize=16, zorder=5)
-    ax.annotate(f"minimum\nw* = {r.minimum[0]:.3f}\nb* = {r.minimum[1]:.2f}", r.minimum,
-                textcoords="offset points", xytext=(10, -40), fontsize=8,
-                bbox=dict(boxstyle="round", fc="white", alpha=0.8))
+    ax.annotate(
+        f"minimum\nw* = {r.minimum[0]:.3f}\nb* = {r.minimum[1]:.2f}",
+        r.minimum,
+        textcoords="offset points",
+        xytext=(10, -40),
+        fontsize=8,
+        bbox=dict(boxstyle="round", fc="white", alpha=0.8),
+    )
     ax.plot(*r.start, marker="o", color="black", markersize=6, zorder=5)
     ax.annotate("start", r.start, textcoords="offset points", xytext=(6, 4), fontsize=8)
     ax.set_xlim(r.w_grid[0], r.w_grid[-1])
@@ -204,8 +215,7 @@ def path_summary(r: PathsResult, name: str) -> str:
     """In words: did the path fly off (leave the map for good or overflow), or where did it end?"""
     p = r.paths[name]
     steps = len(p) - 1
-    inside = ((p[:, 0] >= r.w_grid[0]) & (p[:, 0] <= r.w_grid[-1]) &
-              (p[:, 1] >= r.b_grid[0]) & (p[:, 1] <= r.b_grid[-1]))
+    inside = (p[:, 0] >= r.w_grid[0]) & (p[:, 0] <= r.w_grid[-1]) & (p[:, 1] >= r.b_grid[0]) & (p[:, 1] <= r.b_grid[-1])
     if not inside[-1]:
         gone = int(len(p) - np.argmax(inside[::-1])) if inside.any() else 0
         return f"flies off the map after {gone} update{'s' if gone != 1 else ''}"
@@ -220,13 +230,28 @@ def _draw_path(ax, r: PathsResult, name: str, alpha: float = 1.0):
     color = _PATH_COLORS.get(name)
     summary = path_summary(r, name)
     q = p[:last]
-    ax.plot(q[:, 0], q[:, 1], "-", color=color, lw=1.6, alpha=alpha, label=f"{r.labels[name]}: {summary}",
-            marker=".", markersize=3 if len(p) <= 201 else 0)
+    ax.plot(
+        q[:, 0],
+        q[:, 1],
+        "-",
+        color=color,
+        lw=1.6,
+        alpha=alpha,
+        label=f"{r.labels[name]}: {summary}",
+        marker=".",
+        markersize=3 if len(p) <= 201 else 0,
+    )
     if summary.startswith("flies off"):
         k = min(3, len(p) - 1)
         where = ", ".join(f"{i}: ({p[i, 0]:.3g}, {p[i, 1]:.3g})" for i in range(1, k + 1))
-        ax.annotate(f"(w, b) after update {where}", (0.02, 0.03), xycoords="axes fraction", fontsize=7.5,
-                    color=color, bbox=dict(boxstyle="round", fc="white", alpha=0.85))
+        ax.annotate(
+            f"(w, b) after update {where}",
+            (0.02, 0.03),
+            xycoords="axes fraction",
+            fontsize=7.5,
+            color=color,
+            bbox=dict(boxstyle="round", fc="white", alpha=0.85),
+        )
     else:
         ax.plot(*q[-1], marker="x", color=color, markersize=9, mew=2, alpha=alpha, zorder=6)
 
@@ -236,12 +261,19 @@ def plot_paths(r: PathsResult, out: str | Path) -> list[Path]:
     plt = _pyplot()
     out = Path(out)
     steps = len(next(iter(r.paths.values()))) - 1
-    comparisons = [("paths_learning_rate.png", ["gd_1e-3", "gd_1e-4"],
-                    "Learning rate is hard to tune: too big flies off, too small crawls")]
-    for name, title in [("adagrad", "Adagrad: a learning rate per parameter"),
-                        ("rmsprop", "RMSProp: per-parameter rate from recent gradients"),
-                        ("momentum", "Momentum: past gradients keep it moving"),
-                        ("adam", "Adam: momentum + RMSProp")]:
+    comparisons = [
+        (
+            "paths_learning_rate.png",
+            ["gd_1e-3", "gd_1e-4"],
+            "Learning rate is hard to tune: too big flies off, too small crawls",
+        )
+    ]
+    for name, title in [
+        ("adagrad", "Adagrad: a learning rate per parameter"),
+        ("rmsprop", "RMSProp: per-parameter rate from recent gradients"),
+        ("momentum", "Momentum: past gradients keep it moving"),
+        ("adam", "Adam: momentum + RMSProp"),
+    ]:
         if name in r.paths:
             comparisons.append((f"paths_{name}.png", ["gd_1e-4", name], title))
     comparisons.append(("paths_all.png", list(r.paths), "All optimizers from the same start"))
@@ -251,7 +283,9 @@ def plot_paths(r: PathsResult, out: str | Path) -> list[Path]:
         fig, ax = plt.subplots(figsize=(7.5, 6))
         _draw_surface(ax, r)
         for n in names:
-            _draw_path(ax, r, n, alpha=0.55 if (n == "gd_1e-4" and len(names) == 2 and fname != comparisons[0][0]) else 1)
+            _draw_path(
+                ax, r, n, alpha=0.55 if (n == "gd_1e-4" and len(names) == 2 and fname != comparisons[0][0]) else 1
+            )
         ax.set_title(f"{title}\nloss = mean squared error of y = w·x + b; {steps} updates each", fontsize=10)
         ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.11), fontsize=8, framealpha=0.9)
         written.append(_save(fig, out / fname))
@@ -364,10 +398,12 @@ def landscape_study(
     x, y = ds.x_train[:eval_examples], ds.y_train[:eval_examples]
     out = {}
     for skip in (True, False):
-        model_fn = functools.partial(models.ResNet, depth, width, in_shape=ds.input_shape,
-                                     num_classes=ds.num_classes, skip=skip, norm="batch")
-        h = trainer.train(model_fn, ds, jol.sgd(learning_rate, momentum=0.9), epochs, batch_size, seeds=(seed,),
-                          progress=progress)
+        model_fn = functools.partial(
+            models.ResNet, depth, width, in_shape=ds.input_shape, num_classes=ds.num_classes, skip=skip, norm="batch"
+        )
+        h = trainer.train(
+            model_fn, ds, jol.sgd(learning_rate, momentum=0.9), epochs, batch_size, seeds=(seed,), progress=progress
+        )
         ls = loss_landscape(h.model(0, 0), x, y, seed=seed, span=span, resolution=resolution)
         ls.train_curve = h.train_loss[0, 0]
         ls.label = f"ResNet-{depth} {'with' if skip else 'without'} skip connections"
@@ -383,8 +419,7 @@ def plot_landscapes(result: dict[str, Landscape], out: str | Path) -> list[Path]
     from matplotlib.colors import LogNorm
 
     items = list(result.items())
-    fig, axes = plt.subplots(1, 1 + len(items), figsize=(5.6 * (1 + len(items)), 4.6),
-                             gridspec_kw={"wspace": 0.35})
+    fig, axes = plt.subplots(1, 1 + len(items), figsize=(5.6 * (1 + len(items)), 4.6), gridspec_kw={"wspace": 0.35})
     colors = ["tab:blue", "tab:red", "tab:green"]
     for (name, ls), c in zip(items, colors):
         axes[0].plot(ls.alphas, ls.curve, color=c, lw=2, label=ls.label)
@@ -415,9 +450,15 @@ def plot_landscapes(result: dict[str, Landscape], out: str | Path) -> list[Path]
     depths = sorted({ls.depth for ls in result.values() if ls.depth is not None})
     what = (f"ResNet-{depths[0]} on the 8x8 digits" if len(depths) == 1 else "the networks above") + (
         "; the lecture's picture (seed 003 l.338, Li et al. 2018) is ResNet-56, where the surface without skips"
-        " turns chaotic" if depths != [56] else "")
-    fig.suptitle("Loss landscape around the trained weights (filter-normalized directions, Li et al. 2018)\n"
-                 f"({what})", fontsize=10, y=1.04)
+        " turns chaotic"
+        if depths != [56]
+        else ""
+    )
+    fig.suptitle(
+        f"Loss landscape around the trained weights (filter-normalized directions, Li et al. 2018)\n({what})",
+        fontsize=10,
+        y=1.04,
+    )
     return [_save(fig, Path(out) / "landscape.png")]
 
 
@@ -483,13 +524,15 @@ def gradient_depth_study(
     norms, curves = {}, {}
     for act in activations:
         for depth in depths:
-            model_fn = functools.partial(models.MLP, (n_in,) + (width,) * depth + (ds.num_classes,), activation=act,
-                                         init=init_of[act])
+            model_fn = functools.partial(
+                models.MLP, (n_in,) + (width,) * depth + (ds.num_classes,), activation=act, init=init_of[act]
+            )
             init = _layer_norms(model_fn(rngs=nnx.Rngs(jax.random.fold_in(jax.random.PRNGKey(seed), 0))), x, y)
             trained = None
             if epochs > 0:
-                h = trainer.train(model_fn, ds, jol.sgd(learning_rate), epochs, batch_size, seeds=(seed,),
-                                  progress=progress)
+                h = trainer.train(
+                    model_fn, ds, jol.sgd(learning_rate), epochs, batch_size, seeds=(seed,), progress=progress
+                )
                 trained = _layer_norms(h.model(0, 0), x, y)
                 curves[(act, depth)] = h.train_loss[0, 0]
             norms[(act, depth)] = (init, trained)
@@ -509,8 +552,13 @@ def plot_gradients(study: GradientStudy, out: str | Path) -> list[Path]:
     shade = {d: 0.45 + 0.5 * i / max(1, len(study.depths) - 1) for i, d in enumerate(study.depths)}
     for (act, depth), (init, trained) in study.norms.items():
         layers = np.arange(1, len(init) + 1)
-        kw = dict(ls=styles.get(act, ":"), color=cmaps.get(act, plt.get_cmap("Greys"))(shade[depth]), marker="o",
-                  markersize=3, label=f"{act} ({study.inits.get(act, '?')} init), {depth} hidden layers")
+        kw = dict(
+            ls=styles.get(act, ":"),
+            color=cmaps.get(act, plt.get_cmap("Greys"))(shade[depth]),
+            marker="o",
+            markersize=3,
+            label=f"{act} ({study.inits.get(act, '?')} init), {depth} hidden layers",
+        )
         axes[0].plot(layers, init, **kw)
         if has_trained and trained is not None:
             axes[1].plot(layers, trained, **kw)
@@ -527,8 +575,12 @@ def plot_gradients(study: GradientStudy, out: str | Path) -> list[Path]:
         axes[2].set_title("Training curves (plain SGD; colors as on the left)")
     axes[0].legend(fontsize=7)
     inits = ", ".join(f"{a}: {i}" for a, i in study.inits.items())
-    fig.suptitle("Vanishing gradients: with sigmoid the layers near the input get almost no gradient\n"
-                 f"(each activation with its own initialization: {inits})", fontsize=11, y=1.05)
+    fig.suptitle(
+        "Vanishing gradients: with sigmoid the layers near the input get almost no gradient\n"
+        f"(each activation with its own initialization: {inits})",
+        fontsize=11,
+        y=1.05,
+    )
     return [_save(fig, Path(out) / "gradients.png")]
 
 
@@ -559,13 +611,21 @@ class BatchSizeStudy:
         loss and accuracy, test accuracy and sharpness. Keskar et al.'s table (seed 003
         l.297-309) compares small and large batches at the same training accuracy."""
         mean = lambda a: float(np.nanmean(a))  # noqa: E731
-        return [{"batch_size": bs, "updates_per_epoch": self.updates_per_epoch[bs],
-                 "epochs": int(self.train_loss[bs].shape[1]), "learning_rate": self.learning_rate.get(bs),
-                 "train_acc": mean(self.train_acc[bs][:, -1]), "val_acc": mean(self.val_acc[bs][:, -1]),
-                 "train_loss": mean(self.train_loss[bs][:, -1]), "val_loss": mean(self.val_loss[bs][:, -1]),
-                 "test_acc": mean(self.test_acc[bs]) if bs in self.test_acc else None,
-                 "sharpness": mean(self.sharpness[bs]) if bs in self.sharpness else None}
-                for bs in self.batch_sizes]
+        return [
+            {
+                "batch_size": bs,
+                "updates_per_epoch": self.updates_per_epoch[bs],
+                "epochs": int(self.train_loss[bs].shape[1]),
+                "learning_rate": self.learning_rate.get(bs),
+                "train_acc": mean(self.train_acc[bs][:, -1]),
+                "val_acc": mean(self.val_acc[bs][:, -1]),
+                "train_loss": mean(self.train_loss[bs][:, -1]),
+                "val_loss": mean(self.val_loss[bs][:, -1]),
+                "test_acc": mean(self.test_acc[bs]) if bs in self.test_acc else None,
+                "sharpness": mean(self.sharpness[bs]) if bs in self.sharpness else None,
+            }
+            for bs in self.batch_sizes
+        ]
 
     def verdict(self) -> str:
         """In one sentence: did the small batch generalize better at equal training loss (the
@@ -576,18 +636,26 @@ class BatchSizeStudy:
 
         ts, tl = rows[small]["train_loss"], rows[large]["train_loss"]
         if not stats.same_training_loss(ts, tl):
-            return (f"regime not reached: the batch sizes end at different training losses ({small}: {ts:.3f}, "
-                    f"{large}: {tl:.3f}), so this is not Keskar et al.'s comparison; give more updates")
+            return (
+                f"regime not reached: the batch sizes end at different training losses ({small}: {ts:.3f}, "
+                f"{large}: {tl:.3f}), so this is not Keskar et al.'s comparison; give more updates"
+            )
         acc = stats.compare(self.test_acc[large], self.test_acc[small], higher_is_better=True)
         flatter = rows[small]["sharpness"] < rows[large]["sharpness"]
-        sharp = (f"the small batch's minimum is {'flatter' if flatter else 'not flatter'} "
-                 f"(sharpness {rows[small]['sharpness']:.3g} against {rows[large]['sharpness']:.3g})")
+        sharp = (
+            f"the small batch's minimum is {'flatter' if flatter else 'not flatter'} "
+            f"(sharpness {rows[small]['sharpness']:.3g} against {rows[large]['sharpness']:.3g})"
+        )
         if acc.direction == 1:
-            return (f"reproduced at this scale: at equal training loss the small batch reaches a higher test accuracy "
-                    f"({rows[small]['test_acc']:.3f} against {rows[large]['test_acc']:.3f}); {sharp}")
-        return (f"not reproduced at this scale: at equal training loss the test accuracy does not differ in the small "
-                f"batch's favour ({rows[small]['test_acc']:.3f} against {rows[large]['test_acc']:.3f}, "
-                f"{'lower' if acc.direction == -1 else 'no significant difference'}); {sharp}")
+            return (
+                f"reproduced at this scale: at equal training loss the small batch reaches a higher test accuracy "
+                f"({rows[small]['test_acc']:.3f} against {rows[large]['test_acc']:.3f}); {sharp}"
+            )
+        return (
+            f"not reproduced at this scale: at equal training loss the test accuracy does not differ in the small "
+            f"batch's favour ({rows[small]['test_acc']:.3f} against {rows[large]['test_acc']:.3f}, "
+            f"{'lower' if acc.direction == -1 else 'no significant difference'}); {sharp}"
+        )
 
 
 def batch_size_study(
@@ -622,16 +690,25 @@ def batch_size_study(
     for bs in batch_sizes:
         per_epoch = len(ds.x_train) // min(bs, len(ds.x_train))
         epochs = -(-int(updates) // per_epoch)
-        h = trainer.train(model_fn, ds, jol.inject_hyperparams(jol.sgd)(learning_rate=grid[0]), epochs, bs,
-                          seeds=seeds, configs=[{"learning_rate": lr} for lr in grid], progress=progress,
-                          progress_desc=f"batch {bs}")
+        h = trainer.train(
+            model_fn,
+            ds,
+            jol.inject_hyperparams(jol.sgd)(learning_rate=grid[0]),
+            epochs,
+            bs,
+            seeds=seeds,
+            configs=[{"learning_rate": lr} for lr in grid],
+            progress=progress,
+            progress_desc=f"batch {bs}",
+        )
         c = stats.pick_grid_point(h.final("val_loss"), h.diverged)  # the table's rule
         out.updates_per_epoch[bs], out.learning_rate[bs] = per_epoch, grid[c]
         out.train_loss[bs], out.val_loss[bs] = h.train_loss[c], h.val_loss[c]
         out.train_acc[bs], out.val_acc[bs] = h.train_acc[c], h.val_acc[c]
         out.test_loss[bs], out.test_acc[bs] = h.test_loss[c], h.test_acc[c]
-        out.sharpness[bs] = np.array([probes.sharpness(h.model(c, s), ds.x_train, ds.y_train, ds.num_classes)
-                                      for s in range(len(seeds))])
+        out.sharpness[bs] = np.array(
+            [probes.sharpness(h.model(c, s), ds.x_train, ds.y_train, ds.num_classes) for s in range(len(seeds))]
+        )
     return out
 
 
@@ -649,8 +726,14 @@ def plot_batch_size(study: BatchSizeStudy, out: str | Path) -> list[Path]:
                 a = getattr(study, f"{split}_{metric}")[bs]
                 steps = np.arange(1, a.shape[1] + 1) * study.updates_per_epoch[bs]
                 name = "training" if split == "train" else "validation"
-                ax.plot(steps, np.nanmean(a, 0), ls, color=c, lw=2,
-                        label=f"batch {bs}" + (f", η = {eta:g}" if eta is not None else "") + f", {name}")
+                ax.plot(
+                    steps,
+                    np.nanmean(a, 0),
+                    ls,
+                    color=c,
+                    lw=2,
+                    label=f"batch {bs}" + (f", η = {eta:g}" if eta is not None else "") + f", {name}",
+                )
                 if a.shape[0] > 1:
                     ax.fill_between(steps, np.nanmin(a, 0), np.nanmax(a, 0), color=c, alpha=0.15)
     axes[0].set_yscale("log")
@@ -663,11 +746,19 @@ def plot_batch_size(study: BatchSizeStudy, out: str | Path) -> list[Path]:
     axes[1].set_title("Accuracy")
     axes[1].legend(fontsize=7.5, loc="lower right")
     rows = study.table()
-    summary = "; ".join(f"batch {r['batch_size']}: train loss {r['train_loss']:.3f}, test acc "
-                        f"{r['test_acc']:.3f}, sharpness {r['sharpness']:.3g}" for r in rows if r["test_acc"] is not None)
+    summary = "; ".join(
+        f"batch {r['batch_size']}: train loss {r['train_loss']:.3f}, test acc "
+        f"{r['test_acc']:.3f}, sharpness {r['sharpness']:.3g}"
+        for r in rows
+        if r["test_acc"] is not None
+    )
     verdict = textwrap.fill(study.verdict(), 130) if study.test_acc else ""
-    fig.suptitle(f"Small vs large batch, {study.updates} updates each, each at its own η (mean over seeds)\n"
-                 f"{summary}\n{verdict}", fontsize=9, y=1.06)
+    fig.suptitle(
+        f"Small vs large batch, {study.updates} updates each, each at its own η (mean over seeds)\n"
+        f"{summary}\n{verdict}",
+        fontsize=9,
+        y=1.06,
+    )
     return [_save(fig, Path(out) / "batch_size.png")]
 
 
@@ -685,15 +776,24 @@ def schedule_curves(total_steps: int = 1000, peak: float = 0.1) -> dict[str, tup
         "constant": ("constant(η)", s.constant(peak)),
         "linear": ("linear: η → 0 over the run", s.linear(peak, 0.0, T)),
         "linear_warmup": (f"linear_warmup: 0 → η over {w} steps", s.linear_warmup(0.0, peak, w)),
-        "exponential_decay": ("exponential_decay: ×0.5 every T/5 steps", s.exponential_decay(peak, max(1, T // 5), 0.5)),
-        "piecewise_constant": ("piecewise_constant: ×0.1 at T/2 and 3T/4",
-                               s.piecewise_constant(peak, {T // 2: 0.1, (3 * T) // 4: 0.1})),
+        "exponential_decay": (
+            "exponential_decay: ×0.5 every T/5 steps",
+            s.exponential_decay(peak, max(1, T // 5), 0.5),
+        ),
+        "piecewise_constant": (
+            "piecewise_constant: ×0.1 at T/2 and 3T/4",
+            s.piecewise_constant(peak, {T // 2: 0.1, (3 * T) // 4: 0.1}),
+        ),
         "step_decay": ("step_decay: ×0.5 every T/4 steps", s.step_decay(peak, max(1, T // 4), 0.5)),
         "cosine_decay": ("cosine_decay: η → 0 along a cosine", s.cosine_decay(peak, T)),
-        "warmup_cosine_decay": (f"warmup_cosine_decay: warm-up {w} steps, then cosine",
-                                s.warmup_cosine_decay(0.0, peak, w, T)),
-        "join": (f"join: warm-up {w} steps, then exponential decay",
-                 s.join([s.linear_warmup(0.0, peak, w), s.exponential_decay(peak, max(1, T // 4), 0.3)], [w])),
+        "warmup_cosine_decay": (
+            f"warmup_cosine_decay: warm-up {w} steps, then cosine",
+            s.warmup_cosine_decay(0.0, peak, w, T),
+        ),
+        "join": (
+            f"join: warm-up {w} steps, then exponential decay",
+            s.join([s.linear_warmup(0.0, peak, w), s.exponential_decay(peak, max(1, T // 4), 0.3)], [w]),
+        ),
     }
     drawn = [getattr(s, name) for name in specs]
     # optax's names (``cosine_decay_schedule`` ...) are the same functions: drawn once

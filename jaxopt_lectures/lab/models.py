@@ -76,9 +76,7 @@ def _pieces(activation: Any) -> int:
         return activation.k
     if activation == "prelu" or activation in _ACTIVATIONS:
         return 1
-    raise ValueError(
-        f"unknown activation {activation!r}; use one of {sorted(_ACTIVATIONS) + ['prelu']} or maxout(k)."
-    )
+    raise ValueError(f"unknown activation {activation!r}; use one of {sorted(_ACTIVATIONS) + ['prelu']} or maxout(k).")
 
 
 #: ``jax.nn.initializers.variance_scaling``'s correction: the std of a unit normal truncated to [-2, 2].
@@ -118,6 +116,7 @@ def variance_scaling(scale: float, mode: str) -> Callable:
 
 def _host_constant(value: float) -> Callable:
     """An initializer filling ``value`` through NumPy (``jnp.zeros`` compiles a program per shape)."""
+
     def init(key, shape, dtype=jnp.float32):
         return jax.device_put(np.full(tuple(int(d) for d in shape), value, dtype))
 
@@ -269,8 +268,13 @@ class MLP(nnx.Module):
         if len(widths) < 2:
             raise ValueError(f"widths needs at least (inputs, outputs), got {widths}.")
         common = dict(
-            activation=activation, norm=norm, dropout=dropout, dropout_mode=dropout_mode, init=init,
-            bn_momentum=bn_momentum, rngs=rngs,
+            activation=activation,
+            norm=norm,
+            dropout=dropout,
+            dropout_mode=dropout_mode,
+            init=init,
+            bn_momentum=bn_momentum,
+            rngs=rngs,
         )
         self.blocks = nnx.List([DenseBlock(a, b, **common) for a, b in zip(widths[:-2], widths[1:-1])])
         self.head = nnx.Linear(widths[-2], widths[-1], kernel_init=initializer(init), bias_init=_zeros, rngs=rngs)
@@ -287,8 +291,9 @@ class _ConvBlock(nnx.Module):
 
     def __init__(self, c_in, c_out, *, ndim, kernel_size, pool, activation, norm, init, bn_momentum, rngs):
         k = _pieces(activation)
-        self.conv = nnx.Conv(c_in, c_out * k, (kernel_size,) * ndim, kernel_init=initializer(init), bias_init=_zeros,
-                             rngs=rngs)
+        self.conv = nnx.Conv(
+            c_in, c_out * k, (kernel_size,) * ndim, kernel_init=initializer(init), bias_init=_zeros, rngs=rngs
+        )
         self.norm = _make_norm(norm, c_out * k, rngs, bn_momentum)
         self.act = _Activation(activation, c_out)
         self.window = (pool,) * ndim
@@ -333,19 +338,40 @@ class CNN(nnx.Module):
             if min(spatial) < pool:
                 raise ValueError(f"input {in_shape} is too small for {len(channels)} poolings by {pool}.")
             convs.append(
-                _ConvBlock(c_in, c, ndim=ndim, kernel_size=kernel_size, pool=pool, activation=activation,
-                           norm=norm, init=init, bn_momentum=bn_momentum, rngs=rngs)
+                _ConvBlock(
+                    c_in,
+                    c,
+                    ndim=ndim,
+                    kernel_size=kernel_size,
+                    pool=pool,
+                    activation=activation,
+                    norm=norm,
+                    init=init,
+                    bn_momentum=bn_momentum,
+                    rngs=rngs,
+                )
             )
             spatial = [s // pool for s in spatial]
             c_in = c
         self.convs = nnx.List(convs)
         flat = math.prod(spatial) * c_in
         widths = (flat, *dense)
-        self.dense = nnx.List([
-            DenseBlock(a, b, activation=activation, norm=norm, dropout=dropout, dropout_mode=dropout_mode,
-                       init=init, bn_momentum=bn_momentum, rngs=rngs)
-            for a, b in zip(widths[:-1], widths[1:])
-        ])
+        self.dense = nnx.List(
+            [
+                DenseBlock(
+                    a,
+                    b,
+                    activation=activation,
+                    norm=norm,
+                    dropout=dropout,
+                    dropout_mode=dropout_mode,
+                    init=init,
+                    bn_momentum=bn_momentum,
+                    rngs=rngs,
+                )
+                for a, b in zip(widths[:-1], widths[1:])
+            ]
+        )
         self.head = nnx.Linear(widths[-1], num_classes, kernel_init=initializer(init), bias_init=_zeros, rngs=rngs)
 
     def __call__(self, x, *, train=False, key=None, dropout=None):
@@ -381,8 +407,11 @@ class _ResidualBlock(nnx.Module):
         self.act2 = _Activation(activation, c_out)
         self.skip = skip
         needs_projection = skip and (stride != 1 or c_in != c_out)
-        self.project = (nnx.Conv(c_in, c_out, k1, strides=s, kernel_init=kinit, bias_init=_zeros, rngs=rngs)
-                        if needs_projection else None)
+        self.project = (
+            nnx.Conv(c_in, c_out, k1, strides=s, kernel_init=kinit, bias_init=_zeros, rngs=rngs)
+            if needs_projection
+            else None
+        )
 
     def __call__(self, x, *, train=False):
         h = self.act1(_apply_norm(self.norm1, self.conv1(x), train))
@@ -435,8 +464,18 @@ class ResNet(nnx.Module):
             for b in range(n):
                 stride = 2 if (stage > 0 and b == 0) else 1
                 blocks.append(
-                    _ResidualBlock(c_in, c_out, ndim=ndim, stride=stride, skip=skip, norm=norm,
-                                   activation=activation, init=init, bn_momentum=bn_momentum, rngs=rngs)
+                    _ResidualBlock(
+                        c_in,
+                        c_out,
+                        ndim=ndim,
+                        stride=stride,
+                        skip=skip,
+                        norm=norm,
+                        activation=activation,
+                        init=init,
+                        bn_momentum=bn_momentum,
+                        rngs=rngs,
+                    )
                 )
                 c_in = c_out
         self.blocks = nnx.List(blocks)

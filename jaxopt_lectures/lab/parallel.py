@@ -58,8 +58,14 @@ class ParallelResult(NamedTuple):
 
 
 def make_shardings(
-    optimizer: jol.GradientTransformation, params: Any, batch_stats: Any, mesh: Mesh, *,
-    params_layout: str = "replicated", shard_optimizer_state: bool = False, axis: str = shd.DATA_AXIS,
+    optimizer: jol.GradientTransformation,
+    params: Any,
+    batch_stats: Any,
+    mesh: Mesh,
+    *,
+    params_layout: str = "replicated",
+    shard_optimizer_state: bool = False,
+    axis: str = shd.DATA_AXIS,
 ) -> ParallelState:
     """The ``NamedSharding`` of every leaf of the run's state on ``mesh``.
 
@@ -80,8 +86,14 @@ def make_shardings(
     return ParallelState(p_sh, jax.tree.map(lambda _: rep, batch_stats), o_sh)
 
 
-def make_step(graphdef, optimizer: jol.GradientTransformation, num_classes: int, shardings: ParallelState,
-              mesh: Mesh, axis: str = shd.DATA_AXIS) -> Callable:
+def make_step(
+    graphdef,
+    optimizer: jol.GradientTransformation,
+    num_classes: int,
+    shardings: ParallelState,
+    mesh: Mesh,
+    axis: str = shd.DATA_AXIS,
+) -> Callable:
     """``step(state, x, y) -> (state, loss)``: one SGD step on a batch split over ``axis``.
 
     Cross-entropy averaged over the whole (global) batch; batch-norm statistics are those of
@@ -100,8 +112,9 @@ def make_step(graphdef, optimizer: jol.GradientTransformation, num_classes: int,
         return ParallelState(jol.apply_updates(state.params, updates), batch_stats, opt_state), loss
 
     batch = NamedSharding(mesh, PartitionSpec(axis))
-    return jax.jit(step, in_shardings=(shardings, batch, batch),
-                   out_shardings=(shardings, shd.replicated(mesh)), donate_argnums=0)
+    return jax.jit(
+        step, in_shardings=(shardings, batch, batch), out_shardings=(shardings, shd.replicated(mesh)), donate_argnums=0
+    )
 
 
 def train_data_parallel(
@@ -137,8 +150,10 @@ def train_data_parallel(
     mesh = mesh if mesh is not None else shd.data_mesh(axis=axis)
     n_dev = mesh.shape[axis]
     if batch_size % n_dev:
-        raise ValueError(f"batch_size={batch_size} is not a multiple of the {n_dev} devices on axis {axis!r}; "
-                         f"use e.g. batch_size={batch_size - batch_size % n_dev or n_dev}.")
+        raise ValueError(
+            f"batch_size={batch_size} is not a multiple of the {n_dev} devices on axis {axis!r}; "
+            f"use e.g. batch_size={batch_size - batch_size % n_dev or n_dev}."
+        )
     n = len(data.x_train)
     if batch_size > n:
         raise ValueError(f"batch_size={batch_size} exceeds the {n} training examples.")
@@ -146,8 +161,15 @@ def train_data_parallel(
     abstract = nnx.eval_shape(lambda: model_fn(rngs=nnx.Rngs(0)))
     graphdef, _, _ = _split_model(abstract)
     params, batch_stats = init_model_state(model_fn, jax.random.PRNGKey(seed))
-    shardings = make_shardings(optimizer, params, batch_stats, mesh, params_layout=params_layout,
-                               shard_optimizer_state=shard_optimizer_state, axis=axis)
+    shardings = make_shardings(
+        optimizer,
+        params,
+        batch_stats,
+        mesh,
+        params_layout=params_layout,
+        shard_optimizer_state=shard_optimizer_state,
+        axis=axis,
+    )
     params = jax.device_put(params, shardings.params)
     batch_stats = jax.device_put(batch_stats, shardings.batch_stats)
     opt_state = jax.jit(optimizer.init, out_shardings=shardings.opt_state)(params)

@@ -77,8 +77,12 @@ def arm_configs(setting: dict, grid: dict) -> list[dict[str, float]]:
 #: mixup at α = 0 and 0.18 s with dropout at rate 0, against 1-2 s to compile a program. Their
 #: presence stays in the program key (their values are traced); L1 and L2 (a sum over the
 #: weights) are cheap and become 0-weighted terms of the arms that lack them.
-COSTLY_TERMS = {"dropout": "dropout", "mixup_alpha": "mixup", "entropy_weight": "unlabeled pass",
-                "graph_weight": "unlabeled pass"}
+COSTLY_TERMS = {
+    "dropout": "dropout",
+    "mixup_alpha": "mixup",
+    "entropy_weight": "unlabeled pass",
+    "graph_weight": "unlabeled pass",
+}
 
 
 #: The most runs (configs x seeds) the planner puts in one program of merged arms, per backend.
@@ -214,7 +218,7 @@ def make_model_fn(spec: dict, ds: data_lib.Dataset):
     classes = ds.num_classes
     act = spec.pop("activation", "relu")
     if isinstance(act, str) and act.startswith("maxout"):
-        act = models.maxout(int(act[len("maxout"):]))
+        act = models.maxout(int(act[len("maxout") :]))
     if name == "mlp":
         widths = (math.prod(ds.input_shape), *spec.pop("hidden"), classes)
         return functools.partial(models.MLP, widths, activation=act, **spec)
@@ -255,5 +259,6 @@ def rotation_pretext(ds: data_lib.Dataset) -> data_lib.Dataset:
     x = ds.x_unlabeled
     xs = np.concatenate([np.rot90(x, k, axes=(1, 2)) for k in range(4)])
     ys = np.repeat(np.arange(4, dtype=np.int32), len(x))
-    return data_lib.from_arrays(xs, ys, name="digits-rotation", num_classes=4, normalize=False,
-                                val_fraction=0.1, test_fraction=0.0)
+    return data_lib.from_arrays(
+        xs, ys, name="digits-rotation", num_classes=4, normalize=False, val_fraction=0.1, test_fraction=0.0
+    )

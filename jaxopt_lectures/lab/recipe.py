@@ -31,8 +31,22 @@ STEPS = {
     "optimization": "picking the best (optimization)",
 }
 
-__all__ = ["REGISTRY", "Row", "Entry", "STEPS", "RULE", "select", "run_entry", "explain", "setting", "merge",
-           "differing_paths", "per_example_loss", "CompileTimer", "dispatch_order"]
+__all__ = [
+    "REGISTRY",
+    "Row",
+    "Entry",
+    "STEPS",
+    "RULE",
+    "select",
+    "run_entry",
+    "explain",
+    "setting",
+    "merge",
+    "differing_paths",
+    "per_example_loss",
+    "CompileTimer",
+    "dispatch_order",
+]
 
 
 def run_entry(entry: Row, seeds: Sequence[int], quick: bool, progress: bool = False) -> dict:
@@ -62,6 +76,7 @@ class CompileTimer:
     @classmethod
     def install(cls):
         if not cls._installed:
+
             def listener(name, duration, **_):
                 if name.startswith("/jax/core/compile/"):
                     cls._total += duration

@@ -20,7 +20,6 @@ from typing import Callable, Sequence
 from jaxopt_lectures.lab import _files, recipe, stats
 
 
-
 def atomic_write(path: Path, text: str) -> None:
     """Write ``text`` so that readers never see it half-written (:func:`._files.atomic_write`)."""
     _files.atomic_write(path, lambda f: f.write(text.encode("utf-8")))
@@ -34,7 +33,9 @@ def _row_path(out: Path, name: str) -> Path:
 ROW_KEYS = ("name", "verdict", "agrees", "train", "val", "test", "comparisons", "regime", "tuned", "diverged")
 
 
-def load_finished(out: Path, entry: recipe.Entry, seeds, quick: bool, warn: Callable[[str], None] | None = None) -> dict | None:
+def load_finished(
+    out: Path, entry: recipe.Entry, seeds, quick: bool, warn: Callable[[str], None] | None = None
+) -> dict | None:
     """The saved row of ``entry`` if it was made with these settings, seeds, budget, package
     version and rule; ``None`` (redo the row) if it is missing, another run's, or unreadable:
     a damaged file (not UTF-8, not JSON, not an object, keys missing) gets a one-line warning."""
@@ -134,8 +135,10 @@ def run_table(
             atomic_write(path, json.dumps(row, indent=1))
         results[entry.name] = row
         cells = row_cells(row)
-        log(f"[{len(results)}/{len(entries)}] {entry.name}: train {cells[3]}, test {cells[4]} -> {row['verdict']} "
-            f"(agrees: {row['agrees']}) in {row['wall_s']:.1f}s")
+        log(
+            f"[{len(results)}/{len(entries)}] {entry.name}: train {cells[3]}, test {cells[4]} -> {row['verdict']} "
+            f"(agrees: {row['agrees']}) in {row['wall_s']:.1f}s"
+        )
 
     if jobs <= 1 or len(pending) <= 1:
         for entry in pending:
@@ -146,8 +149,7 @@ def run_table(
         from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
         ctx = multiprocessing.get_context("spawn")  # JAX does not survive fork
-        with ProcessPoolExecutor(max_workers=min(jobs, len(pending)), mp_context=ctx,
-                                 initializer=_worker_init) as pool:
+        with ProcessPoolExecutor(max_workers=min(jobs, len(pending)), mp_context=ctx, initializer=_worker_init) as pool:
             order = recipe.dispatch_order(pending, seeds, quick) if run_entry is recipe.run_entry else pending
             futures = {pool.submit(timed_run, e, seeds, quick, False, run_entry): e for e in order}
             bar = _bar(len(pending), progress)
@@ -194,8 +196,18 @@ def _bar(total: int, progress: bool):
 # ---------------------------------------------------------------------------------------
 # Formatting.
 
-COLUMNS = ("technique", "step", "lecture's claim", "train loss without -> with", "test loss without -> with",
-           "test acc without -> with", "diverged", "tuned (without / with)", "regime", "agrees")
+COLUMNS = (
+    "technique",
+    "step",
+    "lecture's claim",
+    "train loss without -> with",
+    "test loss without -> with",
+    "test acc without -> with",
+    "diverged",
+    "tuned (without / with)",
+    "regime",
+    "agrees",
+)
 AGREE_LABELS = ("yes", "partly", "no", "regime not reached", "baseline never trains", "not testable")
 
 
@@ -208,7 +220,9 @@ def _change(pair: dict, comparison: dict | None = None, digits: int = 3) -> str:
     text = f"{_num(w['mean'], digits)} -> {_num(v['mean'], digits)}"
     if comparison is not None and comparison.get("rel_change") is not None:
         arrow = {1: " (better)", -1: " (worse)", 0: ""}[comparison["direction"]]
-        text += f" {comparison['rel_change']:+.0%} {stats.fmt_interval(*(_nan(x) for x in comparison['interval']))}{arrow}"
+        text += (
+            f" {comparison['rel_change']:+.0%} {stats.fmt_interval(*(_nan(x) for x in comparison['interval']))}{arrow}"
+        )
     return text
 
 
@@ -233,9 +247,18 @@ def row_cells(row: dict) -> list[str]:
     acc = {"without": row["test"]["without"]["acc"], "with": row["test"]["with"]["acc"]}
     claim = row["claim"] + ("" if row["source"] == "lecture" else f" [{row['source']}]")
     agrees = row["agrees"] + (f" ({'; '.join(row['flags'])})" if row.get("flags") else "")
-    return [row["technique"], row["step"], claim, _change(row["train"], row["comparisons"]["train"]),
-            _change(test, row["comparisons"]["test"]), _change(acc, row["comparisons"]["test_acc"]),
-            f"{row['diverged']['without']} / {row['diverged']['with']}", _tuned(row), _regime(row), agrees]
+    return [
+        row["technique"],
+        row["step"],
+        claim,
+        _change(row["train"], row["comparisons"]["train"]),
+        _change(test, row["comparisons"]["test"]),
+        _change(acc, row["comparisons"]["test_acc"]),
+        f"{row['diverged']['without']} / {row['diverged']['with']}",
+        _tuned(row),
+        _regime(row),
+        agrees,
+    ]
 
 
 def _footer(table: dict) -> list[str]:
@@ -243,7 +266,8 @@ def _footer(table: dict) -> list[str]:
     counts = {k: sum(r["agrees"] == k for r in rows) for k in AGREE_LABELS}
     lines = [
         f"{len(rows)} rows, seeds {table['seeds']}, {'quick' if table['quick'] else 'full'} budget: "
-        + ", ".join(f"{counts[k]} {k}" for k in AGREE_LABELS if counts[k]) + ".",
+        + ", ".join(f"{counts[k]} {k}" for k in AGREE_LABELS if counts[k])
+        + ".",
         f"By chance alone (no effect anywhere) about {stats.chance_agreements(len(rows)):.1f} rows would show a "
         f"claimed improvement (alpha/2 per directional claim); rows sharing an arm are not independent.",
         f"Wall time {table['wall_s']:.0f} s; compiling took {table['compile_s']:.0f} s"
@@ -255,8 +279,14 @@ def _footer(table: dict) -> list[str]:
     ]
     missed = [r["name"] for r in rows if r["regime"]["reached"] is False]
     if missed:
-        lines.append("Regime not reached: " + "; ".join(
-            f"{r['name']} ({r['regime']['condition']}: {r['regime']['detail']})" for r in rows if r["name"] in missed))
+        lines.append(
+            "Regime not reached: "
+            + "; ".join(
+                f"{r['name']} ({r['regime']['condition']}: {r['regime']['detail']})"
+                for r in rows
+                if r["name"] in missed
+            )
+        )
     flagged = [f"{r['name']} ({'; '.join(r['flags'])})" for r in rows if r.get("flags")]
     if flagged:
         lines.append("Loss and accuracy disagree: " + ", ".join(flagged) + ".")
@@ -266,8 +296,9 @@ def _footer(table: dict) -> list[str]:
             shared.setdefault(fp, []).append(r["name"])
     groups = sorted({tuple(dict.fromkeys(v)) for v in shared.values() if len(set(v)) > 1})
     if groups:
-        lines.append("Rows sharing an arm (not independent confirmations): "
-                     + "; ".join(", ".join(g) for g in groups) + ".")
+        lines.append(
+            "Rows sharing an arm (not independent confirmations): " + "; ".join(", ".join(g) for g in groups) + "."
+        )
     return lines
 
 
@@ -282,8 +313,10 @@ def terminal(table: dict) -> str:
     out = io.StringIO()
     for row in table["rows"]:
         c = row_cells(row)
-        out.write(f"{c[0]} [{c[1]}] - {c[2]}\n    train {c[3]}\n    test  {c[4]}\n    acc   {c[5]}\n"
-                  f"    diverged {c[6]}; tuned {c[7]}; regime {c[8]}; agrees: {c[9]}\n")
+        out.write(
+            f"{c[0]} [{c[1]}] - {c[2]}\n    train {c[3]}\n    test  {c[4]}\n    acc   {c[5]}\n"
+            f"    diverged {c[6]}; tuned {c[7]}; regime {c[8]}; agrees: {c[9]}\n"
+        )
     out.write("\n" + "\n".join(_footer(table)) + "\n")
     return out.getvalue()
 
@@ -291,18 +324,60 @@ def terminal(table: dict) -> str:
 def to_csv(table: dict) -> str:
     buf = io.StringIO()
     w = csv.writer(buf)
-    w.writerow(["name", "technique", "step", "claim", "source", "train_without", "train_with", "train_change",
-                "train_lo", "train_hi", "test_without", "test_with", "test_change", "test_lo", "test_hi",
-                "test_acc_without", "test_acc_with", "diverged_without", "diverged_with", "regime_reached",
-                "verdict", "agrees", "seeds"])
+    w.writerow(
+        [
+            "name",
+            "technique",
+            "step",
+            "claim",
+            "source",
+            "train_without",
+            "train_with",
+            "train_change",
+            "train_lo",
+            "train_hi",
+            "test_without",
+            "test_with",
+            "test_change",
+            "test_lo",
+            "test_hi",
+            "test_acc_without",
+            "test_acc_with",
+            "diverged_without",
+            "diverged_with",
+            "regime_reached",
+            "verdict",
+            "agrees",
+            "seeds",
+        ]
+    )
     for r in table["rows"]:
         ct, cs = r["comparisons"]["train"], r["comparisons"]["test"]
-        w.writerow([r["name"], r["technique"], r["step"], r["claim"], r["source"],
-                    r["train"]["without"]["mean"], r["train"]["with"]["mean"], ct["rel_change"], *ct["interval"],
-                    r["test"]["without"]["loss"]["mean"], r["test"]["with"]["loss"]["mean"], cs["rel_change"],
-                    *cs["interval"], r["test"]["without"]["acc"]["mean"], r["test"]["with"]["acc"]["mean"],
-                    r["diverged"]["without"], r["diverged"]["with"], r["regime"]["reached"], r["verdict"],
-                    r["agrees"], len(r["seeds"])])
+        w.writerow(
+            [
+                r["name"],
+                r["technique"],
+                r["step"],
+                r["claim"],
+                r["source"],
+                r["train"]["without"]["mean"],
+                r["train"]["with"]["mean"],
+                ct["rel_change"],
+                *ct["interval"],
+                r["test"]["without"]["loss"]["mean"],
+                r["test"]["with"]["loss"]["mean"],
+                cs["rel_change"],
+                *cs["interval"],
+                r["test"]["without"]["acc"]["mean"],
+                r["test"]["with"]["acc"]["mean"],
+                r["diverged"]["without"],
+                r["diverged"]["with"],
+                r["regime"]["reached"],
+                r["verdict"],
+                r["agrees"],
+                len(r["seeds"]),
+            ]
+        )
     return buf.getvalue()
 
 

@@ -54,15 +54,20 @@ SHARPNESS_EPS, SHARPNESS_DRAWS = 0.05, 4
 #: Rows whose claim is about a measure rather than the losses: expected direction of the measure.
 MEASURE_CLAIMS = {"l1_vs_l2_sparsity": "higher", "init_minimum": "differs"}
 #: The rule, in words: part of every row's fingerprint, so rows judged by another rule are redone.
-RULE = (f"paired t-test across seeds on the per-seed relative change, two-sided alpha = {stats.ALPHA}, "
-        f"and a mean change beyond {stats.MARGIN:.0%}; diverged runs are counted, not averaged; "
-        "each arm tuned on validation, generalization read on the test split")
+RULE = (
+    f"paired t-test across seeds on the per-seed relative change, two-sided alpha = {stats.ALPHA}, "
+    f"and a mean change beyond {stats.MARGIN:.0%}; diverged runs are counted, not averaged; "
+    "each arm tuned on validation, generalization read on the test split"
+)
 CHANCE_LOSS = math.log(10.0)
 
 
 def arm_fingerprint(setting: dict, grid: dict, epochs: int, seeds: Sequence[int], measure: str) -> str:
-    blob = json.dumps([setting, {k: list(v) for k, v in grid.items()}, epochs, list(seeds), measure,
-                       jol.__version__, RULE], sort_keys=True, default=str)
+    blob = json.dumps(
+        [setting, {k: list(v) for k, v in grid.items()}, epochs, list(seeds), measure, jol.__version__, RULE],
+        sort_keys=True,
+        default=str,
+    )
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -72,9 +77,25 @@ def row_fingerprint(row: Row, seeds: Sequence[int], quick: bool, peers: Sequence
     claim = quotes.CLAIMS[row.name]
     peers = table_arms(seeds, quick) if peers is None else peers
     programs = [group_id(program_group(spec, peers)) for spec in row_arms(row, seeds, quick)]
-    blob = json.dumps([row.baseline, row.variant, row.grids(quick), row.epochs(quick), row.budget, row.regime,
-                       row.measure, list(seeds), claim.train, claim.val, jol.__version__, RULE, programs],
-                      sort_keys=True, default=str)
+    blob = json.dumps(
+        [
+            row.baseline,
+            row.variant,
+            row.grids(quick),
+            row.epochs(quick),
+            row.budget,
+            row.regime,
+            row.measure,
+            list(seeds),
+            claim.train,
+            claim.val,
+            jol.__version__,
+            RULE,
+            programs,
+        ],
+        sort_keys=True,
+        default=str,
+    )
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -98,8 +119,9 @@ def _sparsity(h: trainer.History, c: int, s: int) -> float:
 
 def _sharpness(h: trainer.History, c: int, s: int, ds) -> float:
     """The sharpness of run ``(c, s)``'s minimum (:func:`.probes.sharpness`, ε = ``SHARPNESS_EPS``)."""
-    return probes.sharpness(h.model(c, s), ds.x_train, ds.y_train, ds.num_classes, eps=SHARPNESS_EPS,
-                            draws=SHARPNESS_DRAWS)
+    return probes.sharpness(
+        h.model(c, s), ds.x_train, ds.y_train, ds.num_classes, eps=SHARPNESS_EPS, draws=SHARPNESS_DRAWS
+    )
 
 
 def _train(setting: dict, configs: list[dict], epochs: int, seeds, progress: bool, desc: str, init_from=None):
@@ -107,11 +129,20 @@ def _train(setting: dict, configs: list[dict], epochs: int, seeds, progress: boo
     ds = datasets[0]
     total = epochs * plan.steps_per_epoch(len(ds.x_train), setting["batch_size"])
     return trainer.train(
-        plan.make_model_fn(setting["model"], ds), datasets, plan.make_optimizer(setting["optimizer"], total),
-        epochs=epochs, batch_size=setting["batch_size"], seeds=seeds, configs=configs,
-        augment=plan.make_augment(setting["augment"]), loss_fn=plan.per_example_loss(setting["loss"]),
-        eval_loss_fn=losses.softmax_cross_entropy, early_stopping_patience=setting["early_stopping"],
-        init_from=init_from, progress=progress, progress_desc=desc,
+        plan.make_model_fn(setting["model"], ds),
+        datasets,
+        plan.make_optimizer(setting["optimizer"], total),
+        epochs=epochs,
+        batch_size=setting["batch_size"],
+        seeds=seeds,
+        configs=configs,
+        augment=plan.make_augment(setting["augment"]),
+        loss_fn=plan.per_example_loss(setting["loss"]),
+        eval_loss_fn=losses.softmax_cross_entropy,
+        early_stopping_patience=setting["early_stopping"],
+        init_from=init_from,
+        progress=progress,
+        progress_desc=desc,
         mesh=plan.runs_mesh(setting, len(configs) * len(seeds)),
     ), datasets
 
@@ -121,9 +152,16 @@ def _pretrain(setting: dict, seeds, progress: bool):
     if spec["task"] != "rotation":
         raise ValueError(f"unknown pretext task {spec['task']!r}")
     pre = [plan.rotation_pretext(plan.load_data(setting["data"], seed)) for seed in seeds]
-    return trainer.train(plan.make_model_fn(setting["model"], pre[0]), pre,
-                         plan.make_optimizer({"name": "adam", "learning_rate": 1e-3}, 0),
-                         epochs=spec["epochs"], batch_size=64, seeds=seeds, progress=progress, progress_desc="pretext")
+    return trainer.train(
+        plan.make_model_fn(setting["model"], pre[0]),
+        pre,
+        plan.make_optimizer({"name": "adam", "learning_rate": 1e-3}, 0),
+        epochs=spec["epochs"],
+        batch_size=64,
+        seeds=seeds,
+        progress=progress,
+        progress_desc="pretext",
+    )
 
 
 class ArmSpec(NamedTuple):
@@ -141,8 +179,15 @@ class ArmSpec(NamedTuple):
 
 def arm_spec(setting: dict, grid: dict, epochs: int, seeds: Sequence[int], measure: str = "loss") -> ArmSpec:
     setting = plan.canonical_setting(setting, grid)  # a term switched off is no term: shared arms
-    return ArmSpec(setting, grid, int(epochs), measure, arm_fingerprint(setting, grid, epochs, seeds, measure),
-                   plan.program_key(setting, epochs, seeds), len(seeds))
+    return ArmSpec(
+        setting,
+        grid,
+        int(epochs),
+        measure,
+        arm_fingerprint(setting, grid, epochs, seeds, measure),
+        plan.program_key(setting, epochs, seeds),
+        len(seeds),
+    )
 
 
 def row_arms(row: Row, seeds: Sequence[int], quick: bool) -> tuple[ArmSpec, ArmSpec]:
@@ -219,8 +264,13 @@ def _program_lock(cache: Path | None, gid: str):
         os.close(fd)  # closing releases the lock
 
 
-def run_arms(specs: Sequence[ArmSpec], seeds: Sequence[int], peers: Sequence[ArmSpec] = (), progress: bool = False,
-             desc: str = "") -> list[dict]:
+def run_arms(
+    specs: Sequence[ArmSpec],
+    seeds: Sequence[int],
+    peers: Sequence[ArmSpec] = (),
+    progress: bool = False,
+    desc: str = "",
+) -> list[dict]:
     """The results of ``specs``: each trained with its program group (``peers`` sharing its
     program key), or read from the arm cache (``JAXOPT_LECTURES_ARM_CACHE``) if done before."""
     seeds = tuple(int(s) for s in seeds)
@@ -253,8 +303,16 @@ def run_arms(specs: Sequence[ArmSpec], seeds: Sequence[int], peers: Sequence[Arm
     return [done[s.fingerprint] for s in specs]
 
 
-def run_arm(setting: dict, grid: dict, epochs: int, seeds: Sequence[int], measure: str = "loss",
-            progress: bool = False, desc: str = "", peers: Sequence[ArmSpec] = ()) -> dict:
+def run_arm(
+    setting: dict,
+    grid: dict,
+    epochs: int,
+    seeds: Sequence[int],
+    measure: str = "loss",
+    progress: bool = False,
+    desc: str = "",
+    peers: Sequence[ArmSpec] = (),
+) -> dict:
     """Train one arm over its grid and seeds (with the ``peers`` of its program group); return
     the selected grid point's per-seed numbers."""
     return run_arms([arm_spec(setting, grid, epochs, seeds, measure)], seeds, peers, progress, desc)[0]
@@ -271,11 +329,20 @@ def _select_configs(h: trainer.History, index: Sequence[int], with_state: bool) 
         return a[runs] if jax.dtypes.issubdtype(a.dtype, jax.dtypes.prng_key) else np.asarray(a)[runs]
 
     return dataclasses.replace(
-        h, configs=tuple(h.configs[i] for i in ix), train_loss=cut(h.train_loss), train_acc=cut(h.train_acc),
-        val_loss=cut(h.val_loss), val_acc=cut(h.val_acc), diverged_epoch=cut(h.diverged_epoch),
-        diverged_step=cut(h.diverged_step), stopped_epoch=cut(h.stopped_epoch), best_epoch=cut(h.best_epoch),
-        test_loss=cut(h.test_loss), test_acc=cut(h.test_acc),
-        state=jax.tree.map(host, h.state) if with_state else None)
+        h,
+        configs=tuple(h.configs[i] for i in ix),
+        train_loss=cut(h.train_loss),
+        train_acc=cut(h.train_acc),
+        val_loss=cut(h.val_loss),
+        val_acc=cut(h.val_acc),
+        diverged_epoch=cut(h.diverged_epoch),
+        diverged_step=cut(h.diverged_step),
+        stopped_epoch=cut(h.stopped_epoch),
+        best_epoch=cut(h.best_epoch),
+        test_loss=cut(h.test_loss),
+        test_acc=cut(h.test_acc),
+        state=jax.tree.map(host, h.state) if with_state else None,
+    )
 
 
 def _train_group(members: Sequence[ArmSpec], seeds: tuple[int, ...], progress: bool, desc: str) -> list[dict]:
@@ -375,21 +442,32 @@ def _vals(xs) -> np.ndarray:
 
 def _compare(base: dict, var: dict, key: str, higher_is_better: bool = False) -> dict:
     b, v = _vals(base[key]), _vals(var[key])
-    cmp = stats.compare(np.where(np.isfinite(b), b, 0.0), np.where(np.isfinite(v), v, 0.0),
-                        base_diverged=~np.isfinite(b), var_diverged=~np.isfinite(v),
-                        higher_is_better=higher_is_better)
+    cmp = stats.compare(
+        np.where(np.isfinite(b), b, 0.0),
+        np.where(np.isfinite(v), v, 0.0),
+        base_diverged=~np.isfinite(b),
+        var_diverged=~np.isfinite(v),
+        higher_is_better=higher_is_better,
+    )
     lo, hi = cmp.test.interval
-    return {"direction": cmp.direction, "status": cmp.status, "rel_change": _finite_or_none(cmp.test.rel_change),
-            "interval": [_finite_or_none(lo), _finite_or_none(hi)], "p": _finite_or_none(cmp.test.p_value),
-            "n": int(cmp.test.n)}
+    return {
+        "direction": cmp.direction,
+        "status": cmp.status,
+        "rel_change": _finite_or_none(cmp.test.rel_change),
+        "interval": [_finite_or_none(lo), _finite_or_none(hi)],
+        "p": _finite_or_none(cmp.test.p_value),
+        "n": int(cmp.test.n),
+    }
 
 
 def _summary(values) -> dict:
     a = _vals(values)
     finite = a[np.isfinite(a)]
-    return {"mean": float(np.mean(finite)) if finite.size else None,
-            "spread": float(np.std(finite)) if finite.size else None,
-            "per_seed": [None if not np.isfinite(x) else float(x) for x in a]}
+    return {
+        "mean": float(np.mean(finite)) if finite.size else None,
+        "spread": float(np.std(finite)) if finite.size else None,
+        "per_seed": [None if not np.isfinite(x) else float(x) for x in a],
+    }
 
 
 def check_regime(row: Row, base: dict, var: dict) -> dict:
@@ -415,8 +493,10 @@ def check_regime(row: Row, base: dict, var: dict) -> dict:
         out["reached"] = bool(any(f > 0 for f in fb))
         lrs = base["grid"].get("optimizer.learning_rate", [])
         stable = lambda fails: max([lr for lr, f in zip(lrs, fails) if f == 0], default=None)  # noqa: E731
-        out["detail"] = (f"failed runs per η {lrs}: without {fb}, with {fv} (of {n}); "
-                         f"largest stable η without {stable(fb)}, with {stable(fv)}")
+        out["detail"] = (
+            f"failed runs per η {lrs}: without {fb}, with {fv} (of {n}); "
+            f"largest stable η without {stable(fb)}, with {stable(fv)}"
+        )
     elif row.regime == "equal_train_loss":
         tv = _vals(var["train"])
         mb, mv = float(np.nanmean(tb)), float(np.nanmean(tv))
@@ -477,11 +557,18 @@ def judge(row: Row, base: dict, var: dict, seeds: Sequence[int]) -> dict:
         "train": {"without": _summary(base["train"]), "with": _summary(var["train"])},
         "val": {"without": _summary(base["val"]), "with": _summary(var["val"])},
         "val_acc": {"without": _summary(base["val_acc"]), "with": _summary(var["val_acc"])},
-        "test": {"without": {"loss": _summary(base["test"]), "acc": _summary(base["test_acc"])},
-                 "with": {"loss": _summary(var["test"]), "acc": _summary(var["test_acc"])}},
-        "measure": None if "measure" not in base else {
-            "name": row.measure, "without": _summary(base["measure"]), "with": _summary(var["measure"]),
-            "comparison": m},
+        "test": {
+            "without": {"loss": _summary(base["test"]), "acc": _summary(base["test_acc"])},
+            "with": {"loss": _summary(var["test"]), "acc": _summary(var["test_acc"])},
+        },
+        "measure": None
+        if "measure" not in base
+        else {
+            "name": row.measure,
+            "without": _summary(base["measure"]),
+            "with": _summary(var["measure"]),
+            "comparison": m,
+        },
         "comparisons": {"train": train, "val": val, "test": test, "test_acc": test_acc},
         "interval": {"train": train["interval"], "test": test["interval"]},
         "diverged": {"without": f"{sum(base['diverged'])}/{n}", "with": f"{sum(var['diverged'])}/{n}"},
@@ -490,8 +577,10 @@ def judge(row: Row, base: dict, var: dict, seeds: Sequence[int]) -> dict:
         "agrees": agrees,
         "flags": flags,
         "quote": [{"seed": q.seed, "lines": list(q.lines), "text": q.text, "gloss": q.gloss} for q in claim.quotes],
-        "tuned": {"without": {"chosen": base["chosen"], "grid": base["grid"]},
-                  "with": {"chosen": var["chosen"], "grid": var["grid"]}},
+        "tuned": {
+            "without": {"chosen": base["chosen"], "grid": base["grid"]},
+            "with": {"chosen": var["chosen"], "grid": var["grid"]},
+        },
         "regime": regime,
         "epochs": {"without": base["epochs"], "with": var["epochs"]},
         "seeds": list(seeds),
@@ -514,8 +603,9 @@ def dispatch_order(rows: Sequence[Row], seeds: Sequence[int], quick: bool) -> li
     group, then rows whose arms will all be in the arm cache. Two workers then seldom wait on
     one group."""
     peers = table_arms(seeds, quick)
-    programs = {row.name: {group_id(program_group(spec, peers)) for spec in row_arms(row, seeds, quick)}
-                for row in rows}
+    programs = {
+        row.name: {group_id(program_group(spec, peers)) for spec in row_arms(row, seeds, quick)} for row in rows
+    }
     claimed: set[str] = set()
     tiers: list[list[Row]] = [[], [], []]
     for row in rows:  # rows whose every group is new
@@ -539,25 +629,32 @@ def explain(row: Row, seeds: Sequence[int], quick: bool) -> str:
 
     lines = [f"{row.name}: {claim.technique}  [{claim.step}; source: {claim.source}]", ""]
     for q in claim.quotes:
-        lines += [f"  seed {q.seed}, lines {q.lines[0]}-{q.lines[1]}:",
-                  "    " + " / ".join(part.strip() for part in q.text.splitlines() if part.strip()),
-                  f"    ({q.gloss})"]
-    lines += ["", f"claim:      {claim.statement}",
-              f"checked:    optimization = {claim.train or 'not checked'} (training loss); "
-              f"generalization = {claim.val or 'not checked'} (test loss)"
-              + (f"; measure: {row.measure} ({MEASURE_CLAIMS[row.name]})" if row.name in MEASURE_CLAIMS else ""),
-              f"regime:     {claim.condition}" + (f"  (checked: {row.regime})" if row.regime else "  (not checked)"),
-              f"knob:       {row.knob}; the arms differ in {sorted(differing_paths(row.baseline, row.variant))}",
-              f"baseline:   {json.dumps(row.baseline, sort_keys=True)}",
-              f"variant:    {json.dumps(row.variant, sort_keys=True)}",
-              f"tuned:      baseline {gb or 'nothing'}; variant {gv or 'nothing'} (picked by validation loss)",
-              f"budget:     {eb} epochs without, {ev} with (equal {row.budget})",
-              f"seeds:      {list(seeds)} (each with its own data split)"]
+        lines += [
+            f"  seed {q.seed}, lines {q.lines[0]}-{q.lines[1]}:",
+            "    " + " / ".join(part.strip() for part in q.text.splitlines() if part.strip()),
+            f"    ({q.gloss})",
+        ]
+    lines += [
+        "",
+        f"claim:      {claim.statement}",
+        f"checked:    optimization = {claim.train or 'not checked'} (training loss); "
+        f"generalization = {claim.val or 'not checked'} (test loss)"
+        + (f"; measure: {row.measure} ({MEASURE_CLAIMS[row.name]})" if row.name in MEASURE_CLAIMS else ""),
+        f"regime:     {claim.condition}" + (f"  (checked: {row.regime})" if row.regime else "  (not checked)"),
+        f"knob:       {row.knob}; the arms differ in {sorted(differing_paths(row.baseline, row.variant))}",
+        f"baseline:   {json.dumps(row.baseline, sort_keys=True)}",
+        f"variant:    {json.dumps(row.variant, sort_keys=True)}",
+        f"tuned:      baseline {gb or 'nothing'}; variant {gv or 'nothing'} (picked by validation loss)",
+        f"budget:     {eb} epochs without, {ev} with (equal {row.budget})",
+        f"seeds:      {list(seeds)} (each with its own data split)",
+    ]
     for arm, others in shared_arms(row, seeds, quick).items():
         lines.append(f"shared:     the {arm} arm is trained once with {', '.join(others)} (not independent)")
     for arm, others in program_rows(row, seeds, quick).items():
-        lines.append(f"program:    the {arm} arm trains in one compiled program with arms of {', '.join(others)} "
-                     "(they differ only in traced knobs; each arm keeps its own runs and selection)")
+        lines.append(
+            f"program:    the {arm} arm trains in one compiled program with arms of {', '.join(others)} "
+            "(they differ only in traced knobs; each arm keeps its own runs and selection)"
+        )
     if row.note:
         lines.append(f"note:       {row.note}")
     return "\n".join(lines) + "\n"
@@ -592,12 +689,26 @@ def program_rows(row: Row, seeds: Sequence[int], quick: bool) -> dict[str, list[
     out: dict[str, list[str]] = {}
     for arm, spec in zip(("baseline", "variant"), row_arms(row, seeds, quick)):
         group = {m.fingerprint for m in program_group(spec, peers)} - {spec.fingerprint}
-        names = [other.name for other in REGISTRY.values() if other.name != row.name
-                 and group & {s.fingerprint for s in row_arms(other, seeds, quick)}]
+        names = [
+            other.name
+            for other in REGISTRY.values()
+            if other.name != row.name and group & {s.fingerprint for s in row_arms(other, seeds, quick)}
+        ]
         if names:
             out[arm] = names
     return out
 
 
-__all__ = ["REGISTRY", "run_row", "run_arm", "run_arms", "judge", "table_arms", "program_group", "dispatch_order",
-           "explain", "row_fingerprint", "RULE"]
+__all__ = [
+    "REGISTRY",
+    "run_row",
+    "run_arm",
+    "run_arms",
+    "judge",
+    "table_arms",
+    "program_group",
+    "dispatch_order",
+    "explain",
+    "row_fingerprint",
+    "RULE",
+]

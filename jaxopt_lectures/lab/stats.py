@@ -447,8 +447,10 @@ def pick_grid_point(val: np.ndarray, diverged: np.ndarray) -> int:
         return int(np.nanargmin(scores))
     counts = diverged.sum(axis=1)
     cand = np.flatnonzero(counts == counts.min())
-    med = [np.nanmedian(np.where(np.isfinite(val[c]), val[c], np.nan)) if np.isfinite(val[c]).any() else np.inf
-           for c in cand]
+    med = [
+        np.nanmedian(np.where(np.isfinite(val[c]), val[c], np.nan)) if np.isfinite(val[c]).any() else np.inf
+        for c in cand
+    ]
     return int(cand[int(np.argmin(med))])
 
 

@@ -236,7 +236,8 @@ def _step(setup: _Setup, rs: RunState, idx, hp, data) -> RunState:
         xu = x_unl[jnp.concatenate([nodes, nbr_idx[nodes, edge]])]
         pair_w = nbr_w[nodes, edge]
     grad_fn = jax.value_and_grad(
-        lambda p: _loss(setup, p, rs.batch_stats, x_train[idx], y_train[idx], xu, pair_w, k_loss, hp), has_aux=True)
+        lambda p: _loss(setup, p, rs.batch_stats, x_train[idx], y_train[idx], xu, pair_w, k_loss, hp), has_aux=True
+    )
     (loss, (_, batch_stats)), grads = grad_fn(rs.params)
     updates, opt_state = setup.optimizer.update(grads, rs.opt_state, rs.params)
     params = jol.apply_updates(rs.params, updates)
@@ -299,8 +300,7 @@ def _end_epoch(setup: _Setup, rs: RunState, data, patience):
     vl, va = _evaluate(setup, rs, x_val, y_val) if x_val.shape[0] else (tl * jnp.nan, ta * jnp.nan)
     finite = jnp.isfinite(tl)
     diverged_now = rs.active & ~finite
-    rs = rs._replace(active=rs.active & finite,
-                     diverged_step=jnp.where(diverged_now, rs.step, rs.diverged_step))
+    rs = rs._replace(active=rs.active & finite, diverged_step=jnp.where(diverged_now, rs.step, rs.diverged_step))
     if patience is not None:
         better = rs.active & (vl < rs.best_val)
         bad = jnp.where(better, 0, rs.bad_epochs + 1)
@@ -367,6 +367,7 @@ def _stack(trees):
 
 def _unstack(tree, n):
     """One stacked state -> its runs (the inverse of :func:`_stack`, same device choice)."""
+
     def host(a):  # one host view per leaf, sliced n times (no slicing program per leaf shape)
         keep = jax.default_backend() != "cpu" or jax.dtypes.issubdtype(a.dtype, jax.dtypes.prng_key)
         return a if keep else np.asarray(a)
@@ -480,8 +481,9 @@ def train(
     # half a batch of one image. Now its batch does not depend on whether a graph term is on.)
     seed_data = [_device_arrays(d, bool(setup.unlabeled_batch)) for d in per_seed_data]
     patience = early_stopping_patience
-    runs = _initial_runs(model_fn, optimizer, seeds, n_cfg, {k: jnp.asarray(v) for k, v in opt_hp.items()},
-                         init_from, patience)
+    runs = _initial_runs(
+        model_fn, optimizer, seeds, n_cfg, {k: jnp.asarray(v) for k, v in opt_hp.items()}, init_from, patience
+    )
     state = jax.tree.map(_stack_on_host, *runs)
     hp = {k: jnp.asarray(v) for k, v in trainer_hp.items()}
     if mesh is not None:
@@ -489,11 +491,16 @@ def train(
 
     shape = (n_cfg, n_seed, epochs)
     history = History(
-        seeds=seeds, configs=tuple(configs),
-        train_loss=np.full(shape, np.nan), train_acc=np.full(shape, np.nan),
-        val_loss=np.full(shape, np.nan), val_acc=np.full(shape, np.nan),
-        diverged_epoch=np.full(shape[:2], -1), diverged_step=np.full(shape[:2], -1),
-        stopped_epoch=np.full(shape[:2], -1), best_epoch=np.full(shape[:2], -1),
+        seeds=seeds,
+        configs=tuple(configs),
+        train_loss=np.full(shape, np.nan),
+        train_acc=np.full(shape, np.nan),
+        val_loss=np.full(shape, np.nan),
+        val_acc=np.full(shape, np.nan),
+        diverged_epoch=np.full(shape[:2], -1),
+        diverged_step=np.full(shape[:2], -1),
+        stopped_epoch=np.full(shape[:2], -1),
+        best_epoch=np.full(shape[:2], -1),
         graphdef=setup.graphdef,
     )
     start = 0
@@ -501,10 +508,23 @@ def train(
         raise ValueError(f"checkpoint_mode={checkpoint_mode!r} is not one of ['resume', 'fresh']")
     ckpt = None
     if checkpoint is not None:
-        fingerprint = _run_fingerprint(model_fn, abstract, optimizer, runs[0], seeds, configs, setup.batch_size,
-                                       per_seed_data, loss_fn, augment, patience, checkpoint_info)
-        ckpt = checkpoints.Checkpoints(checkpoint, fingerprint=fingerprint, keep=checkpoint_keep,
-                                       fresh=checkpoint_mode == "fresh")
+        fingerprint = _run_fingerprint(
+            model_fn,
+            abstract,
+            optimizer,
+            runs[0],
+            seeds,
+            configs,
+            setup.batch_size,
+            per_seed_data,
+            loss_fn,
+            augment,
+            patience,
+            checkpoint_info,
+        )
+        ckpt = checkpoints.Checkpoints(
+            checkpoint, fingerprint=fingerprint, keep=checkpoint_keep, fresh=checkpoint_mode == "fresh"
+        )
         if ckpt.latest_epoch() is not None:
             state, start = _restore(ckpt, state, history)
 
@@ -519,8 +539,11 @@ def train(
         _record(history, epoch, state, was_active, n_cfg, n_seed, tl, ta, vl, va, better)
         history.epochs_done = epoch + 1
         if hasattr(bar, "set_postfix"):
-            bar.set_postfix(runs=n_runs, train=f"{np.nanmean(history.train_loss[..., epoch]):.4f}",
-                            val=f"{np.nanmean(history.val_loss[..., epoch]):.4f}")
+            bar.set_postfix(
+                runs=n_runs,
+                train=f"{np.nanmean(history.train_loss[..., epoch]):.4f}",
+                val=f"{np.nanmean(history.val_loss[..., epoch]):.4f}",
+            )
         if ckpt is not None and ((epoch + 1) % checkpoint_every == 0 or epoch + 1 == epochs):
             ckpt.save(state, epoch + 1, _history_arrays(history))
         if on_epoch_end is not None:
@@ -534,23 +557,29 @@ def train(
         state = state._replace(params=state.best_params, batch_stats=state.best_batch_stats)
     history.state = state
     if len(data.x_test):
-        history.test_loss, history.test_acc = _final_test_metrics(setup, state, end_epoch, seed_data, per_seed_data,
-                                                                  use_vmap, n_cfg, n_seed)
+        history.test_loss, history.test_acc = _final_test_metrics(
+            setup, state, end_epoch, seed_data, per_seed_data, use_vmap, n_cfg, n_seed
+        )
     return history
 
 
-def _make_setup(abstract, data: Dataset, optimizer, batch_size, trainer_hp: dict, augment, loss_fn,
-                eval_loss_fn) -> _Setup:
+def _make_setup(
+    abstract, data: Dataset, optimizer, batch_size, trainer_hp: dict, augment, loss_fn, eval_loss_fn
+) -> _Setup:
     """The static choices of one training program, after checking the terms fit the data and model."""
     for name in UNLABELED_HPARAMS:
         if name in trainer_hp and data.x_unlabeled is None:
             raise ValueError(f"{name} needs an unlabeled pool: load the data with unlabeled_size > 0.")
-    if "dropout" in trainer_hp and any(getattr(node, "mode", "inverted") != "inverted" and hasattr(node, "rate")
-                                       for _, node in nnx.iter_graph(abstract)):
+    if "dropout" in trainer_hp and any(
+        getattr(node, "mode", "inverted") != "inverted" and hasattr(node, "rate")
+        for _, node in nnx.iter_graph(abstract)
+    ):
         # evaluation calls the model without the traced rate, so a test-time (1 − p) would use
         # the model's own rate instead: refuse rather than evaluate the wrong network
-        raise ValueError("hparams/configs 'dropout' needs dropout_mode='inverted'; for 'classic' or 'unscaled' "
-                         "dropout set the rate in the model (e.g. MLP(..., dropout=0.5, dropout_mode='classic')).")
+        raise ValueError(
+            "hparams/configs 'dropout' needs dropout_mode='inverted'; for 'classic' or 'unscaled' "
+            "dropout set the rate in the model (e.g. MLP(..., dropout=0.5, dropout_mode='classic'))."
+        )
     n = len(data.x_train)
     bs = n if batch_size is None else min(int(batch_size), n)
     graphdef, _, _ = _split_model(abstract)
@@ -565,13 +594,17 @@ def _make_setup(abstract, data: Dataset, optimizer, batch_size, trainer_hp: dict
         augment=augment,
         loss_fn=loss_fn,
         eval_loss_fn=eval_loss_fn,
-        unlabeled_batch=(2 * max(min(bs, len(data.x_unlabeled)) // 2, 1)
-                         if any(name in trainer_hp for name in UNLABELED_HPARAMS) else 0),
+        unlabeled_batch=(
+            2 * max(min(bs, len(data.x_unlabeled)) // 2, 1)
+            if any(name in trainer_hp for name in UNLABELED_HPARAMS)
+            else 0
+        ),
     )
 
 
-def _initial_runs(model_fn, optimizer, seeds: tuple[int, ...], n_cfg: int, opt_values: dict, init_from,
-                  patience) -> list[RunState]:
+def _initial_runs(
+    model_fn, optimizer, seeds: tuple[int, ...], n_cfg: int, opt_values: dict, init_from, patience
+) -> list[RunState]:
     """Every run's starting state, config-major: run ``c * seeds + s`` is seed ``s`` in config ``c``.
 
     Eagerly, run by run: jit(vmap(init)) of a network takes seconds to compile on CPU (random-number
@@ -593,11 +626,17 @@ def _initial_runs(model_fn, optimizer, seeds: tuple[int, ...], n_cfg: int, opt_v
         for name, value in values.items():
             opt_state = jol.set_state_field(opt_state, name, value)
         return RunState(
-            params=params, batch_stats=batch_stats, opt_state=opt_state, key=jax.random.fold_in(seed_key, 1),
-            step=jnp.zeros((), jnp.int32), active=jnp.ones((), bool), diverged_step=jnp.full((), -1, jnp.int32),
+            params=params,
+            batch_stats=batch_stats,
+            opt_state=opt_state,
+            key=jax.random.fold_in(seed_key, 1),
+            step=jnp.zeros((), jnp.int32),
+            active=jnp.ones((), bool),
+            diverged_step=jnp.full((), -1, jnp.int32),
             best_params=params if patience is not None else None,
             best_batch_stats=batch_stats if patience is not None else None,
-            best_val=jnp.full((), jnp.inf, jnp.float32), bad_epochs=jnp.zeros((), jnp.int32),
+            best_val=jnp.full((), jnp.inf, jnp.float32),
+            bad_epochs=jnp.zeros((), jnp.int32),
         )
 
     seed_keys = _stack_on_host(*[jax.random.PRNGKey(s) for _ in range(n_cfg) for s in seeds])
@@ -610,8 +649,12 @@ def _initial_runs(model_fn, optimizer, seeds: tuple[int, ...], n_cfg: int, opt_v
         elif runs_src != n_runs:
             src = jax.tree.map(lambda a: jnp.broadcast_to(a[0], (n_runs,) + a.shape[1:]), src)
     return [
-        init_run(i % n_seed, seed_keys[i], {k: v[i] for k, v in opt_values.items()},
-                 None if src is None else jax.tree.map(lambda a, i=i: a[i], src))
+        init_run(
+            i % n_seed,
+            seed_keys[i],
+            {k: v[i] for k, v in opt_values.items()},
+            None if src is None else jax.tree.map(lambda a, i=i: a[i], src),
+        )
         for i in range(n_runs)
     ]
 
@@ -640,8 +683,10 @@ def _programs(setup: _Setup, use_vmap: bool, patience, seed_data: list[tuple], n
     data_axis = None if len(seed_data) == 1 else 0
     if use_vmap:
         end_vmapped = jax.jit(jax.vmap(lambda rs, d: _end_epoch(setup, rs, d, patience), in_axes=(0, data_axis)))
-        epoch_vmapped = jax.jit(jax.vmap(lambda rs, i, h, d: _scan_epoch(setup, rs, i, h, d),
-                                         in_axes=(0, 0, 0, data_axis)), donate_argnums=0)
+        epoch_vmapped = jax.jit(
+            jax.vmap(lambda rs, i, h, d: _scan_epoch(setup, rs, i, h, d), in_axes=(0, 0, 0, data_axis)),
+            donate_argnums=0,
+        )
 
         def end_epoch(state, data=None):
             return end_vmapped(state, dev_data if data is None else data[1])
@@ -673,23 +718,31 @@ def _programs(setup: _Setup, use_vmap: bool, patience, seed_data: list[tuple], n
     return run_epoch, end_epoch
 
 
-def _final_test_metrics(setup: _Setup, state: RunState, end_epoch, seed_data, per_seed_data, use_vmap: bool,
-                        n_cfg: int, n_seed: int):
+def _final_test_metrics(
+    setup: _Setup, state: RunState, end_epoch, seed_data, per_seed_data, use_vmap: bool, n_cfg: int, n_seed: int
+):
     """``(configs, seeds)`` test loss and accuracy of the final (early-stopped: best) parameters."""
     n_runs = n_cfg * n_seed
     if all(d.x_test.shape == d.x_val.shape and d.y_test.shape == d.y_val.shape for d in per_seed_data):
         # the test split in the validation split's place: the end-of-epoch program, already
         # compiled, measures it (one program fewer per train call; its state output is dropped)
-        tests = [(*d[:2], jax.device_put(np.asarray(ds.x_test, d[2].dtype)),
-                  jax.device_put(np.asarray(ds.y_test, d[3].dtype)), *d[4:])
-                 for d, ds in zip(seed_data, per_seed_data)]
+        tests = [
+            (
+                *d[:2],
+                jax.device_put(np.asarray(ds.x_test, d[2].dtype)),
+                jax.device_put(np.asarray(ds.y_test, d[3].dtype)),
+                *d[4:],
+            )
+            for d, ds in zip(seed_data, per_seed_data)
+        ]
         _, (_, _, vl, va, _) = end_epoch(state, _run_layout(tests, n_runs, n_seed, use_vmap))
         return np.asarray(vl, np.float64).reshape(n_cfg, n_seed), np.asarray(va, np.float64).reshape(n_cfg, n_seed)
     return _test_metrics(setup, state, per_seed_data, use_vmap, n_cfg, n_seed)
 
 
-def _run_fingerprint(model_fn, abstract, optimizer, run0, seeds, configs, batch_size, datasets, loss_fn, augment,
-                     patience, info) -> dict:
+def _run_fingerprint(
+    model_fn, abstract, optimizer, run0, seeds, configs, batch_size, datasets, loss_fn, augment, patience, info
+) -> dict:
     """What a checkpoint belongs to, as a JSON-able dict of short hashes and values."""
     import hashlib
     import json
@@ -704,8 +757,10 @@ def _run_fingerprint(model_fn, abstract, optimizer, run0, seeds, configs, batch_
             h.update(a.tobytes())
         return h.hexdigest()[:16]
 
-    shapes = [(jax.tree_util.keystr(p), tuple(np.shape(v)), str(v.dtype))
-              for p, v in jax.tree_util.tree_flatten_with_path(nnx.state(abstract))[0]]
+    shapes = [
+        (jax.tree_util.keystr(p), tuple(np.shape(v)), str(v.dtype))
+        for p, v in jax.tree_util.tree_flatten_with_path(nnx.state(abstract))[0]
+    ]
     ones = jax.tree.map(jnp.ones_like, run0.params)
     probe, _ = optimizer.update(ones, run0.opt_state, run0.params)
     name = lambda f: None if f is None else getattr(f, "__qualname__", type(f).__name__)  # noqa: E731
@@ -716,7 +771,9 @@ def _run_fingerprint(model_fn, abstract, optimizer, run0, seeds, configs, batch_
         "configs": json.loads(json.dumps(list(configs), default=str)),
         "batch_size": int(batch_size),
         "data": [f"{d.name} {digest(d.x_train, d.y_train, d.x_val, d.y_val)}" for d in datasets],
-        "loss": name(loss_fn), "augment": name(augment), "early_stopping": patience,
+        "loss": name(loss_fn),
+        "augment": name(augment),
+        "early_stopping": patience,
         "version": __version__,
         "info": json.loads(json.dumps(info, sort_keys=True, default=str)) if info else None,
     }
@@ -728,8 +785,10 @@ def _per_seed_datasets(data, n_seed: int) -> list:
     datasets = list(data)
     if len(datasets) != n_seed:
         raise ValueError(f"data: got {len(datasets)} data sets for {n_seed} seeds; pass one Dataset or one per seed.")
-    shapes = {(d.x_train.shape, d.x_val.shape, d.x_test.shape, None if d.x_unlabeled is None else d.x_unlabeled.shape)
-              for d in datasets}
+    shapes = {
+        (d.x_train.shape, d.x_val.shape, d.x_test.shape, None if d.x_unlabeled is None else d.x_unlabeled.shape)
+        for d in datasets
+    }
     if len(shapes) != 1:
         raise ValueError(f"data: the per-seed data sets must have equal split shapes, got {sorted(map(str, shapes))}")
     return datasets
@@ -743,8 +802,10 @@ def _device_arrays(data: Dataset, graph: bool) -> tuple:
         nbr_idx, nbr_w = knn_graph(x_unl, GRAPH_NEIGHBOURS)
     else:
         nbr_idx, nbr_w = np.zeros((len(x_unl), 1), np.int32), np.zeros((len(x_unl), 1), np.float32)
-    return tuple(jax.device_put(np.asarray(a))
-                 for a in (data.x_train, data.y_train, data.x_val, data.y_val, x_unl, nbr_idx, nbr_w))
+    return tuple(
+        jax.device_put(np.asarray(a))
+        for a in (data.x_train, data.y_train, data.x_val, data.y_val, x_unl, nbr_idx, nbr_w)
+    )
 
 
 def _run_layout(seed_data: list[tuple], n_runs: int, n_seed: int, vmapped: bool) -> tuple[list[tuple], tuple | None]:
@@ -780,17 +841,29 @@ def _spread_runs(mesh, use_vmap: bool, n_runs: int, *trees):
     axis = mesh.axis_names[0]
     size = mesh.shape[axis]
     if not use_vmap:
-        raise ValueError("mesh= spreads the vmapped runs over devices; this model steps run by run "
-                         "(convolutions, or vmap=False): pass vmap=True, or train one run data-parallel "
-                         "with jaxopt_lectures.lab.parallel.train_data_parallel.")
+        raise ValueError(
+            "mesh= spreads the vmapped runs over devices; this model steps run by run "
+            "(convolutions, or vmap=False): pass vmap=True, or train one run data-parallel "
+            "with jaxopt_lectures.lab.parallel.train_data_parallel."
+        )
     if n_runs % size:
-        raise ValueError(f"{n_runs} runs cannot be spread evenly over the {size} devices of axis {axis!r}; "
-                         "use a number of (config, seed) pairs that is a multiple of it.")
+        raise ValueError(
+            f"{n_runs} runs cannot be spread evenly over the {size} devices of axis {axis!r}; "
+            "use a number of (config, seed) pairs that is a multiple of it."
+        )
     return jax.device_put(trees, NamedSharding(mesh, PartitionSpec(axis)))
 
 
-_HISTORY_ARRAYS = ("train_loss", "train_acc", "val_loss", "val_acc", "diverged_epoch", "diverged_step",
-                   "stopped_epoch", "best_epoch")
+_HISTORY_ARRAYS = (
+    "train_loss",
+    "train_acc",
+    "val_loss",
+    "val_acc",
+    "diverged_epoch",
+    "diverged_step",
+    "stopped_epoch",
+    "best_epoch",
+)
 
 
 def _history_arrays(history: History) -> dict[str, np.ndarray]:

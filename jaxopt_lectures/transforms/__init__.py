@@ -14,7 +14,12 @@ from .adaptive import (
 )
 from .clipping import clip as clip, clip_by_global_norm as clip_by_global_norm
 from .momentum import MomentumState as MomentumState, add_momentum as add_momentum, momentum_leaf as momentum_leaf
-from .partition import PartitionState as PartitionState, freeze as freeze, partition as partition, set_to_zero as set_to_zero
+from .partition import (
+    PartitionState as PartitionState,
+    freeze as freeze,
+    partition as partition,
+    set_to_zero as set_to_zero,
+)
 from .regularization import (
     add_l1_regularization as add_l1_regularization,
     add_l2_regularization as add_l2_regularization,

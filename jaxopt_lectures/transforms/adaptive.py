@@ -140,8 +140,19 @@ class RmsState(NamedTuple):
     mu: object
 
 
-def rms_leaf(g, nu, mu, first, decay, eps, eps_in_sqrt: bool, centered: bool, first_grad: bool,
-             t=None, bias_correction: bool = False):
+def rms_leaf(
+    g,
+    nu,
+    mu,
+    first,
+    decay,
+    eps,
+    eps_in_sqrt: bool,
+    centered: bool,
+    first_grad: bool,
+    t=None,
+    bias_correction: bool = False,
+):
     """One array's RMSProp rule; returns ``(u, nu_t, mu_t)``.
 
     ``r_t = p r_{t−1} + (1 − p) g⊙g`` (seed 003), or with ``first_grad`` seed 001's
@@ -215,9 +226,7 @@ def scale_by_rms(
         t = safe_increment(state.count)
         mu = state.mu if centered else grads
         triples = tree_map_checked(
-            lambda g, n, m: rms_leaf(
-                g, n, m, first, decay, eps, eps_in_sqrt, centered, first_grad, t, bias_correction
-            ),
+            lambda g, n, m: rms_leaf(g, n, m, first, decay, eps, eps_in_sqrt, centered, first_grad, t, bias_correction),
             grads,
             state.nu,
             mu,

@@ -18,6 +18,7 @@ def clip(max_delta) -> GradientTransformation:
 
     def update(grads, state, params=None, **extra):
         del params, extra
+
         def leaf(g):
             g = as_float(g)
             return jnp.clip(g, -jnp.asarray(max_delta, g.dtype), jnp.asarray(max_delta, g.dtype))
@@ -44,6 +45,7 @@ def clip_by_global_norm(max_norm) -> GradientTransformation:
         del params, extra
         norm = global_norm(grads)
         factor = jnp.where(norm > max_norm, max_norm / jnp.where(norm > 0, norm, 1.0), 1.0)
+
         def leaf(g):
             g = as_float(g)
             return (g * factor.astype(g.dtype)).astype(g.dtype)

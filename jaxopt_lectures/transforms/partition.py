@@ -225,13 +225,15 @@ def partition(transforms: Mapping[Hashable, GradientTransformation], param_label
             accepted = extras_of[label]
             kw = extra if accepted is None else {k: v for k, v in extra.items() if k in accepted}
             sub_params = None if params is None else split(params, flat, label)
-            sub_updates, new_states[label] = tx.update(split(grads, flat, label), state.inner_states[label],
-                                                       sub_params, **kw)
+            sub_updates, new_states[label] = tx.update(
+                split(grads, flat, label), state.inner_states[label], sub_params, **kw
+            )
             try:  # one entry per leaf of grads: its update, or MaskedNode where another part's leaf is
                 sub_leaves = treedef.flatten_up_to(sub_updates)
             except (ValueError, TypeError):
-                check_same_structure(sub_updates, split(grads, flat, label), f"transforms[{label!r}]'s updates",
-                                     "its gradients")
+                check_same_structure(
+                    sub_updates, split(grads, flat, label), f"transforms[{label!r}]'s updates", "its gradients"
+                )
                 raise
             for i, (u, lab) in enumerate(zip(sub_leaves, flat)):
                 if lab == label:
@@ -239,4 +241,3 @@ def partition(transforms: Mapping[Hashable, GradientTransformation], param_label
         return jax.tree.unflatten(treedef, out), PartitionState(inner_states=new_states)
 
     return GradientTransformation(init, update)
-

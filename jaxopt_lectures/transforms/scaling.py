@@ -71,8 +71,10 @@ def scale_by_learning_rate(learning_rate: ScalarOrSchedule, *, flip_sign: bool =
     def update(grads, state, params=None, **extra):
         del params, extra
         if not isinstance(state, ScaleByScheduleState):
-            raise ValueError(f"scale_by_learning_rate got a state of type {type(state).__name__} where it "
-                             "expects ScaleByScheduleState; was the state made by this optimizer's init?")
+            raise ValueError(
+                f"scale_by_learning_rate got a state of type {type(state).__name__} where it "
+                "expects ScaleByScheduleState; was the state made by this optimizer's init?"
+            )
         eta = learning_rate(state.count)
         updates = jax.tree.map(lambda g: _scale_leaf(g, sign * eta), grads)
         return updates, ScaleByScheduleState(count=safe_increment(state.count))
@@ -80,13 +82,13 @@ def scale_by_learning_rate(learning_rate: ScalarOrSchedule, *, flip_sign: bool =
     return GradientTransformation(init, update)
 
 
-
 def scale_by_schedule(step_size_fn: Schedule) -> GradientTransformation:
     """``u ← s(t) · u`` for a schedule ``s: count -> factor`` (``optax.scale_by_schedule``):
     ``scale_by_learning_rate(s, flip_sign=False)``, except that the factor may be negative."""
     if not callable(step_size_fn):
-        raise TypeError(f"scale_by_schedule: step_size_fn must be a schedule count -> value, got "
-                        f"{type(step_size_fn).__name__}")
+        raise TypeError(
+            f"scale_by_schedule: step_size_fn must be a schedule count -> value, got {type(step_size_fn).__name__}"
+        )
     check_schedule("step_size_fn", step_size_fn, -math.inf, owner="scale_by_schedule")
 
     def init(params):

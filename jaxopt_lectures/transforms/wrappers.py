@@ -158,9 +158,7 @@ class AccumulateState(NamedTuple):
     inner_state: Any
 
 
-def accumulate_gradients(
-    tx: GradientTransformation, every_k: int, *, accumulator_dtype=None
-) -> GradientTransformation:
+def accumulate_gradients(tx: GradientTransformation, every_k: int, *, accumulator_dtype=None) -> GradientTransformation:
     """One update of ``tx`` per ``every_k`` micro-batches, on their mean gradient.
 
     Between real updates the returned updates are zero and ``tx``'s state is unchanged,
@@ -224,9 +222,7 @@ class InjectHyperparamsState(NamedTuple):
     inner_state: Any
 
 
-def inject_hyperparams(
-    inner_factory: Callable[..., GradientTransformation], static_args=(), hyperparam_dtype=None
-):
+def inject_hyperparams(inner_factory: Callable[..., GradientTransformation], static_args=(), hyperparam_dtype=None):
     """Moves a factory's numeric hyper-parameters into the optimizer state.
 
     ``inject_hyperparams(adam)(learning_rate=1e-3, b1=0.9)`` behaves like ``adam(...)``,
@@ -276,10 +272,7 @@ def inject_hyperparams(
 
         def init(params):
             count = jnp.zeros([], jnp.int32)
-            hp = {
-                k: jnp.asarray(v(count) if callable(v) else v, hp_dtype)
-                for k, v in dynamic.items()
-            }
+            hp = {k: jnp.asarray(v(count) if callable(v) else v, hp_dtype) for k, v in dynamic.items()}
             return InjectHyperparamsState(count=count, hyperparams=hp, inner_state=factory(**static, **hp).init(params))
 
         def update(grads, state, params=None, **extra):
@@ -287,9 +280,7 @@ def inject_hyperparams(
             hp = values_at(state.count, state.hyperparams)
             inner_tx = factory(**static, **hp)
             updates, inner = inner_tx.update(grads, state.inner_state, params, **extra)
-            return updates, InjectHyperparamsState(
-                count=safe_increment(state.count), hyperparams=hp, inner_state=inner
-            )
+            return updates, InjectHyperparamsState(count=safe_increment(state.count), hyperparams=hp, inner_state=inner)
 
         return GradientTransformation(init, update)
 
@@ -302,7 +293,8 @@ def _is_schedule(f) -> bool:
     """A one-argument callable (``count -> value``), not a mask or a transformation."""
     try:
         params = [
-            p for p in inspect.signature(f).parameters.values()
+            p
+            for p in inspect.signature(f).parameters.values()
             if p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
         ]
     except (TypeError, ValueError):
