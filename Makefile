@@ -23,7 +23,9 @@ demo: $(BIN)/.installed
 	$(BIN)/jaxopt-lectures recipe --out results $(RECIPE_ARGS)
 
 test: $(BIN)/.installed
-	@$(BIN)/python -c "import sys, jax, flax; print(f'python {sys.version.split()[0]}, jax {jax.__version__}, flax {flax.__version__}, backend {jax.default_backend()}')"
+	@# the resolved stack, kept in the CI log: the main versions on one line, then every package
+	@$(BIN)/python -c "import sys, jax; from importlib.metadata import version as v; print(f'python {sys.version.split()[0]}, ' + ', '.join(f'{p} {v(p)}' for p in ('jax', 'jaxlib', 'flax', 'orbax-checkpoint', 'optax', 'numpy', 'scipy')) + f', backend {jax.default_backend()}')"
+	@echo "pip freeze ($(VENV)):"; $(BIN)/python -m pip freeze --exclude-editable | sed 's/^/  /'
 	$(BIN)/python -m pytest -q -n 2 -m "not slow" $(PYTEST_ARGS)
 
 clean:
