@@ -1,16 +1,19 @@
 # Two commands a newcomer needs (each creates or updates its own virtual environment):
 #   make demo   - set up and run the main job: the lecture's table, measured (RECIPE_ARGS=--quick for the short one)
 #   make test   - set up and run the test suite (what .ci/run calls)
+#   make lint   - ruff check and ruff format --check over the package, tests, examples, benchmarks
 # Variables: PYTHON (default: the first of python3.12, python3.13, python3.11 that runs here),
-# EXTRAS (e.g. EXTRAS=test,cuda to install JAX with CUDA on a GPU machine), CONSTRAINTS (a pip
+# EXTRAS (default test,dev: the tests and CI's pinned tools; e.g. EXTRAS=test,dev,cuda for JAX with CUDA on a GPU machine), CONSTRAINTS (a pip
 # constraints file, e.g. .ci/oldest.txt for the oldest supported stack), VENV, PYTEST_ARGS.
 PYTHON      ?= $(shell for p in python3.12 python3.13 python3.11; do $$p -c '' 2>/dev/null && { echo $$p; break; }; done)
 VENV        ?= .venv
-EXTRAS      ?= test
+EXTRAS      ?= test,dev
 CONSTRAINTS ?=
 BIN          = $(VENV)/bin
 
-.PHONY: demo test clean
+.PHONY: demo test lint clean
+
+LINT_PATHS   = jaxopt_lectures tests examples benchmarks
 
 $(BIN)/.installed: pyproject.toml $(CONSTRAINTS)
 	@test -n "$(PYTHON)" || { echo "need Python 3.11, 3.12 or 3.13 (set PYTHON=...)"; exit 1; }
@@ -27,6 +30,11 @@ test: $(BIN)/.installed
 	@$(BIN)/python -c "import sys, jax; from importlib.metadata import version as v; print(f'python {sys.version.split()[0]}, ' + ', '.join(f'{p} {v(p)}' for p in ('jax', 'jaxlib', 'flax', 'orbax-checkpoint', 'optax', 'numpy', 'scipy')) + f', backend {jax.default_backend()}')"
 	@echo "pip freeze ($(VENV)):"; $(BIN)/python -m pip freeze --exclude-editable | sed 's/^/  /'
 	$(BIN)/python -m pytest -q -n 2 -m "not slow" $(PYTEST_ARGS)
+
+lint: $(BIN)/.installed
+	$(BIN)/ruff --version
+	$(BIN)/ruff check $(LINT_PATHS)
+	$(BIN)/ruff format --check $(LINT_PATHS)
 
 clean:
 	rm -rf $(VENV)

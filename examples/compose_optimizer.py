@@ -8,9 +8,9 @@ Run: python examples/compose_optimizer.py [--small]
 
 import jax
 import jax.numpy as jnp
+from _small import small
 
 import jaxopt_lectures as jol
-from _small import small
 
 
 def loss(params):  # a narrow valley: one direction 100x steeper than the other

@@ -18,8 +18,7 @@ import jax
 import numpy as np
 
 import jaxopt_lectures as jol
-from jaxopt_lectures import lab
-from jaxopt_lectures import sharding as shd
+from jaxopt_lectures import lab, sharding as shd
 from jaxopt_lectures.lab import parallel
 
 

@@ -8,9 +8,10 @@ Run: python examples/dropout.py [--small]
 
 import functools
 
+from _small import small
+
 import jaxopt_lectures as jol
 from jaxopt_lectures.lab import MLP, load_mnist1d, train
-from _small import small
 
 
 def main():

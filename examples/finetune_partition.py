@@ -13,9 +13,9 @@ Run: python examples/finetune_partition.py [--small]
 import jax
 import jax.numpy as jnp
 import numpy as np
+from _small import small
 
 import jaxopt_lectures as jol
-from _small import small
 
 D_IN, D_HIDDEN, D_FEATURES, D_SOURCE = 8, 32, 16, 16
 

@@ -6,10 +6,10 @@ Run: python examples/quickstart.py [--small]   (uses a GPU/TPU if JAX sees one)
 import jax
 import jax.numpy as jnp
 import numpy as np
+from _small import small
 from sklearn.datasets import load_digits
 
 import jaxopt_lectures as jol
-from _small import small
 
 
 def init_mlp(key, sizes):

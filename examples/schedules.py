@@ -10,9 +10,10 @@ import functools
 import sys
 from pathlib import Path
 
+from _small import small
+
 import jaxopt_lectures as jol
 from jaxopt_lectures.lab import MLP, figures, load_digits, train
-from _small import small
 
 
 def main():
@@ -20,7 +21,7 @@ def main():
     epochs = 2 if small() else 20
     ds = load_digits(seed=0, train_size=256 if small() else None)
     steps = epochs * (len(ds.x_train) // 32)
-    for name, (desc, values) in figures.schedule_curves(steps, peak=0.1).items():
+    for name, (_desc, values) in figures.schedule_curves(steps, peak=0.1).items():
         print(f"{name:20s} η at 0, T/2, T-1: {values[0]:.4f} {values[steps // 2]:.4f} {values[-1]:.4f}")
     model_fn = functools.partial(MLP, (64, 64, 10))
     for label, lr in [

@@ -11,12 +11,12 @@ import sys
 import jax
 import jax.numpy as jnp
 import numpy as np
+from _small import small
 from flax import nnx
 
 import jaxopt_lectures as jol
 from jaxopt_lectures import losses
 from jaxopt_lectures.lab import CNN, ResNet, load_digits
-from _small import small
 
 
 def main():

@@ -20,6 +20,15 @@ from ._core import (
     identity as identity,
     set_state_field as set_state_field,
 )
+from .fused import (
+    FusedOptimizer as FusedOptimizer,
+    FusedState as FusedState,
+    Packed as Packed,
+    fused_adam as fused_adam,
+    fused_adamw as fused_adamw,
+    fused_sgd as fused_sgd,
+    jit_step as jit_step,
+)
 from .optimizers import (
     adagrad as adagrad,
     adam as adam,
@@ -27,12 +36,6 @@ from .optimizers import (
     momentum as momentum,
     rmsprop as rmsprop,
     sgd as sgd,
-)
-from .transforms.partition import (
-    PartitionState as PartitionState,
-    freeze as freeze,
-    partition as partition,
-    set_to_zero as set_to_zero,
 )
 from .transforms import (
     AccumulateState as AccumulateState,
@@ -65,15 +68,11 @@ from .transforms import (
     scale_by_schedule as scale_by_schedule,
     scale_by_stddev as scale_by_stddev,
 )
-
-from .fused import (
-    FusedOptimizer as FusedOptimizer,
-    FusedState as FusedState,
-    Packed as Packed,
-    fused_adam as fused_adam,
-    fused_adamw as fused_adamw,
-    fused_sgd as fused_sgd,
-    jit_step as jit_step,
+from .transforms.partition import (
+    PartitionState as PartitionState,
+    freeze as freeze,
+    partition as partition,
+    set_to_zero as set_to_zero,
 )
 
 __version__ = "0.1.0"

@@ -12,11 +12,11 @@ adds the final updates to the parameters.
 
 from __future__ import annotations
 
+import inspect
 import math
 import numbers
-from collections.abc import Mapping
-import inspect
-from typing import Any, Callable, NamedTuple, Union
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -24,9 +24,9 @@ import numpy as np
 
 PyTree = Any
 Schedule = Callable[[jax.Array], jax.Array]
-Scalar = Union[float, jax.Array]
+Scalar = float | jax.Array
 """A number or a scalar array (a traced one inside ``jit``)."""
-ScalarOrSchedule = Union[float, jax.Array, Schedule]
+ScalarOrSchedule = float | jax.Array | Schedule
 """A hyper-parameter that may be a number, a scalar array (or tracer) or a schedule
 ``count -> value`` (optax's ``ScalarOrSchedule``)."""
 
@@ -317,7 +317,7 @@ class FlatTree:
         return PackSpec(treedef, tuple((jnp.dtype(x.dtype).name, tuple(jnp.shape(x))) for x in leaves))
 
     @classmethod
-    def pack(cls, tree: PyTree, spec: PackSpec | None = None, name: str = "tree") -> "FlatTree":
+    def pack(cls, tree: PyTree, spec: PackSpec | None = None, name: str = "tree") -> FlatTree:
         """Packs ``tree`` (checked against ``spec``: structure, shapes, no complex into real;
         other dtypes are cast to the layout's, as the fused optimizers do)."""
         if spec is None:
@@ -341,7 +341,7 @@ class FlatTree:
             offsets[dtype] = start + size
         return jax.tree.unflatten(self.spec.treedef, out)
 
-    def pack_flags(self, flags: PyTree) -> "FlatTree":
+    def pack_flags(self, flags: PyTree) -> FlatTree:
         """A per-leaf mask (bools, or bool arrays broadcastable to the leaf) in this layout:
         a Python bool for a dtype group whose leaves all agree, else a per-element array."""
         groups: dict[str, list] = {}

@@ -111,7 +111,6 @@ def _run_recipe(args) -> int:
     if args.only.strip() and not names:
         raise UsageError(f"--only {args.only!r} names no technique; leave it out for all, or see --list")
     from jaxopt_lectures.lab import recipe, report  # Flax and the lab load only here
-
     from jaxopt_lectures.lab.claims.quotes import CLAIMS
 
     if args.list:

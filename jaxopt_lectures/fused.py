@@ -69,7 +69,8 @@ Measurements: ``benchmarks/README.md``.
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -81,12 +82,12 @@ from ._core import (
     Scalar,
     ScalarOrSchedule,
     _path_str,
-    check_dtype,
-    check_flag,
     as_coefficient,
     check_choice,
     check_decay,
+    check_dtype,
     check_eps,
+    check_flag,
     check_learning_rate,
     check_range,
     safe_increment,
@@ -169,7 +170,7 @@ class Packed:
         return f"Packed({shapes}, {len(self.layout.slots)} leaves)"
 
     @classmethod
-    def pack(cls, tree: PyTree, layout: Layout) -> "Packed":
+    def pack(cls, tree: PyTree, layout: Layout) -> Packed:
         parts = group_leaves(tree, layout)
         # A lone leaf is copied: the packed buffer is donated later, the caller's array is not.
         return cls({k: jnp.concatenate(v) if len(v) > 1 else jnp.copy(v[0]) for k, v in parts.items()}, layout)
@@ -183,7 +184,7 @@ class Packed:
         ]
         return jax.tree.unflatten(self.layout.treedef, leaves)
 
-    def map(self, f: Callable, *others: "Packed") -> "Packed":
+    def map(self, f: Callable, *others: Packed) -> Packed:
         """``f(buffer, *other_buffers, group)`` group by group; same layout."""
         return Packed({g: f(b, *(o.buffers[g] for o in others), g) for g, b in self.buffers.items()}, self.layout)
 

@@ -7,7 +7,8 @@ target, ``y = softmax(z)`` the network's distribution, ``λ`` a regularization s
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp

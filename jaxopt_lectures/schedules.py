@@ -10,7 +10,7 @@ the start, while the adaptive statistics (σ of RMSProp/Adam) are still unreliab
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import jax.numpy as jnp
 

@@ -7,19 +7,19 @@ DIR``. It asserts, and prints one ``OK <check>`` line per check that passed.
 
 import functools
 import sys
-from _strict import make_warnings_strict
 from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from _strict import make_warnings_strict
+
 jax.config.update("jax_numpy_rank_promotion", "raise")
 make_warnings_strict()
 
 import jaxopt_lectures as jol  # noqa: E402
-from jaxopt_lectures import lab  # noqa: E402
-from jaxopt_lectures import sharding as shd  # noqa: E402
+from jaxopt_lectures import lab, sharding as shd  # noqa: E402
 from jaxopt_lectures.lab import checkpoints  # noqa: E402
 
 N = 8

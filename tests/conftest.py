@@ -3,6 +3,7 @@ third-party deprecations named, with the module that raises each, in ``_strict.p
 
 import jax
 import pytest
+
 from _strict import strict_filter_args
 
 jax.config.update("jax_numpy_rank_promotion", "raise")

@@ -8,8 +8,8 @@ import numpy as np
 import optax
 import pytest
 
-import jaxopt_lectures as jol
 import _reference as ref
+import jaxopt_lectures as jol
 
 STEPS = 12
 RNG = np.random.default_rng(0)

@@ -107,11 +107,11 @@ class PropertyTest(chex.TestCase):
 @settings(max_examples=5)
 @given(params=pytrees(dtypes=st.just(jnp.float32)))
 def test_jit_and_eager_agree_over_several_steps(params):
-    for name, make in OPTIMIZERS.items():
+    for make in OPTIMIZERS.values():
         tx = make()
 
         def step(p, s, g):
-            u, s = tx.update(g, s, p)
+            u, s = tx.update(g, s, p)  # noqa: B023 (traced within this iteration)
             return jol.apply_updates(p, u), s
 
         jitted = jax.jit(step)
@@ -145,7 +145,7 @@ def test_second_jitted_step_does_not_recompile():
 
         @jax.jit
         def step(p, s):
-            u, s = tx.update(grads, s, p)
+            u, s = tx.update(grads, s, p)  # noqa: B023 (traced within this iteration)
             return jol.apply_updates(p, u), s
 
         p, s = params, tx.init(params)
@@ -157,7 +157,7 @@ def test_second_jitted_step_does_not_recompile():
 def test_vmap_over_a_batch_of_parameter_sets():
     batch = {"w": jnp.arange(24.0).reshape(4, 2, 3) / 10, "b": jnp.arange(12.0).reshape(4, 3) / 10}
     grads = jax.tree.map(lambda x: jnp.cos(x), batch)
-    for name, make in OPTIMIZERS.items():
+    for make in OPTIMIZERS.values():
         tx = make()
         states = jax.vmap(tx.init)(batch)
         updates, _ = jax.jit(jax.vmap(tx.update))(grads, states, batch)

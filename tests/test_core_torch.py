@@ -5,9 +5,9 @@ torch is an optional extra (`pip install -e .[torch]`, torch==2.13.0); CI runs w
 
 import numpy as np
 import pytest
+from test_core_numerics import STEPS, THETA0, A, B, assert_paths_close, run
 
 import jaxopt_lectures as jol
-from test_core_numerics import A, B, STEPS, THETA0, assert_paths_close, run
 
 torch = pytest.importorskip("torch")
 

@@ -18,7 +18,6 @@ import re
 import jax
 import jax.numpy as jnp
 import numpy as np
-
 import pytest
 
 import jaxopt_lectures as jol

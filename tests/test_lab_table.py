@@ -5,12 +5,11 @@ import dataclasses
 
 import numpy as np
 import pytest
+from test_lab_quotes import EXISTING, NEW  # the row names issue 10 lists, kept in one place
 
 from jaxopt_lectures.lab import plan, run
 from jaxopt_lectures.lab.claims import quotes
 from jaxopt_lectures.lab.claims.rows import REGISTRY, differing_paths, flatten_setting
-
-from test_lab_quotes import EXISTING, NEW  # the row names issue 10 lists, kept in one place
 
 
 def test_registry_has_every_row_of_the_issue_and_each_has_a_quoted_claim():

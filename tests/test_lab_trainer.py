@@ -132,16 +132,10 @@ def test_the_entropy_term_reads_the_same_unlabeled_batch_with_or_without_a_graph
     """The unlabeled batch is random nodes and one graph neighbour of each, whichever terms are
     on: a 0-weighted graph term changes nothing (it used to: without it the second half of the
     entropy term's batch was example 0 repeated)."""
-    run = lambda hp: lab.train(
-        MLP,
-        digits,
-        SGD,
-        epochs=2,
-        batch_size=32,
-        seeds=[0],
-        hparams=hp,  # noqa: E731
-        progress=False,
-    )
+
+    def run(hp):
+        return lab.train(MLP, digits, SGD, epochs=2, batch_size=32, seeds=[0], hparams=hp, progress=False)
+
     alone = run({"entropy_weight": 0.3})
     with_graph_off = run({"entropy_weight": 0.3, "graph_weight": 0.0})
     np.testing.assert_allclose(alone.train_loss, with_graph_off.train_loss, rtol=1e-5)

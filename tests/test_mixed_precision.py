@@ -8,11 +8,11 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from test_fused import KERNEL_ULPS_PER_STEP
 
 import jaxopt_lectures as jol
 from _ulps import assert_within_drift, grow_drift
 from jaxopt_lectures import _kernels
-from test_fused import KERNEL_ULPS_PER_STEP
 from jaxopt_lectures.fused import state_bytes
 
 PARAMS = {"l1": {"w": jnp.full((4, 3), 0.5), "b": jnp.zeros(3)}, "l2": {"w": jnp.full((3, 2), -0.2), "b": jnp.zeros(2)}}

@@ -17,8 +17,7 @@ from jaxopt_lectures import _kernels
 from jaxopt_lectures.lab import _paths, data
 
 hypothesis = pytest.importorskip("hypothesis")
-from hypothesis import given  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
+from hypothesis import given, strategies as st  # noqa: E402
 
 
 @pytest.fixture(autouse=True)

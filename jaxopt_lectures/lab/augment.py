@@ -6,7 +6,7 @@ can run inside the jitted training step. Strengths may be traced arrays.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp

@@ -275,11 +275,12 @@ def _generate_mnist1d(num_samples: int, seed: int) -> tuple[np.ndarray, np.ndarr
     args = get_dataset_args()
     args.num_samples = num_samples
     args.seed = seed
-    np_state, py_state = np.random.get_state(), random.getstate()
+    # mnist1d draws from the legacy global RNG: save it and put it back
+    np_state, py_state = np.random.get_state(), random.getstate()  # noqa: NPY002
     try:
         raw = make_dataset(args)
     finally:
-        np.random.set_state(np_state)
+        np.random.set_state(np_state)  # noqa: NPY002
         random.setstate(py_state)
     x = np.concatenate([raw["x"], raw["x_test"]]).astype(np.float32)
     y = np.concatenate([raw["y"], raw["y_test"]]).astype(np.int32)

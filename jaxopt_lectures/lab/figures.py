@@ -23,8 +23,9 @@ from __future__ import annotations
 import dataclasses
 import functools
 import textwrap
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -391,8 +392,7 @@ def landscape_study(
     The landscape is measured on the first ``eval_examples`` training examples (evaluation
     mode); ``center_loss`` is the trained network's loss there.
     """
-    from jaxopt_lectures.lab import data as data_lib
-    from jaxopt_lectures.lab import models, trainer
+    from jaxopt_lectures.lab import data as data_lib, models, trainer
 
     ds = data if data is not None else data_lib.load_digits(seed=seed)
     x, y = ds.x_train[:eval_examples], ds.y_train[:eval_examples]
@@ -421,7 +421,7 @@ def plot_landscapes(result: dict[str, Landscape], out: str | Path) -> list[Path]
     items = list(result.items())
     fig, axes = plt.subplots(1, 1 + len(items), figsize=(5.6 * (1 + len(items)), 4.6), gridspec_kw={"wspace": 0.35})
     colors = ["tab:blue", "tab:red", "tab:green"]
-    for (name, ls), c in zip(items, colors):
+    for (_name, ls), c in zip(items, colors):
         axes[0].plot(ls.alphas, ls.curve, color=c, lw=2, label=ls.label)
         axes[0].plot(0, ls.center_loss, "o", color=c)
     axes[0].set_yscale("log")
@@ -434,7 +434,7 @@ def plot_landscapes(result: dict[str, Landscape], out: str | Path) -> list[Path]
     hi = min(hi, 1e4)
     levels = np.logspace(np.log10(max(lo, 1e-6)), np.log10(hi), 30)
     cs = None
-    for ax, (name, ls) in zip(axes[1:], items):
+    for ax, (_name, ls) in zip(axes[1:], items):
         s = np.clip(ls.surface, levels[0], levels[-1])
         cs = ax.contourf(ls.alphas, ls.alphas, s, levels=levels, norm=LogNorm(levels[0], levels[-1]), cmap="viridis")
         ax.contour(ls.alphas, ls.alphas, s, levels=levels[::3], colors="white", linewidths=0.4)
@@ -514,8 +514,7 @@ def gradient_depth_study(
     blame the activation for what the initialization does."""
     from flax import nnx
 
-    from jaxopt_lectures.lab import data as data_lib
-    from jaxopt_lectures.lab import models, trainer
+    from jaxopt_lectures.lab import data as data_lib, models, trainer
 
     ds = data if data is not None else data_lib.load_digits(seed=seed)
     x, y = ds.x_train[:probe_examples], ds.y_train[:probe_examples]
@@ -677,8 +676,7 @@ def batch_size_study(
 
     At equal *epochs* (the previous design) the large batch makes 39x fewer updates and ends
     undertrained: a gap that is the number of updates (Hoffer et al. 2017), not the batch size."""
-    from jaxopt_lectures.lab import data as data_lib
-    from jaxopt_lectures.lab import models, probes, stats, trainer
+    from jaxopt_lectures.lab import data as data_lib, models, probes, stats, trainer
 
     if updates < 1:
         raise ValueError(f"updates must be at least 1, got {updates}")
@@ -812,7 +810,7 @@ def plot_schedules(curves: dict[str, tuple[str, np.ndarray]], out: str | Path) -
     nrow = -(-n // ncol)
     fig, axes = plt.subplots(nrow, ncol, figsize=(4.2 * ncol, 2.8 * nrow), sharex=True, sharey=True, squeeze=False)
     peak = max(float(np.max(v)) for _, v in curves.values())
-    for ax, (name, (desc, values)) in zip(axes.flat, curves.items()):
+    for ax, (desc, values) in zip(axes.flat, curves.values()):
         ax.plot(np.arange(len(values)), values, color="tab:blue", lw=2)
         ax.set_title(desc, fontsize=9)
         ax.set_ylim(0, peak * 1.1)

@@ -19,7 +19,8 @@ For several hosts, call ``jax.distributed.initialize()`` first (``docs/distribut
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -28,8 +29,7 @@ from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 import jaxopt_lectures as jol
-from jaxopt_lectures import losses
-from jaxopt_lectures import sharding as shd
+from jaxopt_lectures import losses, sharding as shd
 from jaxopt_lectures.lab.data import Dataset
 from jaxopt_lectures.lab.trainer import _split_model, init_model_state
 

@@ -26,9 +26,7 @@ import numpy as np
 
 import jaxopt_lectures as jol
 from jaxopt_lectures import sharding
-from jaxopt_lectures.lab import augment as aug
-from jaxopt_lectures.lab import data as data_lib
-from jaxopt_lectures.lab import models
+from jaxopt_lectures.lab import augment as aug, data as data_lib, models
 from jaxopt_lectures.lab.trainer import TRAINER_HPARAMS
 
 #: Optimizer settings that may be tuned (they become injected hyper-parameters).

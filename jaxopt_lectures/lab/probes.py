@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -63,7 +63,7 @@ def sharpness(model: nnx.Module, x, y, num_classes: int, *, eps: float = 0.05, d
         keys = iter(jax.random.split(jax.random.PRNGKey(1000 + k), len(jax.tree.leaves(params))))
 
         def noisy(a):
-            u = jax.random.normal(next(keys), a.shape, a.dtype)
+            u = jax.random.normal(next(keys), a.shape, a.dtype)  # noqa: B023 (used within this iteration)
             return a + eps * jnp.linalg.norm(a) / jnp.maximum(jnp.linalg.norm(u), 1e-12) * u
 
         rises.append(float(loss_at(jax.tree.map(noisy, params))) - base)

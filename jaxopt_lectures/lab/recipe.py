@@ -14,13 +14,16 @@ generalization: a lower validation loss). The pieces, each with one reason to ch
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import jax
 
 from jaxopt_lectures.lab.claims.rows import REGISTRY, Row, differing_paths, merge, setting
-from jaxopt_lectures.lab.plan import per_example_loss, runs_per_device_split
-from jaxopt_lectures.lab.plan import runs_mesh as _runs_mesh
+from jaxopt_lectures.lab.plan import (  # noqa: F401 (re-exported: the tests call recipe.runs_per_device_split, recipe._runs_mesh)
+    per_example_loss,
+    runs_mesh as _runs_mesh,
+    runs_per_device_split,
+)
 from jaxopt_lectures.lab.run import RULE, dispatch_order, explain, run_row
 
 Entry = Row  # the name report.py and older examples use

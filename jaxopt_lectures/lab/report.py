@@ -14,8 +14,8 @@ import math
 import os
 import sys
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 from jaxopt_lectures.lab import _files, recipe, stats
 

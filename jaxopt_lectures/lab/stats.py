@@ -25,7 +25,8 @@ beta function, evaluated by Lentz's continued fraction, and its quantile by bise
 from __future__ import annotations
 
 import math
-from typing import NamedTuple, Sequence
+from collections.abc import Sequence
+from typing import NamedTuple
 
 import numpy as np
 

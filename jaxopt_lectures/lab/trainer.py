@@ -20,7 +20,8 @@ from __future__ import annotations
 import dataclasses
 import os
 import sys
-from typing import Any, Callable, NamedTuple, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -29,8 +30,7 @@ from flax import nnx
 
 import jaxopt_lectures as jol
 from jaxopt_lectures import losses
-from jaxopt_lectures.lab import augment as aug
-from jaxopt_lectures.lab import checkpoints
+from jaxopt_lectures.lab import augment as aug, checkpoints
 from jaxopt_lectures.lab._paths import enable_compilation_cache
 from jaxopt_lectures.lab.data import Dataset
 

@@ -21,17 +21,17 @@ import jax
 import jax.numpy as jnp
 
 from .._core import (
+    GradientTransformation,
     Scalar,
     as_coefficient,
-    check_dtype,
-    check_flag,
-    GradientTransformation,
-    check_float_params,
-    check_state,
     check_choice,
     check_decay,
+    check_dtype,
     check_eps,
+    check_flag,
+    check_float_params,
     check_range,
+    check_state,
     safe_increment,
     tree_full_like,
     tree_map_checked,

@@ -8,16 +8,16 @@ import jax
 import jax.numpy as jnp
 
 from .._core import (
+    GradientTransformation,
     Scalar,
     as_coefficient,
+    check_choice,
+    check_decay,
     check_dtype,
     check_flag,
-    GradientTransformation,
-    check_choice,
     check_float_params,
-    check_state,
-    check_decay,
     check_range,
+    check_state,
     safe_increment,
     tree_map_checked,
     tree_unzip,

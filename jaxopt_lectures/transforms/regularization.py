@@ -12,20 +12,20 @@ every leaf; a bool pytree or a callable ``params -> bool pytree`` choose explici
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
-
 import numpy as np
 
 from .._core import (
-    as_coefficient,
     EmptyState,
     FlatTree,
     GradientTransformation,
     _leaf_paths,
     _path_str,
+    as_coefficient,
     as_float,
     check_range,
     check_same_shapes,

@@ -9,16 +9,16 @@ import jax
 import jax.numpy as jnp
 
 from .._core import (
-    Schedule,
-    ScalarOrSchedule,
-    as_coefficient,
-    check_schedule,
-    check_state,
     EmptyState,
     GradientTransformation,
+    ScalarOrSchedule,
+    Schedule,
+    as_coefficient,
     as_float,
     check_learning_rate,
     check_range,
+    check_schedule,
+    check_state,
     safe_increment,
 )
 
