@@ -5,6 +5,7 @@ import math
 
 import numpy as np
 import pytest
+from scipy import stats as sps
 
 from jaxopt_lectures.lab import stats
 
@@ -204,8 +205,6 @@ def test_errors_name_the_argument():
 
 # =======================================================================================
 # The claim statistics: ratio / points estimates, claim kinds, labels, multiplicity, seeds.
-
-from scipy import stats as sps
 
 
 def _est(lo, hi, n=10, scale="ratio"):
