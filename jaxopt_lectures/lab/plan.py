@@ -162,7 +162,16 @@ def load_data(spec: dict, seed: int) -> data_lib.Dataset:
 def _load_data(spec_json: str, seed: int) -> data_lib.Dataset:
     spec = json.loads(spec_json)
     name = spec.pop("name")
+    # {"feature_scale": {"low": -2, "high": 1, "seed": 0}}: badly scaled inputs, the same
+    # fixed draw for every split seed (data_lib.ill_conditioned).
+    scale = spec.pop("feature_scale", None)
     ds = data_lib.load(name, seed=seed, **spec)
+    if scale is not None:
+        if not isinstance(scale, dict) or set(scale) - {"low", "high", "seed"}:
+            raise data_lib.DataError(
+                f"feature_scale must be a dict with keys among 'low', 'high', 'seed', got {scale!r}."
+            )
+        ds = data_lib.ill_conditioned(ds, **scale)
     for value in vars(ds).values():
         if isinstance(value, np.ndarray):
             value.setflags(write=False)
