@@ -18,13 +18,14 @@ def _programs(seeds, quick, max_runs):
 
 
 @pytest.mark.parametrize(
-    "quick, max_runs, expected", [(True, None, 55), (False, None, 55), (True, 48, 55), (False, 48, 60)]
+    "quick, max_runs, expected", [(True, None, 68), (False, None, 68), (True, 48, 68), (False, 48, 73)]
 )
 def test_the_table_trains_fewer_programs_than_arms(quick, max_runs, expected):
-    """65 distinct arms; merged where they differ only in traced knobs: 55 programs, or 60 on the
-    CPU at 5 seeds, where the runs of one program are capped (wider programs cost more per run)."""
+    """78 distinct arms (65 rows' arms and the optimizer rows' control and deep-narrow settings);
+    merged where they differ only in traced knobs: 68 programs, or 73 on the CPU at 5 seeds,
+    where the runs of one program are capped (wider programs cost more per run)."""
     arms, programs = _programs((0, 1, 2, 3, 4) if not quick else QUICK_SEEDS, quick, max_runs)
-    assert len(arms) == 65 and len(programs) == expected, (len(arms), len(programs))
+    assert len(arms) == 78 and len(programs) == expected, (len(arms), len(programs))
     assert plan.max_program_runs("cpu") == 48 and plan.max_program_runs("gpu") is None
 
 
@@ -162,10 +163,9 @@ def test_dispatch_order_is_a_permutation_that_starts_with_new_programs():
 def test_footer_counts_programs_and_arms():
     row = {
         "name": "x",
-        "agrees": "yes",
+        "label": "yes",
         "regime": {"reached": None},
-        "arms": {"without": "a", "with": "b"},
-        "programs": {"without": "p", "with": "p"},
+        "arms": {"without": {"fingerprint": "a", "program": "p"}, "with": {"fingerprint": "b", "program": "p"}},
     }
     table = {
         "rows": [row],

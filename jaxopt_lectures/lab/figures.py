@@ -971,8 +971,7 @@ def optimizer_conditioning(
     standardised digits tuned SGD is about as fast as the adaptive methods; on the badly scaled
     inputs their per-parameter step sizes undo the scaling and they need far fewer updates.
     """
-    from jaxopt_lectures.lab import data as data_lib
-    from jaxopt_lectures.lab import plan, trainer
+    from jaxopt_lectures.lab import data as data_lib, plan, trainer
 
     unknown = sorted(set(optimizers) - set(CONDITIONING_OPTIMIZERS))
     if unknown or not optimizers:

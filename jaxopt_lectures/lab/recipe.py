@@ -24,7 +24,7 @@ from jaxopt_lectures.lab.plan import (  # noqa: F401 (re-exported: the tests cal
     runs_mesh as _runs_mesh,
     runs_per_device_split,
 )
-from jaxopt_lectures.lab.run import RULE, dispatch_order, explain, run_row
+from jaxopt_lectures.lab.run import RULE, dispatch_order, explain, row_fingerprint, run_row
 
 Entry = Row  # the name report.py and older examples use
 
@@ -49,6 +49,7 @@ __all__ = [
     "per_example_loss",
     "CompileTimer",
     "dispatch_order",
+    "row_fingerprint",
 ]
 
 

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from jaxopt_lectures.lab import _files, recipe, stats
+from jaxopt_lectures.lab import _files, recipe, verdict
 
 
 def atomic_write(path: Path, text: str) -> None:
@@ -30,7 +30,7 @@ def _row_path(out: Path, name: str) -> Path:
 
 
 #: Keys every saved row must have to be reused (anything less is redone).
-ROW_KEYS = ("name", "verdict", "agrees", "train", "val", "test", "comparisons", "regime", "tuned", "diverged")
+ROW_KEYS = ("name", "label", "halves", "regime", "seeds", "arms")
 
 
 def load_finished(
@@ -47,7 +47,7 @@ def load_finished(
     except (OSError, ValueError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         (warn or _stderr)(f"{path}: unreadable ({type(e).__name__}); redoing the row")
         return None
-    if not isinstance(row, dict) or row.get("fingerprint") != entry.fingerprint(seeds, quick):
+    if not isinstance(row, dict) or row.get("fingerprint") != recipe.row_fingerprint(entry, seeds, quick):
         if not isinstance(row, dict):
             (warn or _stderr)(f"{path}: not a row object; redoing the row")
         return None
@@ -70,7 +70,7 @@ def timed_run(entry: recipe.Entry, seeds, quick: bool, progress: bool, run_entry
     row["wall_s"] = round(time.perf_counter() - t0, 2)
     row["compile_s"] = round(recipe.CompileTimer.total() - c0, 2)
     row["compiles"] = recipe.CompileTimer.count() - n0
-    row["fingerprint"] = entry.fingerprint(seeds, quick)
+    row["fingerprint"] = recipe.row_fingerprint(entry, seeds, quick)
     return row
 
 
@@ -136,8 +136,8 @@ def run_table(
         results[entry.name] = row
         cells = row_cells(row)
         log(
-            f"[{len(results)}/{len(entries)}] {entry.name}: train {cells[3]}, test {cells[4]} -> {row['verdict']} "
-            f"(agrees: {row['agrees']}) in {row['wall_s']:.1f}s"
+            f"[{len(results)}/{len(entries)}] {entry.name}: optimization {cells[3]}; generalization {cells[4]} "
+            f"-> {row['label']} in {row['wall_s']:.1f}s"
         )
 
     if jobs <= 1 or len(pending) <= 1:
@@ -168,19 +168,23 @@ def run_table(
             finally:
                 if bar is not None:
                     bar.close()
-    rows = [results[e.name] for e in entries]
+    rows = verdict.decide_table([results[e.name] for e in entries])
     return {
+        "schema": SCHEMA_VERSION,
         "rows": rows,
         "quick": quick,
         "seeds": list(seeds),
         "jobs": jobs,
         "wall_s": round(time.perf_counter() - start, 2),
         "compile_s": round(sum(results[e.name]["compile_s"] for e in pending), 2),
+        "extra_seeds_s": round(sum(results[e.name].get("extra_seeds_s", 0.0) for e in pending), 2),
         "compiles": sum(results[e.name].get("compiles", 0) for e in pending),
         "rows_reused": reused,
-        "arms": len({fp for r in rows for fp in r.get("arms", {}).values()}),
-        "programs": len({p for r in rows for p in (r.get("programs") or {}).values() if p}),
-        "agree": {k: sum(r["agrees"] == k for r in rows) for k in AGREE_LABELS},
+        "arms": len({a["fingerprint"] for r in rows for a in r["arms"].values()}),
+        "programs": len({a["program"] for r in rows for a in r["arms"].values() if a.get("program")}),
+        "labels": {k: sum(r["label"] == k for r in rows) for k in LABELS},
+        "multiplicity": verdict.MULTIPLICITY,
+        "null_table": verdict.null_table_counts(rows),
         "rule": recipe.RULE,
     }
 
@@ -196,45 +200,46 @@ def _bar(total: int, progress: bool):
 # ---------------------------------------------------------------------------------------
 # Formatting.
 
+#: The version of recipe.json's layout (docs/recipe-json.md; tests/test_lab_schema.py checks it).
+SCHEMA_VERSION = 2
 COLUMNS = (
     "technique",
     "step",
     "lecture's claim",
-    "train loss without -> with",
-    "test loss without -> with",
-    "test acc without -> with",
-    "diverged",
-    "tuned (without / with)",
+    "optimization: effect [95% interval] -> result",
+    "generalization: test CE [95% interval] -> result; test error",
     "regime",
-    "agrees",
+    "label",
+    "seeds",
 )
-AGREE_LABELS = ("yes", "partly", "no", "regime not reached", "baseline never trains", "not testable")
+LABELS = verdict.LABELS
 
 
 def _num(x, digits: int = 3) -> str:
     return "n/a" if x is None or (isinstance(x, float) and not math.isfinite(x)) else f"{x:.{digits}f}"
 
 
-def _change(pair: dict, comparison: dict | None = None, digits: int = 3) -> str:
-    w, v = pair["without"], pair["with"]
-    text = f"{_num(w['mean'], digits)} -> {_num(v['mean'], digits)}"
-    if comparison is not None and comparison.get("rel_change") is not None:
-        arrow = {1: " (better)", -1: " (worse)", 0: ""}[comparison["direction"]]
-        text += (
-            f" {comparison['rel_change']:+.0%} {stats.fmt_interval(*(_nan(x) for x in comparison['interval']))}{arrow}"
-        )
+def _effect(half: dict) -> str:
+    """``x0.82 [0.79, 0.85]`` for ratios, ``+2.1 pt [0.4, 3.8]`` for points."""
+    est, (lo, hi) = half["estimate"], half["interval"]
+    if half["scale"] == "ratio":
+        return f"x{_num(est, 2)} [{_num(lo, 2)}, {_num(hi, 2)}]"
+    return f"{est:+.1f} pt [{_num(lo, 1)}, {_num(hi, 1)}]" if est is not None else "n/a"
+
+
+def _half_cell(half: dict | None) -> str:
+    if half is None:
+        return "-"
+    text = f"{half['metric']}: {_effect(half)} -> {half['result']}"
+    if "time_to_target" in half:
+        t = half["time_to_target"]
+        n = len(t["without"]["updates"])
+        text += f" (reached {t['without']['reached']}/{n} vs {t['with']['reached']}/{n})"
+    if "test_error" in half and half["test_error"]["estimate_points"] is not None:
+        e = half["test_error"]
+        lo, hi = e["interval"]
+        text += f"; accuracy {e['estimate_points']:+.1f} pt [{_num(lo, 1)}, {_num(hi, 1)}]"
     return text
-
-
-def _nan(x):
-    return math.nan if x is None else x
-
-
-def _tuned(row: dict) -> str:
-    def short(chosen: dict) -> str:
-        return ", ".join(f"{k.split('.')[-1].replace('learning_rate', 'η')}={v:g}" for k, v in chosen.items()) or "-"
-
-    return f"{short(row['tuned']['without']['chosen'])} / {short(row['tuned']['with']['chosen'])}"
 
 
 def _regime(row: dict) -> str:
@@ -243,57 +248,59 @@ def _regime(row: dict) -> str:
 
 
 def row_cells(row: dict) -> list[str]:
-    test = {"without": row["test"]["without"]["loss"], "with": row["test"]["with"]["loss"]}
-    acc = {"without": row["test"]["without"]["acc"], "with": row["test"]["with"]["acc"]}
     claim = row["claim"] + ("" if row["source"] == "lecture" else f" [{row['source']}]")
-    agrees = row["agrees"] + (f" ({'; '.join(row['flags'])})" if row.get("flags") else "")
+    label = row["label"] + (f" ({'; '.join(row['flags'])})" if row.get("flags") else "")
+    halves = row["halves"]
+    first = halves.get("optimization") or halves.get("measure")
     return [
         row["technique"],
         row["step"],
         claim,
-        _change(row["train"], row["comparisons"]["train"]),
-        _change(test, row["comparisons"]["test"]),
-        _change(acc, row["comparisons"]["test_acc"]),
-        f"{row['diverged']['without']} / {row['diverged']['with']}",
-        _tuned(row),
+        _half_cell(first),
+        _half_cell(halves.get("generalization")),
         _regime(row),
-        agrees,
+        label,
+        str(len(row["seeds"])),
     ]
 
 
 def _footer(table: dict) -> list[str]:
     rows = table["rows"]
-    counts = {k: sum(r["agrees"] == k for r in rows) for k in AGREE_LABELS}
+    counts = table.get("labels") or {k: sum(r["label"] == k for r in rows) for k in LABELS}
+    null = table.get("null_table") or {}
     lines = [
-        f"{len(rows)} rows, seeds {table['seeds']}, {'quick' if table['quick'] else 'full'} budget: "
-        + ", ".join(f"{counts[k]} {k}" for k in AGREE_LABELS if counts[k])
+        f"{len(rows)} rows, seeds {table['seeds']} (+ blocks while inconclusive), "
+        f"{'quick' if table['quick'] else 'full'} budget: "
+        + ", ".join(f"{counts[k]} {k}" for k in LABELS if counts.get(k))
         + ".",
-        f"By chance alone (no effect anywhere) about {stats.chance_agreements(len(rows)):.1f} rows would show a "
-        f"claimed improvement (alpha/2 per directional claim); rows sharing an arm are not independent.",
-        f"Wall time {table['wall_s']:.0f} s; compiling took {table['compile_s']:.0f} s"
+        f"Multiplicity: {table.get('multiplicity', verdict.MULTIPLICITY)}."
+        + (
+            " A table with no real effect anywhere would read about "
+            + ", ".join(f"{v:.1f} {k}" for k, v in null.items())
+            + " (simulated at the measured seed spread)."
+            if null
+            else ""
+        ),
+        f"Wall time {table['wall_s']:.0f} s: compiling {table['compile_s']:.0f} s"
         + (f" summed over {table['jobs']} worker processes" if table.get("jobs", 1) > 1 else "")
-        + f"; {table.get('compiles', 0)} XLA compilations"
+        + f", extra seed blocks {table.get('extra_seeds_s', 0):.0f} s; {table.get('compiles', 0)} XLA compilations"
         + (f"; {table['programs']} training programs for {table['arms']} arms" if table.get("programs") else "")
         + (f" ({table['rows_reused']} rows reused from an earlier run)." if table["rows_reused"] else "."),
         f"Rule: {table['rule']}.",
     ]
-    missed = [r["name"] for r in rows if r["regime"]["reached"] is False]
+    missed = [r for r in rows if r["regime"]["reached"] is False]
     if missed:
         lines.append(
             "Regime not reached: "
-            + "; ".join(
-                f"{r['name']} ({r['regime']['condition']}: {r['regime']['detail']})"
-                for r in rows
-                if r["name"] in missed
-            )
+            + "; ".join(f"{r['name']} ({r['regime']['condition']}: {r['regime']['detail']})" for r in missed)
         )
     flagged = [f"{r['name']} ({'; '.join(r['flags'])})" for r in rows if r.get("flags")]
     if flagged:
-        lines.append("Loss and accuracy disagree: " + ", ".join(flagged) + ".")
-    shared = {}
+        lines.append("Flags: " + ", ".join(flagged) + ".")
+    shared: dict[str, list[str]] = {}
     for r in rows:
-        for fp in r.get("arms", {}).values():
-            shared.setdefault(fp, []).append(r["name"])
+        for a in r["arms"].values():
+            shared.setdefault(a["fingerprint"], []).append(r["name"])
     groups = sorted({tuple(dict.fromkeys(v)) for v in shared.values() if len(set(v)) > 1})
     if groups:
         lines.append(
@@ -314,8 +321,8 @@ def terminal(table: dict) -> str:
     for row in table["rows"]:
         c = row_cells(row)
         out.write(
-            f"{c[0]} [{c[1]}] - {c[2]}\n    train {c[3]}\n    test  {c[4]}\n    acc   {c[5]}\n"
-            f"    diverged {c[6]}; tuned {c[7]}; regime {c[8]}; agrees: {c[9]}\n"
+            f"{c[0]} [{c[1]}] - {c[2]}\n    optimization   {c[3]}\n    generalization {c[4]}\n"
+            f"    regime {c[5]}; seeds {c[7]}; label: {c[6]}\n"
         )
     out.write("\n" + "\n".join(_footer(table)) + "\n")
     return out.getvalue()
@@ -329,55 +336,40 @@ def to_csv(table: dict) -> str:
             "name",
             "technique",
             "step",
-            "claim",
             "source",
-            "train_without",
-            "train_with",
-            "train_change",
-            "train_lo",
-            "train_hi",
-            "test_without",
-            "test_with",
-            "test_change",
-            "test_lo",
-            "test_hi",
-            "test_acc_without",
-            "test_acc_with",
-            "diverged_without",
-            "diverged_with",
-            "regime_reached",
-            "verdict",
-            "agrees",
+            "half",
+            "metric",
+            "kind",
+            "estimate",
+            "lo",
+            "hi",
+            "margin",
+            "result",
             "seeds",
+            "regime_reached",
+            "label",
         ]
     )
     for r in table["rows"]:
-        ct, cs = r["comparisons"]["train"], r["comparisons"]["test"]
-        w.writerow(
-            [
-                r["name"],
-                r["technique"],
-                r["step"],
-                r["claim"],
-                r["source"],
-                r["train"]["without"]["mean"],
-                r["train"]["with"]["mean"],
-                ct["rel_change"],
-                *ct["interval"],
-                r["test"]["without"]["loss"]["mean"],
-                r["test"]["with"]["loss"]["mean"],
-                cs["rel_change"],
-                *cs["interval"],
-                r["test"]["without"]["acc"]["mean"],
-                r["test"]["with"]["acc"]["mean"],
-                r["diverged"]["without"],
-                r["diverged"]["with"],
-                r["regime"]["reached"],
-                r["verdict"],
-                r["agrees"],
-                len(r["seeds"]),
-            ]
-        )
+        for half, h in r["halves"].items():
+            w.writerow(
+                [
+                    r["name"],
+                    r["technique"],
+                    r["step"],
+                    r["source"],
+                    half,
+                    h["metric"],
+                    h["kind"],
+                    h["estimate"],
+                    *h["interval"],
+                    h["margin"],
+                    h["result"],
+                    h["seeds"],
+                    r["regime"]["reached"],
+                    r["label"],
+                ]
+            )
     return buf.getvalue()
 
 

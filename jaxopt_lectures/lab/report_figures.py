@@ -1,8 +1,8 @@
-"""The lecture table's two pictures: effect bars with 95% intervals, and every row's curves.
+"""The lecture table's two pictures: a forest plot of every half, and every row's curves.
 
-``recipe.png``: per row, the mean relative change of the training loss and of the test loss
-with the technique on (left = lower = better), each with the 95% interval of the paired
-test, and the row's agreement. ``recipe_curves.png``: small multiples, one panel per row,
+``recipe.png``: per row and half, the ratio with the technique on against off (left = lower =
+better) with its 95% interval and the margin, coloured by the half's result, and the row's
+label. ``recipe_curves.png``: small multiples, one panel per row,
 the training and validation loss per epoch of both arms (mean over seeds, band ± 1 sd).
 """
 
@@ -15,10 +15,13 @@ MARKS = {
     "yes": "✓",
     "no": "✗",
     "partly": "~",
+    "inconclusive": "…",
     "regime not reached": "?",
+    "demonstration": "▸",
     "baseline never trains": "!",
     "not testable": "·",
 }
+RESULT_COLORS = {"holds": "tab:green", "fails": "tab:red", "inconclusive": "0.55"}
 
 
 def _save(fig, path: Path) -> None:
@@ -33,11 +36,10 @@ def _save(fig, path: Path) -> None:
         plt.close(fig)
 
 
-def _clip(x):
-    return 0.0 if x is None or not math.isfinite(x) else max(min(x, 1.0), -1.0)
-
-
 def plot_bars(table: dict, path: Path) -> None:
+    """A forest plot: every ratio-scale half of every row, the ratio (variant / baseline) with its
+    interval on a log axis, the margin's boundary as a band, coloured by the half's result (and
+    named in text beside the row: colour is never the only mark)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -45,44 +47,33 @@ def plot_bars(table: dict, path: Path) -> None:
 
     rows = table["rows"]
     fig, ax = plt.subplots(figsize=(10, 0.36 * len(rows) + 1.8))
+    offsets = {"optimization": -0.2, "measure": -0.2, "generalization": 0.2}
     for y, r in enumerate(rows):
-        for dy, key, color in ((-0.2, "train", "tab:blue"), (0.2, "test", "tab:orange")):
-            c = r["comparisons"][key]
-            m = _clip(c["rel_change"])
-            lo, hi = (_clip(v) for v in c["interval"])
-            ax.barh(y + dy, m, height=0.38, color=color, alpha=0.85 if c["direction"] else 0.35)
-            if c["interval"][0] is not None:
-                ax.errorbar(
-                    m,
-                    y + dy,
-                    xerr=[[max(m - lo, 0)], [max(hi - m, 0)]],
-                    fmt="none",
-                    ecolor="black",
-                    elinewidth=0.8,
-                    capsize=2,
-                )
-        ax.text(
-            1.02,
-            y,
-            f"{MARKS.get(r['agrees'], '?')} {r['agrees']}",
-            va="center",
-            fontsize=7,
-            transform=ax.get_yaxis_transform(),
-        )
+        for name, h in r["halves"].items():
+            if h["scale"] != "ratio" or h["estimate"] is None:
+                continue
+            lo, hi = (h["estimate"] if v is None else v for v in h["interval"])
+            yy = y + offsets.get(name, 0.0)
+            color = RESULT_COLORS.get(h["result"], "0.3")
+            marker = "o" if name != "generalization" else "s"
+            ax.plot([lo, hi], [yy, yy], color=color, lw=1.4)
+            ax.plot([h["estimate"]], [yy], marker=marker, color=color, ms=4)
+            m = float(h["margin"])
+            ax.plot([1 / m, m], [yy, yy], color="0.85", lw=5, zorder=0, solid_capstyle="butt")
+        text = f"{MARKS.get(r['label'], '?')} {r['label']}"
+        ax.text(1.02, y, text, va="center", fontsize=7, transform=ax.get_yaxis_transform())
+    ax.set_xscale("log")
     ax.set_yticks(range(len(rows)), [r["technique"] for r in rows], fontsize=7)
     ax.invert_yaxis()
-    ax.axvline(0, color="black", lw=0.8)
-    ax.set_xlim(-1.05, 1.05)
-    ax.barh([], [], color="tab:blue", label="training loss (optimization)")
-    ax.barh([], [], color="tab:orange", label="test loss (generalization)")
+    ax.axvline(1.0, color="black", lw=0.8)
+    ax.plot([], [], "o", color="0.3", label="optimization (updates to target, or the measure)")
+    ax.plot([], [], "s", color="0.3", label="generalization (test cross-entropy)")
+    for result, color in RESULT_COLORS.items():
+        ax.plot([], [], "-", color=color, label=result)
     ax.set_xlabel(
-        "mean relative change with the technique on, 95% interval (left = lower = better; clipped at ±100%;"
-        "\npale bars: no effect by the rule)"
+        "ratio with / without the technique, 95% interval, log scale (left = lower = better); grey band: margin"
     )
-    ax.set_title(
-        "What each technique did, each arm tuned on validation\n"
-        "(✓ agrees with the lecture, ~ partly, ✗ no, ? regime not reached, ! baseline never trains)"
-    )
+    ax.set_title("What each technique did, each half tuned and judged on its own metric")
     ax.legend(loc="lower right", fontsize=7)
     fig.tight_layout()
     _save(fig, path)

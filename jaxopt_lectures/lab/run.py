@@ -27,6 +27,7 @@ import hashlib
 import json
 import math
 import os
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import NamedTuple
@@ -36,7 +37,7 @@ import numpy as np
 
 import jaxopt_lectures as jol
 from jaxopt_lectures import losses
-from jaxopt_lectures.lab import plan, probes, stats, trainer
+from jaxopt_lectures.lab import _files, data as data_lib, plan, probes, stats, trainer, verdict
 from jaxopt_lectures.lab.claims import quotes
 from jaxopt_lectures.lab.claims.rows import REGISTRY, Row
 
@@ -52,13 +53,11 @@ ARM_CACHE_ENV = "JAXOPT_LECTURES_ARM_CACHE"
 SPARSITY_THRESHOLD = 1e-3
 #: Relative weight noise of the sharpness measure, and how many noise draws are averaged.
 SHARPNESS_EPS, SHARPNESS_DRAWS = 0.05, 4
-#: Rows whose claim is about a measure rather than the losses: expected direction of the measure.
-MEASURE_CLAIMS = {"l1_vs_l2_sparsity": "higher", "init_minimum": "differs"}
 #: The rule, in words: part of every row's fingerprint, so rows judged by another rule are redone.
 RULE = (
-    f"paired t-test across seeds on the per-seed relative change, two-sided alpha = {stats.ALPHA}, "
-    f"and a mean change beyond {stats.MARGIN:.0%}; diverged runs are counted, not averaged; "
-    "each arm tuned on validation, generalization read on the test split"
+    "v2: optimization = updates to a declared training target (each arm at its fastest point), "
+    "generalization = test cross-entropy (each arm picked on validation); paired log-ratios, "
+    "superiority / non-superiority / equivalence against stated margins, more seeds while inconclusive"
 )
 CHANCE_LOSS = math.log(10.0)
 
@@ -87,6 +86,8 @@ def row_fingerprint(row: Row, seeds: Sequence[int], quick: bool, peers: Sequence
             row.budget,
             row.regime,
             row.measure,
+            row.design,
+            row.settings,
             list(seeds),
             claim.train,
             claim.val,
@@ -207,8 +208,9 @@ def table_arms(seeds: Sequence[int], quick: bool) -> list[ArmSpec]:
     vmapped program moves the last bits of its float arithmetic)."""
     out: dict[str, ArmSpec] = {}
     for row in REGISTRY.values():
-        for spec in row_arms(row, seeds, quick):
-            out.setdefault(spec.fingerprint, spec)
+        for r in (row, *(row.in_setting(name) for name in row.settings)):
+            for spec in row_arms(r, seeds, quick):
+                out.setdefault(spec.fingerprint, spec)
     return list(out.values())
 
 
@@ -293,10 +295,8 @@ def run_arms(
                         result["program"] = gid
                         done[m.fingerprint] = result
                         if path(m) is not None:
-                            from jaxopt_lectures.lab.report import atomic_write
-
                             try:
-                                atomic_write(path(m), json.dumps(result))
+                                _files.atomic_write(path(m), lambda f, r=result: f.write(json.dumps(r).encode()))
                             except OSError:
                                 pass
         if hit is not None:
@@ -400,7 +400,33 @@ def _arm_result(h: trainer.History, datasets, spec: ArmSpec) -> dict:
         out["measure"] = [_sparsity(h, c, s) for s in range(n_seed)]
     elif spec.measure == "sharpness":
         out["measure"] = [_sharpness(h, c, s, datasets[s]) if not div[c, s] else None for s in range(n_seed)]
+    out["updates_per_epoch"] = plan.steps_per_epoch(len(datasets[0].x_train), spec.setting["batch_size"])
+    out["input_condition"] = _finite_or_none(data_lib.input_condition_number(datasets[0]))
+    out["points"] = [_point(h, i, points[i], train[i], val[i], val_acc[i]) for i in range(len(points))]
     return out
+
+
+def _point(h: trainer.History, c: int, config: dict, train, val, val_acc) -> dict:
+    """Everything the verdict may select on or judge, for one grid point: per seed, the final
+    numbers (as :func:`_arm_result` reads them) and the epoch-by-epoch training and validation
+    curves (for time-to-target and the regime checks)."""
+    listed = lambda a: [_finite_or_none(x) for x in a]  # noqa: E731
+    test_loss = h.test_loss[c] if h.test_loss is not None else np.full(len(h.seeds), np.nan)
+    test_acc = h.test_acc[c] if h.test_acc is not None else np.full(len(h.seeds), np.nan)
+    return {
+        "config": config,
+        "train": listed(train),
+        "val": listed(val),
+        "val_acc": listed(val_acc),
+        "test": listed(test_loss),
+        "test_acc": listed(test_acc),
+        "diverged_epoch": [int(x) for x in h.diverged_epoch[c]],
+        "curves": {
+            "train": [listed(x) for x in h.train_loss[c]],
+            "train_acc": [listed(x) for x in h.train_acc[c]],
+            "val": [listed(x) for x in h.val_loss[c]],
+        },
+    }
 
 
 def _finite_or_none(x) -> float | None:
@@ -437,165 +463,67 @@ def arm_epochs(row: Row, quick: bool) -> tuple[int, int]:
     return e, max(int(round(e * steps[0] / steps[1])), 1)
 
 
-def _vals(xs) -> np.ndarray:
-    return np.array([np.nan if x is None else x for x in xs], float)
+def extension_seeds(seeds: Sequence[int], stage: int) -> tuple[int, ...]:
+    """The ``stage``-th extra block of seeds of a run on ``seeds`` (stage 1, 2, ...): as many as
+    there, offset by 1000 per stage, so disjoint seed sets get disjoint extensions."""
+    return tuple(1000 * stage + int(s) for s in seeds)
 
 
-def _compare(base: dict, var: dict, key: str, higher_is_better: bool = False) -> dict:
-    b, v = _vals(base[key]), _vals(var[key])
-    cmp = stats.compare(
-        np.where(np.isfinite(b), b, 0.0),
-        np.where(np.isfinite(v), v, 0.0),
-        base_diverged=~np.isfinite(b),
-        var_diverged=~np.isfinite(v),
-        higher_is_better=higher_is_better,
-    )
-    lo, hi = cmp.test.interval
-    return {
-        "direction": cmp.direction,
-        "status": cmp.status,
-        "rel_change": _finite_or_none(cmp.test.rel_change),
-        "interval": [_finite_or_none(lo), _finite_or_none(hi)],
-        "p": _finite_or_none(cmp.test.p_value),
-        "n": int(cmp.test.n),
-    }
-
-
-def _summary(values) -> dict:
-    a = _vals(values)
-    finite = a[np.isfinite(a)]
-    return {
-        "mean": float(np.mean(finite)) if finite.size else None,
-        "spread": float(np.std(finite)) if finite.size else None,
-        "per_seed": [None if not np.isfinite(x) else float(x) for x in a],
-    }
-
-
-def check_regime(row: Row, base: dict, var: dict) -> dict:
-    """Is the condition of the lecture's claim met by these runs? ``reached`` None = no condition."""
-    claim = quotes.CLAIMS[row.name]
-    out = {"condition": claim.condition, "check": row.regime, "reached": None, "detail": ""}
-    if row.regime is None:
-        return out
-    tb, vb = _vals(base["train"]), _vals(base["val"])
-    if row.regime == "overfits":
-        gap = float(np.nanmean(vb - tb))
-        out["reached"] = bool(gap >= 0.1 and np.nanmean(vb) >= 1.5 * np.nanmean(tb))
-        out["detail"] = f"baseline train {np.nanmean(tb):.3f}, validation {np.nanmean(vb):.3f} (gap {gap:.3f})"
-    elif row.regime == "plateau":
-        curve = np.array([np.nan if x is None else x for x in base["curves"]["train"]["mean"]])
-        q = max(len(curve) * 3 // 4 - 1, 0)
-        drop = float((curve[q] - curve[-1]) / max(abs(curve[q]), 1e-12))
-        out["reached"] = bool(drop < 0.1)
-        out["detail"] = f"constant-η training loss fell {drop:.0%} over the last quarter of the run"
-    elif row.regime == "instability":
-        fb, fv = base["grid_failures"], var["grid_failures"]
-        n = len(base["train"])
-        out["reached"] = bool(any(f > 0 for f in fb))
-        lrs = base["grid"].get("optimizer.learning_rate", [])
-        stable = lambda fails: max([lr for lr, f in zip(lrs, fails) if f == 0], default=None)  # noqa: E731
-        out["detail"] = (
-            f"failed runs per η {lrs}: without {fb}, with {fv} (of {n}); "
-            f"largest stable η without {stable(fb)}, with {stable(fv)}"
-        )
-    elif row.regime == "equal_train_loss":
-        tv = _vals(var["train"])
-        mb, mv = float(np.nanmean(tb)), float(np.nanmean(tv))
-        out["reached"] = stats.same_training_loss(mb, mv)
-        out["detail"] = f"training loss without {mb:.3f}, with {mv:.3f}"
-    else:
-        raise ValueError(f"unknown regime check {row.regime!r}")
+def merge_arms(first: dict, more: dict) -> dict:
+    """One arm's results on two seed blocks as one: every per-seed list of every grid point
+    concatenated (the grid, epochs and budget are the same by construction)."""
+    out = dict(first)
+    points = []
+    for p, q in zip(first["points"], more["points"]):
+        assert p["config"] == q["config"], (p["config"], q["config"])
+        merged = {k: p[k] + q[k] for k in ("train", "val", "val_acc", "test", "test_acc", "diverged_epoch")}
+        merged["config"] = p["config"]
+        merged["curves"] = {k: p["curves"][k] + q["curves"][k] for k in p["curves"]}
+        points.append(merged)
+    out["points"] = points
+    for k in ("train", "val", "val_acc", "test", "test_acc", "diverged", "measure"):
+        if k in first and k in more:
+            out[k] = first[k] + more[k]
+    out["fingerprint"] = f"{first['fingerprint']}+{more['fingerprint']}"
     return out
 
 
-def judge(row: Row, base: dict, var: dict, seeds: Sequence[int]) -> dict:
-    """The verdict of a row from its two arms (pure: no training; tested on synthetic arms)."""
-    claim = quotes.CLAIMS[row.name]
-    train = _compare(base, var, "train")
-    test = _compare(base, var, "test")
-    test_acc = _compare(base, var, "test_acc", higher_is_better=True)
-    val = _compare(base, var, "val")
-    regime = check_regime(row, base, var)
-    halves = {}
-    if row.name in MEASURE_CLAIMS:
-        m = _compare(base, var, "measure", higher_is_better=True)
-        want = MEASURE_CLAIMS[row.name]
-        halves["measure"] = (m["direction"] == 1) if want == "higher" else (m["direction"] != 0)
-    else:
-        m = _compare(base, var, "measure", higher_is_better=False) if "measure" in base else None
-        for half, expected, observed in (("optimization", claim.train, train), ("generalization", claim.val, test)):
-            ok = stats.claim_check(expected, observed["direction"]) if observed["status"] == "ok" else None
-            if ok is not None:
-                halves[half] = ok
-    statuses = {train["status"], test["status"]} - {"ok"}  # "baseline never trains": diverged at every grid point
-    if "baseline never trains" in statuses or all(f == len(seeds) for f in base["grid_diverged"]):
-        agrees = "baseline never trains"
-    elif regime["reached"] is False:
-        agrees = "regime not reached"
-    elif not halves:
-        agrees = "not testable"
-    elif all(halves.values()):
-        agrees = "yes"
-    elif any(halves.values()):
-        agrees = "partly"
-    else:
-        agrees = "no"
-    arrow = {1: "better", 0: "no change", -1: "worse"}
-    verdict = f"train {arrow[train['direction']]}, test {arrow[test['direction']]}"
-    flags = []
-    if test["direction"] != test_acc["direction"]:
-        flags.append("test loss and accuracy disagree")
-    n = len(seeds)
-    return {
-        "name": row.name,
-        "technique": claim.technique,
-        "step": claim.step,
-        "claim": claim.statement,
-        "source": claim.source,
-        "knob": row.knob,
-        "note": row.note,
-        "budget": row.budget,
-        "train": {"without": _summary(base["train"]), "with": _summary(var["train"])},
-        "val": {"without": _summary(base["val"]), "with": _summary(var["val"])},
-        "val_acc": {"without": _summary(base["val_acc"]), "with": _summary(var["val_acc"])},
-        "test": {
-            "without": {"loss": _summary(base["test"]), "acc": _summary(base["test_acc"])},
-            "with": {"loss": _summary(var["test"]), "acc": _summary(var["test_acc"])},
-        },
-        "measure": None
-        if "measure" not in base
-        else {
-            "name": row.measure,
-            "without": _summary(base["measure"]),
-            "with": _summary(var["measure"]),
-            "comparison": m,
-        },
-        "comparisons": {"train": train, "val": val, "test": test, "test_acc": test_acc},
-        "interval": {"train": train["interval"], "test": test["interval"]},
-        "diverged": {"without": f"{sum(base['diverged'])}/{n}", "with": f"{sum(var['diverged'])}/{n}"},
-        "halves": halves,
-        "verdict": verdict,
-        "agrees": agrees,
-        "flags": flags,
-        "quote": [{"seed": q.seed, "lines": list(q.lines), "text": q.text, "gloss": q.gloss} for q in claim.quotes],
-        "tuned": {
-            "without": {"chosen": base["chosen"], "grid": base["grid"]},
-            "with": {"chosen": var["chosen"], "grid": var["grid"]},
-        },
-        "regime": regime,
-        "epochs": {"without": base["epochs"], "with": var["epochs"]},
-        "seeds": list(seeds),
-        "arms": {"without": base["fingerprint"], "with": var["fingerprint"]},
-        "programs": {"without": base.get("program"), "with": var.get("program")},
-        "curves": {"without": base["curves"], "with": var["curves"]},
-    }
-
-
 def run_row(row: Row, seeds: Sequence[int], quick: bool, progress: bool = False) -> dict:
-    """Train both arms of ``row`` on ``seeds`` and judge them."""
+    """Train both arms of ``row`` on ``seeds``, judge them (:func:`.verdict.judge`), and while a
+    half is still inconclusive (its interval touches its margin) add a block of seeds, up to
+    :data:`.stats.SEED_SCHEDULE`'s cap (not with ``quick``, which may only be less decided;
+    not for demonstrations or measure rows, whose measure is taken at each block's own
+    validation pick). The blocks' arms are trained on their own
+    (an extension is not merged into other rows' programs)."""
     seeds = tuple(int(s) for s in seeds)
     base, var = run_arms(row_arms(row, seeds, quick), seeds, table_arms(seeds, quick), progress, row.name)
-    return judge(row, base, var, seeds)
+    out = verdict.judge(row, base, var, seeds)
+    used, stage, extra_s = seeds, 0, 0.0
+    extendable = not quick and row.design != "demonstration" and row.name not in verdict.MEASURE_CLAIMS
+    while extendable and any(h["result"] == "inconclusive" for h in out["halves"].values()):
+        if len(used) + len(seeds) > max(stats.SEED_SCHEDULE[-1], len(seeds)):
+            break
+        stage += 1
+        more = extension_seeds(seeds, stage)
+        t0 = time.perf_counter()
+        b2, v2 = run_arms(row_arms(row, more, quick), more, (), progress, f"{row.name} (+{len(more)} seeds)")
+        extra_s += time.perf_counter() - t0
+        base, var, used = merge_arms(base, b2), merge_arms(var, v2), used + more
+        out = verdict.judge(row, base, var, used)
+    out["seed_blocks"] = 1 + stage
+    out["extra_seeds_s"] = round(extra_s, 2)
+    out["setting"] = row.setting_name
+    out["settings"] = {}
+    for name in row.settings:  # the same comparison elsewhere, reported beside (first block of seeds)
+        other = row.in_setting(name)
+        b, v = run_arms(
+            row_arms(other, seeds, quick), seeds, table_arms(seeds, quick), progress, f"{row.name} ({name})"
+        )
+        judged = verdict.judge(other, b, v, seeds)
+        if judged["label"] == "regime not reached":  # a control is *meant* to lack the regime: its halves say it
+            judged["label"] = stats.row_label([h["result"] for h in judged["halves"].values()])
+        out["settings"][name] = {k: judged[k] for k in ("label", "halves", "regime", "flags", "arms", "curves")}
+    return out
 
 
 def dispatch_order(rows: Sequence[Row], seeds: Sequence[int], quick: bool) -> list[Row]:
@@ -640,7 +568,11 @@ def explain(row: Row, seeds: Sequence[int], quick: bool) -> str:
         f"claim:      {claim.statement}",
         f"checked:    optimization = {claim.train or 'not checked'} (training loss); "
         f"generalization = {claim.val or 'not checked'} (test loss)"
-        + (f"; measure: {row.measure} ({MEASURE_CLAIMS[row.name]})" if row.name in MEASURE_CLAIMS else ""),
+        + (
+            f"; measure: {row.measure} ({verdict.MEASURE_CLAIMS[row.name]})"
+            if row.name in verdict.MEASURE_CLAIMS
+            else ""
+        ),
         f"regime:     {claim.condition}" + (f"  (checked: {row.regime})" if row.regime else "  (not checked)"),
         f"knob:       {row.knob}; the arms differ in {sorted(differing_paths(row.baseline, row.variant))}",
         f"baseline:   {json.dumps(row.baseline, sort_keys=True)}",
@@ -705,7 +637,6 @@ __all__ = [
     "run_row",
     "run_arm",
     "run_arms",
-    "judge",
     "table_arms",
     "program_group",
     "dispatch_order",

@@ -277,6 +277,16 @@ def _c(name, technique, step, train, val, source, quotes, statement, condition) 
 
 
 OVERFITS = "the baseline overfits: a large gap between training and validation loss"
+ILL_CONDITIONED = (
+    "an ill-conditioned problem: the loss is steep in some directions and flat in others, so one η cannot fit "
+    "every parameter (here: badly scaled input features); each arm at its own best η, equal updates"
+)
+Q_PER_PARAMETER_LR = Quote(
+    S000,
+    (146, 147),
+    "不同參數應該要有不同\n的 Learning Rate",
+    "different parameters should have different learning rates",
+)
 TUNED = "each arm at its own best learning rate (validation-selected), equal updates"
 
 CLAIMS_LIST: list[Claim] = [
@@ -290,11 +300,12 @@ CLAIMS_LIST: list[Claim] = [
         "lecture",
         [
             Q_OPTIMIZERS,
+            Q_PER_PARAMETER_LR,
             Q_OPTIMIZERS_TABLE,
             Quote(S000, (330, 330), "Adagrad: 全部平方加起來", "Adagrad: add up all the squares (of past gradients)"),
         ],
         "Adagrad: better optimization (lower training loss than plain SGD), not for generalization",
-        TUNED,
+        ILL_CONDITIONED,
     ),
     _c(
         "rmsprop",
@@ -305,6 +316,7 @@ CLAIMS_LIST: list[Claim] = [
         "lecture",
         [
             Q_OPTIMIZERS,
+            Q_PER_PARAMETER_LR,
             Q_OPTIMIZERS_TABLE,
             Quote(
                 S000,
@@ -314,7 +326,7 @@ CLAIMS_LIST: list[Claim] = [
             ),
         ],
         "RMSProp: better optimization (lower training loss than plain SGD), not for generalization",
-        TUNED,
+        ILL_CONDITIONED,
     ),
     _c(
         "momentum",
@@ -323,9 +335,10 @@ CLAIMS_LIST: list[Claim] = [
         "better",
         "not better",
         "lecture",
-        [Q_OPTIMIZERS, Q_OPTIMIZERS_TABLE, Q_MOMENTUM_INERTIA],
+        [Q_OPTIMIZERS, Q_PER_PARAMETER_LR, Q_OPTIMIZERS_TABLE, Q_MOMENTUM_INERTIA],
         "momentum: better optimization (lower training loss than plain SGD), not for generalization",
-        TUNED + "; classic momentum with β = 0.9 equals SGD at 10x η, so only a tuned comparison means anything",
+        ILL_CONDITIONED
+        + "; classic momentum with β = 0.9 equals SGD at 10x η, so only a tuned comparison means anything",
     ),
     _c(
         "adam",
@@ -336,11 +349,12 @@ CLAIMS_LIST: list[Claim] = [
         "lecture",
         [
             Q_OPTIMIZERS,
+            Q_PER_PARAMETER_LR,
             Q_OPTIMIZERS_TABLE,
             Quote(S000, (626, 626), "Adam: RMSProp + Momentum", "Adam: RMSProp + momentum"),
         ],
         "Adam: better optimization (lower training loss than plain SGD), not for generalization",
-        TUNED,
+        ILL_CONDITIONED,
     ),
     _c(
         "nesterov",
@@ -360,7 +374,7 @@ CLAIMS_LIST: list[Claim] = [
         ],
         "Nesterov momentum trains better than classic momentum (lower training loss), not for generalization; the "
         "lecture only lists it ('rarely used') under the optimizers, whose row is 'better optimization'",
-        TUNED + "; both arms use momentum 0.9",
+        ILL_CONDITIONED + "; both arms use momentum 0.9",
     ),
     _c(
         "momentum_variants",

@@ -84,6 +84,26 @@ class Row:
     regime: str | None = None
     measure: str = "loss"  # "loss", "sparsity" (fraction of near-zero weights), "sharpness"
     note: str = ""
+    # how the claim is tested (:mod:`jaxopt_lectures.lab.verdict`): "tuned" (each half at each
+    # arm's own best point, superiority / non-superiority by the claim), "tie" (equivalence on
+    # both halves), "equal_eta" (a step-scale claim: compared at every shared η, since tuning η
+    # absorbs a constant step factor), "demonstration" (true by construction: shown, not counted)
+    design: str = "tuned"
+    # other settings of the same comparison, reported beside the judged one: name -> overrides
+    # merged into both arms (e.g. the well-conditioned control of an ill-conditioned row)
+    settings: dict = dataclasses.field(default_factory=dict)
+    setting_name: str = ""  # what the judged setting is, in words (for the report)
+
+    def in_setting(self, name: str) -> Row:
+        """This row with both arms moved to the extra setting ``name`` (no further settings)."""
+        overrides = self.settings[name]
+        return dataclasses.replace(
+            self,
+            baseline=merge(self.baseline, overrides),
+            variant=merge(self.variant, overrides),
+            settings={},
+            setting_name=name,
+        )
 
     def epochs(self, quick: bool) -> int:
         return self.quick_epochs if quick else self.full_epochs
@@ -109,13 +129,6 @@ class Row:
 
         return CLAIMS[self.name].technique
 
-    def fingerprint(self, seeds, quick: bool) -> str:
-        """Settings, grids, budget, claim, seeds, package version and verdict rule: a row file
-        with another fingerprint is redone."""
-        from jaxopt_lectures.lab.run import row_fingerprint
-
-        return row_fingerprint(self, seeds, quick)
-
 
 def make_row(name, knob, baseline, variant_overrides, full, quick, **kw) -> Row:
     """A :class:`Row` whose baseline is ``setting(**baseline)`` and whose variant is that with
@@ -134,6 +147,27 @@ LR = "optimizer.learning_rate"
 DIGITS = {"name": "digits"}
 MNIST1D = {"name": "mnist1d", "num_samples": 4000}
 DEEP = {"hidden": [64] * 8}
+# The optimizer rows' regime (issue 24; shared/reviews/optimizer-regime-feasibility.md): the
+# lecture motivates adaptive step sizes with a loss surface steep in one direction and flat in
+# another (000 around line 146, g⁰ = (500, 0.4)). Digits with each standardised feature j
+# multiplied by 10^u_j, u_j ~ U(-2, 1) (a fixed draw), make such a surface (condition number of
+# the input covariance ~7e6); the per-feature standardised digits (~150) are the control, and a deep narrow ReLU net (12 x 16, LeCun init) is where plain SGD
+# stalls. The η grid reaches 1.0: tuned SGD's best lies near the old grid's top.
+ILLCOND = {"name": "digits", "feature_scale": {"low": -2.0, "high": 1.0, "seed": 0}}
+# the control: each feature standardised (the loader's single global scale leaves the digits'
+# input covariance with a condition number of ~2e6: near-constant border pixels)
+WELLCOND = {"name": "digits", "feature_scale": {"low": 0.0, "high": 0.0, "seed": 0}}
+DEEP_NARROW = {"hidden": [16] * 12, "init": "lecun"}
+ETA_OPT = (1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0)
+OPT_SETTINGS = {
+    "tune": {"optimizer.learning_rate": ETA_OPT},
+    "regime": "ill_conditioned",
+    "setting_name": "badly scaled inputs",
+    "settings": {
+        "standardised inputs (control)": {"data": {**WELLCOND, "_replace": True}},
+        "deep narrow net": {"data": {**WELLCOND, "_replace": True}, "model": DEEP_NARROW},
+    },
+}
 WIDE = {"hidden": [128, 128]}
 # The overfitting regime of the regularizers: a wide MLP with Adam on the noisy MNIST-1D.
 OVERFIT = {"data": MNIST1D, "model": WIDE, "optimizer": {"name": "adam", "learning_rate": 1e-3}, "batch_size": 64}
@@ -144,27 +178,27 @@ SEMI = {
 
 ROWS: list[Row] = [
     # --- picking the best: optimizers, each arm at its own best η -----------------------------
-    make_row("adagrad", "optimizer.name", {"data": DIGITS}, {"optimizer": {"name": "adagrad"}}, 20, 6, tune={LR: ETA}),
-    make_row("rmsprop", "optimizer.name", {"data": DIGITS}, {"optimizer": {"name": "rmsprop"}}, 20, 6, tune={LR: ETA}),
+    make_row("adagrad", "optimizer.name", {"data": ILLCOND}, {"optimizer": {"name": "adagrad"}}, 20, 6, **OPT_SETTINGS),
+    make_row("rmsprop", "optimizer.name", {"data": ILLCOND}, {"optimizer": {"name": "rmsprop"}}, 20, 6, **OPT_SETTINGS),
     make_row(
         "momentum",
         "optimizer.momentum",
-        {"data": DIGITS},
+        {"data": ILLCOND},
         {"optimizer": {"momentum": 0.9}},
         20,
         6,
-        tune={LR: ETA},
+        **OPT_SETTINGS,
         note="classic momentum v = βv + g: at equal η it is SGD at 10x the step, so η is tuned per arm",
     ),
-    make_row("adam", "optimizer.name", {"data": DIGITS}, {"optimizer": {"name": "adam"}}, 20, 6, tune={LR: ETA}),
+    make_row("adam", "optimizer.name", {"data": ILLCOND}, {"optimizer": {"name": "adam"}}, 20, 6, **OPT_SETTINGS),
     make_row(
         "nesterov",
         "optimizer.nesterov",
-        {"data": DIGITS, "optimizer": {"momentum": 0.9}},
+        {"data": ILLCOND, "optimizer": {"momentum": 0.9}},
         {"optimizer": {"nesterov": True}},
         20,
         6,
-        tune={LR: ETA},
+        **OPT_SETTINGS,
     ),
     make_row(
         "momentum_variants",
@@ -174,6 +208,7 @@ ROWS: list[Row] = [
         20,
         6,
         tune={LR: ETA},
+        design="tie",
         note="classic v = βv + g against the slides' EMA v = βv + (1 − β)g; each at its own η",
     ),
     make_row(
@@ -184,6 +219,7 @@ ROWS: list[Row] = [
         1,
         1,
         tune={LR: ETA},
+        design="equal_eta",
         note="the early-training problem: one epoch (39 updates) only",
     ),
     make_row(
@@ -194,6 +230,7 @@ ROWS: list[Row] = [
         1,
         1,
         tune={LR: ETA},
+        design="equal_eta",
         note="σ⁰ = 0 against the lecture's σ⁰ = |g⁰|; one epoch, where the start matters",
     ),
     make_row(
@@ -468,6 +505,7 @@ ROWS: list[Row] = [
         6,
         tune={LR: ETA_ADAM},
         quick_tune={LR: (1e-3, 3e-3)},
+        design="demonstration",
         note="classic dropout (p = 0.5, set in the model: the test-time 1 − p reads the model's own rate) with and "
         "without multiplying by 1 − p at test time",
     ),
@@ -480,6 +518,7 @@ ROWS: list[Row] = [
         20,
         6,
         tune={LR: ETA},
+        design="demonstration",
         note="1 − [argmax = y] has zero gradient almost everywhere",
     ),
     make_row(
@@ -501,6 +540,7 @@ ROWS: list[Row] = [
         20,
         6,
         tune={LR: ETA},
+        design="tie",
         note="multi-class hinge against cross-entropy, each at its own η",
     ),
     make_row(
@@ -581,6 +621,7 @@ ROWS: list[Row] = [
         6,
         tune={LR: ETA},
         budget="epochs",
+        design="demonstration",
         note="equal epochs: full-batch GD updates once per epoch, mini-batch 39 times (the lecture's argument)",
     ),
 ]

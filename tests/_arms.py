@@ -1,0 +1,59 @@
+"""Synthetic arms for the verdict's tests: a grid of learning rates with per-seed final numbers
+and epoch-by-epoch curves, built from a few numbers (the layout :func:`.run._arm_result` writes)."""
+
+import numpy as np
+
+LR = "optimizer.learning_rate"
+EPOCHS, UPE = 10, 40  # epochs and updates per epoch of every synthetic arm
+SEEDS = 5
+
+
+def _curve(start, end, epochs=EPOCHS):
+    return list(np.geomspace(start, end, epochs))
+
+
+def _acc_curve(hit_epoch, epochs=EPOCHS):
+    """Training accuracy that first reaches 0.995 after ``hit_epoch`` epochs (None: never)."""
+    out = []
+    for e in range(1, epochs + 1):
+        out.append(0.995 if hit_epoch is not None and e >= hit_epoch else 0.5 + 0.04 * e)
+    return out
+
+
+def point(lr, hits, train, test, val=None, test_acc=None, diverged=None, val_curve=None, acc_curves=None):
+    """One grid point: per seed the epoch the 99% target is hit, final training and test losses."""
+    n = len(train)
+    val = list(val if val is not None else test)
+    return {
+        "config": {LR: lr},
+        "train": list(map(float, train)),
+        "val": list(map(float, val)),
+        "val_acc": [0.9] * n,
+        "test": list(map(float, test)),
+        "test_acc": list(test_acc if test_acc is not None else [0.9] * n),
+        "diverged_epoch": list(diverged if diverged is not None else [-1] * n),
+        "curves": {
+            "train": [_curve(1.0, t) for t in train],
+            "train_acc": acc_curves or [_acc_curve(h) for h in hits],
+            "val": val_curve or [_curve(1.5, v) for v in val],
+        },
+    }
+
+
+def arm(points, epochs=EPOCHS):
+    return {
+        "fingerprint": "f",
+        "program": "p",
+        "grid": {LR: [p["config"][LR] for p in points]},
+        "epochs": epochs,
+        "updates_per_epoch": UPE,
+        "points": points,
+        "curves": {"train": {"mean": [1.0], "std": [0.0]}, "val": {"mean": [1.0], "std": [0.0]}},
+    }
+
+
+RNG = np.random.default_rng(0)  # module-level: each test file draws its own sequence
+
+
+def noisy(level, spread=0.05, n=SEEDS):
+    return level * np.exp(RNG.normal(0, spread, n))

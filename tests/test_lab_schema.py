@@ -1,0 +1,55 @@
+"""recipe.json's documented contract (docs/recipe.schema.json, docs/recipe-json.md)."""
+
+import json
+from pathlib import Path
+
+import jsonschema
+import pytest
+from _arms import arm, noisy, point
+
+from jaxopt_lectures.lab import recipe, report, verdict
+
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+SCHEMA = json.loads((DOCS / "recipe.schema.json").read_text())
+
+
+def _table(rows):
+    return {
+        "schema": report.SCHEMA_VERSION,
+        "rows": verdict.decide_table(rows),
+        "quick": True,
+        "seeds": [0, 1, 2, 3, 4],
+        "jobs": 1,
+        "wall_s": 1.0,
+        "compile_s": 0.5,
+        "extra_seeds_s": 0.0,
+        "compiles": 2,
+        "rows_reused": 0,
+        "arms": 2,
+        "programs": 1,
+        "labels": {k: 0 for k in verdict.LABELS},
+        "multiplicity": verdict.MULTIPLICITY,
+        "null_table": {},
+        "rule": recipe.RULE,
+    }
+
+
+@pytest.mark.parametrize("name", ["adam", "momentum_variants", "bias_correction", "accuracy_loss", "dropout"])
+def test_synthetic_rows_of_every_design_match_the_schema(name):
+    base = arm([point(lr, [6] * 5, noisy(0.02), noisy(0.5)) for lr in (0.01, 0.1)])
+    var = arm([point(lr, [3] * 5, noisy(0.01), noisy(0.4)) for lr in (0.01, 0.1)])
+    row = verdict.judge(recipe.REGISTRY[name], base, var, range(5))
+    row.update(wall_s=1.0, compile_s=0.5, fingerprint="x", seed_blocks=1, extra_seeds_s=0.0)
+    table = json.loads(json.dumps(_table([row]), allow_nan=False))
+    jsonschema.validate(table, SCHEMA)
+
+
+def test_the_schema_version_is_the_one_documented():
+    assert SCHEMA["properties"]["schema"]["const"] == report.SCHEMA_VERSION
+    assert f"schema version {report.SCHEMA_VERSION}" in (DOCS / "recipe-json.md").read_text()
+
+
+def test_every_row_field_of_the_schema_is_documented():
+    text = (DOCS / "recipe-json.md").read_text()
+    for field in SCHEMA["$defs"]["row"]["required"] + SCHEMA["$defs"]["half"]["required"]:
+        assert f"`{field}`" in text, field

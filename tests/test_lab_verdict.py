@@ -1,0 +1,147 @@
+"""The verdict (issue 22): a pure function of two arms, tested on synthetic arms.
+
+Each synthetic arm has a grid of learning rates and per-seed epoch-by-epoch curves, built
+from a few numbers, so each test states the effect it plants and the label it must read."""
+
+import numpy as np
+import pytest
+from _arms import EPOCHS, LR, SEEDS, UPE, arm, noisy, point
+
+from jaxopt_lectures.lab import stats, verdict
+from jaxopt_lectures.lab.claims.rows import REGISTRY
+
+
+def test_time_to_target_counts_updates_and_never_averages_a_run_that_did_not_get_there():
+    a = arm([point(0.1, [4, 4, None, 4, 5], noisy(0.01), noisy(0.5))])
+    tt = verdict.time_to_target(a, ("train_acc", 0.99))
+    assert tt["updates"] == [160, 160, None, 160, 200]
+    assert tt["reached"] == 4 and tt["cap"] == (EPOCHS + 1) * UPE
+
+
+def test_a_faster_optimizer_holds_and_the_point_picked_is_the_fastest():
+    row = REGISTRY["adam"]  # better optimization, not for generalization
+    base = arm([point(0.01, [8] * 5, noisy(0.02), noisy(0.5)), point(0.1, [6, 6, 7, 6, 6], noisy(0.01), noisy(0.5))])
+    var = arm([point(0.01, [3, 3, 3, 3, 4], noisy(0.01), noisy(0.5)), point(0.1, [9] * 5, noisy(0.05), noisy(0.5))])
+    out = verdict.judge(row, base, var, range(5))
+    opt = out["halves"]["optimization"]
+    assert opt["time_to_target"]["without"]["chosen"] == {LR: 0.1}
+    assert opt["time_to_target"]["with"]["chosen"] == {LR: 0.01}
+    assert opt["estimate"] == pytest.approx(np.exp(np.mean(np.log([3, 3, 3, 3, 4]) - np.log([6, 6, 7, 6, 6]))))
+    assert opt["result"] == "holds" and opt["metric"].startswith("updates to training accuracy")
+
+
+def test_equal_speed_is_not_a_gain_and_a_variant_that_never_arrives_is_worse():
+    row = REGISTRY["adam"]
+    base = arm([point(0.1, [5] * 5, noisy(0.01), noisy(0.5))])
+    same = arm([point(0.1, [5, 5, 6, 5, 5], noisy(0.01), noisy(0.5))])
+    assert verdict.judge(row, base, same, range(5))["halves"]["optimization"]["result"] == "fails"
+    never = arm([point(0.1, [None] * 5, noisy(0.3), noisy(0.5))])
+    opt = verdict.judge(row, base, never, range(5))["halves"]["optimization"]
+    assert opt["result"] == "fails" and opt["time_to_target"]["with"]["reached"] == 0 and opt["estimate"] > 1
+
+
+def test_a_loss_target_when_the_baseline_never_reaches_99_percent():
+    base = arm([point(0.1, [None] * 5, [0.2] * 5, noisy(0.5))])
+    target = verdict.declare_target(base)
+    assert target == ("train", pytest.approx(0.2))
+
+
+def test_not_for_generalization_is_non_superiority_and_can_be_inconclusive():
+    row = REGISTRY["adam"]
+    base = arm([point(0.1, [5] * 5, noisy(0.01), noisy(0.5, 0.02))])
+    tight = arm([point(0.1, [5] * 5, noisy(0.01), noisy(0.5, 0.02))])
+    gen = verdict.judge(row, base, tight, range(5))["halves"]["generalization"]
+    assert gen["kind"] == "non_superiority" and gen["result"] == "holds"
+    wide = arm([point(0.1, [5] * 5, noisy(0.01), noisy(0.4, 0.6))])
+    assert verdict.judge(row, base, wide, range(5))["halves"]["generalization"]["result"] in ("inconclusive", "fails")
+    much_better = arm([point(0.1, [5] * 5, noisy(0.01), noisy(0.2, 0.02))])
+    assert verdict.judge(row, base, much_better, range(5))["halves"]["generalization"]["result"] == "fails"
+
+
+def test_a_tie_is_an_equivalence_test_on_both_halves():
+    row = REGISTRY["momentum_variants"]
+    assert row.design == "tie"
+    base = arm([point(0.1, [5] * 5, noisy(0.01), noisy(0.5, 0.02))])
+    slower = arm([point(0.1, [10] * 5, noisy(0.01), noisy(0.5, 0.02))])
+    out = verdict.judge(row, base, slower, range(5))
+    assert out["halves"]["optimization"]["kind"] == "equivalence"
+    assert out["halves"]["optimization"]["result"] == "fails"  # twice as slow is no tie
+    assert out["label"] in ("no", "partly")
+
+
+def test_a_saturated_baseline_is_flagged():
+    row = REGISTRY["adam"]
+    acc = [[1.0] * EPOCHS for _ in range(SEEDS)]  # 100% from the first epoch
+    base = arm([point(0.1, [1] * 5, noisy(0.001), noisy(0.5), acc_curves=acc)])
+    out = verdict.judge(row, base, base, range(5))
+    assert out["halves"]["optimization"]["saturated"] is True
+    assert any("saturated" in f for f in out["flags"])
+
+
+def test_overfitting_regime_needs_99_percent_training_accuracy_and_a_rising_validation_loss():
+    row = REGISTRY["dropout"]
+    assert row.regime == "overfits"
+    rising = [list(np.r_[np.linspace(1.0, 0.5, 5), np.linspace(0.55, 0.9, 5)]) for _ in range(SEEDS)]
+    fit = arm([point(1e-3, [4] * 5, noisy(0.01), noisy(0.9), val_curve=rising)])
+    out = verdict.judge(row, fit, fit, range(5))
+    assert out["regime"]["reached"] is True, out["regime"]
+    underfit = arm([point(1e-3, [None] * 5, noisy(0.4), noisy(0.9), val_curve=rising)])
+    out = verdict.judge(row, underfit, underfit, range(5))
+    assert out["regime"]["reached"] is False and out["label"] == "regime not reached"
+    assert "training accuracy" in out["regime"]["detail"]
+
+
+def test_a_step_scale_claim_is_compared_at_equal_eta():
+    row = REGISTRY["bias_correction"]
+    assert row.design == "equal_eta"
+    lrs = (0.01, 0.03, 0.3)
+    base = arm([point(lr, [None] * 5, noisy(t), noisy(1.0)) for lr, t in zip(lrs, (0.42, 1.81, 15.1))])
+    var = arm([point(lr, [None] * 5, noisy(t), noisy(1.0)) for lr, t in zip(lrs, (0.18, 0.22, 2.30))])
+    opt = verdict.judge(row, base, var, range(5))["halves"]["optimization"]
+    # a diverging loss counts as the chance loss ln 10: (0.18/0.42 * 0.22/1.81 * 2.30/2.30)^(1/3)
+    assert opt["estimate"] == pytest.approx((0.18 / 0.42 * 0.22 / 1.81) ** (1 / 3), rel=0.1)
+    assert opt["result"] == "holds" and "equal η" in opt["metric"]
+
+
+def test_demonstrations_are_labelled_as_such():
+    row = REGISTRY["accuracy_loss"]
+    base = arm([point(0.1, [None] * 5, [2.3] * 5, noisy(2.3))])
+    var = arm([point(0.1, [5] * 5, noisy(0.01), noisy(0.2))])
+    assert verdict.judge(row, base, var, range(5))["label"] == "demonstration"
+
+
+def test_a_baseline_that_diverges_everywhere_never_trains():
+    row = REGISTRY["adam"]
+    base = arm([point(0.1, [None] * 5, [np.nan] * 5, [np.nan] * 5, diverged=[0] * 5)])
+    var = arm([point(0.1, [5] * 5, noisy(0.01), noisy(0.5))])
+    assert verdict.judge(row, base, var, range(5))["label"] == "baseline never trains"
+
+
+def test_the_table_is_decided_again_after_the_multiplicity_correction():
+    row = REGISTRY["adam"]
+    base = arm([point(0.1, [8] * 5, noisy(0.01), noisy(0.5, 0.02))])
+    var = arm([point(0.1, [4] * 5, noisy(0.01), noisy(0.5, 0.02))])
+    one = verdict.judge(row, base, var, range(5))
+    rows = verdict.decide_table([one] * 40)
+    assert all(r["label"] in verdict.LABELS for r in rows)
+    assert all("result_unadjusted" in h for r in rows for h in r["halves"].values())
+    assert one["halves"]["optimization"].get("result_unadjusted") is None  # the input is not changed
+
+
+def test_judge_output_is_json_ready():
+    import json
+
+    row = REGISTRY["adam"]
+    base = arm([point(0.1, [8] * 5, noisy(0.01), noisy(0.5))])
+    json.dumps(verdict.judge(row, base, base, range(5)), allow_nan=False)
+
+
+def test_eta_curve_lists_every_grid_point():
+    a = arm([point(lr, [5] * 5, noisy(0.01), noisy(0.5)) for lr in (0.01, 0.1)])
+    curve = verdict.eta_curve(a)
+    assert [c["config"][LR] for c in curve] == [0.01, 0.1] and all(c["train"] > 0 for c in curve)
+
+
+def test_stats_api_the_verdict_relies_on():
+    for name in ("paired_ratio", "paired_points", "superiority", "non_superiority", "equivalence", "row_label"):
+        assert callable(getattr(stats, name))
