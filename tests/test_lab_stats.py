@@ -524,3 +524,18 @@ def test_simulate_table_agrees_with_the_one_row_api_through_the_schedule():
         assert [("holds", "fails", "inconclusive", "demonstration")[c] for c in sim["codes"][rep]] == decided
         labels = [stats.row_label([decided[j] for j in range(len(kinds)) if row_of[j] == r]) for r in range(len(rows))]
         assert list(sim["labels"][rep]) == labels and list(sim["seeds"][rep]) == seeds
+
+
+def test_log_ratio_estimate_adds_a_known_rounding_error_to_the_seed_spread():
+    base, var = np.array([1.0, 1.2, 0.9, 1.1, 1.0]), np.array([0.5, 0.7, 0.4, 0.6, 0.55])
+    plain = stats.paired_ratio(base, var)
+    same = stats.log_ratio_estimate(np.log(var / base))
+    assert same.estimate == pytest.approx(plain.estimate) and same.interval == pytest.approx(plain.interval)
+    wide = stats.log_ratio_estimate(np.log(var / base), extra_var=0.05)
+    assert wide.estimate == pytest.approx(plain.estimate)
+    assert wide.sd == pytest.approx(np.sqrt(plain.sd**2 + 0.05))
+    assert (
+        wide.interval[0] < plain.interval[0] and wide.interval[1] > plain.interval[1] and wide.p_value > plain.p_value
+    )
+    tied = stats.log_ratio_estimate(np.zeros(5), extra_var=0.01)  # no spread at all: the rounding keeps it open
+    assert tied.interval[0] < 1.0 < tied.interval[1]

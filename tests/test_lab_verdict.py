@@ -26,18 +26,33 @@ def test_a_faster_optimizer_holds_and_the_point_picked_is_the_fastest():
     opt = out["halves"]["optimization"]
     assert opt["time_to_target"]["without"]["chosen"] == {LR: 0.1}
     assert opt["time_to_target"]["with"]["chosen"] == {LR: 0.01}
-    assert opt["estimate"] == pytest.approx(np.exp(np.mean(np.log([3, 3, 3, 3, 4]) - np.log([6, 6, 7, 6, 6]))))
+    # each time is the expected log of a crossing somewhere within its epoch (U(k-1, k]), not the epoch's end
+    mean_log = {k: verdict._log_epoch_moments(k)[0] for k in (3, 4, 6, 7)}
+    want = np.exp(np.mean([mean_log[v] - mean_log[b] for v, b in zip([3, 3, 3, 3, 4], [6, 6, 7, 6, 6])]))
+    assert opt["estimate"] == pytest.approx(want)
     assert opt["result"] == "holds" and opt["metric"].startswith("updates to training accuracy")
 
 
 def test_equal_speed_is_not_a_gain_and_a_variant_that_never_arrives_is_worse():
     row = REGISTRY["adam"]
-    base = arm([point(0.1, [5] * 5, noisy(0.01), noisy(0.5))])
-    same = arm([point(0.1, [5, 5, 6, 5, 5], noisy(0.01), noisy(0.5))])
+    base = arm([point(0.1, [9] * 5, noisy(0.01), noisy(0.5))])
+    same = arm([point(0.1, [9, 9, 10, 9, 9], noisy(0.01), noisy(0.5))])
     assert verdict.judge(row, base, same, range(5))["halves"]["optimization"]["result"] == "fails"
     never = arm([point(0.1, [None] * 5, noisy(0.3), noisy(0.5))])
     opt = verdict.judge(row, base, never, range(5))["halves"]["optimization"]
     assert opt["result"] == "fails" and opt["time_to_target"]["with"]["reached"] == 0 and opt["estimate"] > 1
+
+
+def test_times_seen_at_epoch_ends_carry_their_rounding_in_the_interval():
+    mean, var = verdict._log_epoch_moments(1)
+    assert mean == pytest.approx(-1.0) and var == pytest.approx(1.0)  # log U(0, 1]
+    mean, var = verdict._log_epoch_moments(10)
+    assert mean == pytest.approx(np.log(9.5), abs=2e-3) and var == pytest.approx(1 / 12 / 9.5**2, rel=0.01)
+    row = REGISTRY["adam"]
+    base = arm([point(0.1, [2] * 5, noisy(0.01), noisy(0.5))])  # every seed at the same epoch: no spread
+    opt = verdict.judge(row, base, base, range(5))["halves"]["optimization"]
+    assert opt["estimate"] == pytest.approx(1.0) and opt["interval"][0] < 0.9 < 1.1 < opt["interval"][1]
+    assert opt["result"] == "inconclusive"  # equal at a one-epoch resolution is no evidence of a 10% tie
 
 
 def test_a_loss_target_when_the_baseline_never_reaches_99_percent():

@@ -478,6 +478,29 @@ def paired_ratio(base, var, confidence: float = 0.95) -> Estimate:
     return Estimate("ratio", math.exp(mean), (math.exp(lo), math.exp(hi)), p, n, sd, confidence, mean)
 
 
+def log_ratio_estimate(d, extra_var=0.0, confidence: float = 0.95) -> Estimate:
+    """A ratio Estimate from per-seed log-ratios ``d`` measured with a known rounding error.
+
+    Each d_i carries an independent error of variance ``extra_var`` (one value, or one per seed:
+    e.g. a time to target observed only at epoch ends), added to the seed-to-seed variance:
+    s'² = s² + mean(extra_var), interval exp(d̄ ± t_{(1+c)/2, n−1}·s'/√n), p from t = d̄/(s'/√n).
+    Conservative when the seeds' spread already contains part of that error; with zero spread
+    (every seed the same epoch) it keeps the interval from collapsing to a point. Non-finite d_i
+    are dropped."""
+    d = np.asarray(d, float)
+    ev = np.broadcast_to(np.asarray(extra_var, float), d.shape)
+    ok = np.isfinite(d) & np.isfinite(ev)
+    d, ev = d[ok], ev[ok]
+    mean, sd, lo, hi, p, n = _t_summary(d, confidence)
+    if n >= 2 and float(ev.mean()) > 0:
+        sd = math.sqrt(sd * sd + float(ev.mean()))
+        se = sd / math.sqrt(n)
+        half = float(sps.t.ppf(0.5 + confidence / 2.0, n - 1)) * se
+        lo, hi = mean - half, mean + half
+        p = float(2.0 * sps.t.sf(abs(mean) / se, n - 1))
+    return Estimate("ratio", math.exp(mean), (math.exp(lo), math.exp(hi)), p, n, sd, confidence, mean)
+
+
 def paired_points(base, var, confidence: float = 0.95) -> Estimate:
     """The mean paired difference of accuracies, in percentage points, with its t interval.
 

@@ -274,10 +274,49 @@ def optimization_half(row: Row, claim: quotes.Claim, base: dict, var: dict) -> d
             "training loss (each arm at its training-best point)",
             extra,
         )
-    est = stats.paired_ratio(_capped(base, tb["updates"]), _capped(var, tv["updates"]))
+    est = time_ratio(base, tb["updates"], var, tv["updates"])
     name = "training accuracy" if target[0] == "train_acc" else "training loss"
     metric = f"updates to {name} {'>=' if target[0] == 'train_acc' else '<='} {target[1]:.4g}"
     return _half(_kind_test(claim.train, est, tie), metric, "updates to the target (each arm's fastest point)", extra)
+
+
+def _log_epoch_moments(k: int) -> tuple[float, float]:
+    """Mean and variance of log U for U uniform on (k−1, k]: a target first seen at the end of
+    epoch k was crossed somewhere during that epoch (k = 1: log U has variance 1)."""
+
+    def f1(u):
+        return u * math.log(u) - u if u > 0 else 0.0
+
+    def f2(u):
+        return u * (math.log(u) ** 2 - 2 * math.log(u) + 2) if u > 0 else 0.0
+
+    m1 = f1(k) - f1(k - 1)
+    return m1, max(f2(k) - f2(k - 1) - m1 * m1, 0.0)
+
+
+def _log_times(arm: dict, times: Sequence[int | None]) -> tuple[np.ndarray, np.ndarray]:
+    """Per seed, the expected log of the true updates to the target and that log's variance from
+    the epoch-end resolution; a run that never got there sits at the cap (log cap, variance 0)."""
+    upe = int(arm["updates_per_epoch"])
+    cap = budget_updates(arm) + upe
+    means, variances = [], []
+    for t in times:
+        if t is None:
+            means.append(math.log(cap))
+            variances.append(0.0)
+        else:
+            m, v = _log_epoch_moments(int(round(t / upe)))
+            means.append(math.log(upe) + m)
+            variances.append(v)
+    return np.array(means), np.array(variances)
+
+
+def time_ratio(base: dict, tb: Sequence[int | None], var: dict, tv: Sequence[int | None]) -> stats.Estimate:
+    """The paired ratio of updates to the target (variant / baseline), with the rounding of
+    times observed at epoch ends in its interval (:func:`.stats.log_ratio_estimate`)."""
+    mb, vb = _log_times(base, tb)
+    mv, vv = _log_times(var, tv)
+    return stats.log_ratio_estimate(mv - mb, vb + vv)
 
 
 def _saturated(base: dict, index: int) -> bool:
