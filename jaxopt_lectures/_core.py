@@ -711,6 +711,8 @@ _FIELD_RANGES = {
     "max_norm": dict(low=0.0, low_open=True),
     "max_delta": dict(low=0.0),
     "count": dict(low=0.0),
+    "mini_step": dict(low=0.0),
+    "every_k": dict(low=1.0),
 }
 
 

@@ -152,11 +152,14 @@ def apply_if_finite(inner: GradientTransformation, max_consecutive_errors: int) 
 
 class AccumulateState(NamedTuple):
     """``mini_step``: micro-batches seen since the last real update (0..k−1);
-    ``acc_grads``: their running sum; ``inner_state``: the wrapped optimizer's state."""
+    ``acc_grads``: their running sum; ``inner_state``: the wrapped optimizer's state;
+    ``every_k``: the ``k`` that made the state (an int32 scalar), so that a state is not
+    stepped by another ``k`` silently (``None`` in a state built by hand: not checked)."""
 
     mini_step: jax.Array
     acc_grads: Any
     inner_state: Any
+    every_k: Any = None
 
 
 def accumulate_gradients(tx: GradientTransformation, every_k: int, *, accumulator_dtype=None) -> GradientTransformation:
@@ -180,18 +183,31 @@ def accumulate_gradients(tx: GradientTransformation, every_k: int, *, accumulato
 
     def init(params):
         return AccumulateState(
-            mini_step=jnp.zeros([], jnp.int32), acc_grads=acc_zeros(params), inner_state=tx.init(params)
+            mini_step=jnp.zeros([], jnp.int32),
+            acc_grads=acc_zeros(params),
+            inner_state=tx.init(params),
+            every_k=jnp.asarray(every_k, jnp.int32),
         )
 
     def update(grads, state, params=None, **extra):
         check_state(state, AccumulateState, "accumulate_gradients")
+        _check_accumulate_state(state, every_k)
         check_same_structure(grads, state.acc_grads, "grads", "state.acc_grads")
         check_same_shapes(grads, state.acc_grads, "grads", "state.acc_grads")
         acc = jax.tree.map(lambda a, g: (a + g).astype(a.dtype), state.acc_grads, grads)
-        last = state.mini_step == every_k - 1
+        # ``>=``, not ``==``: a state whose ``mini_step`` is past this ``k`` (one that escaped
+        # the concrete check above, under ``jit``) steps now on the mean of all it holds,
+        # instead of counting on forever without an update.
+        seen = state.mini_step + 1
+        last = seen >= every_k
 
         def real_step(_):
-            mean = jax.tree.map(lambda a, g: (a / every_k).astype(_mean_dtype(g, a)), acc, grads)
+            n = jnp.maximum(seen, every_k)  # == every_k on every state this k made
+
+            def mean_of(a, g):
+                return (a / n.astype(a.dtype)).astype(_mean_dtype(g, a))
+
+            mean = jax.tree.map(mean_of, acc, grads)
             updates, inner = tx.update(mean, state.inner_state, params, **extra)
             return updates, inner, tree_zeros_like(acc)
 
@@ -199,10 +215,39 @@ def accumulate_gradients(tx: GradientTransformation, every_k: int, *, accumulato
             return tree_zeros_like(grads), state.inner_state, acc
 
         updates, inner, acc = jax.lax.cond(last, real_step, wait, None)
-        mini = jnp.where(last, 0, state.mini_step + 1).astype(jnp.int32)
-        return updates, AccumulateState(mini_step=mini, acc_grads=acc, inner_state=inner)
+        mini = jnp.where(last, 0, seen).astype(jnp.int32)
+        # The state now belongs to this k (it could differ only on an empty accumulation).
+        made_by = None if state.every_k is None else jnp.full_like(state.every_k, every_k)
+        return updates, AccumulateState(mini_step=mini, acc_grads=acc, inner_state=inner, every_k=made_by)
 
     return GradientTransformation(init, update)
+
+
+def _check_accumulate_state(state: AccumulateState, every_k: int) -> None:
+    """Refuses, outside ``jit``, a state whose ``mini_step`` is outside ``[0, every_k)``
+    (``set_state_field(state, "mini_step", 5)`` with ``k = 2``), and a state made with
+    another ``every_k`` that holds micro-batches of an unfinished cycle (its sum belongs to
+    that cycle). A state of another ``k`` saved right after an update (``mini_step`` 0, an
+    empty sum) resumes correctly and is accepted. Traced values pass: the update then
+    steps at ``mini_step >= every_k − 1`` on the mean of what the state holds."""
+    mini = state.mini_step
+    steps = None if isinstance(mini, jax.core.Tracer) else np.asarray(mini).reshape(-1)
+    made = state.every_k
+    if steps is not None and made is not None and not isinstance(made, jax.core.Tracer):
+        made_ks = sorted(set(np.asarray(made).reshape(-1).tolist()))
+        if made_ks and made_ks != [every_k] and steps.size and steps.max() > 0:
+            shown = made_ks[0] if len(made_ks) == 1 else made_ks
+            raise ValueError(
+                f"accumulate_gradients(every_k={every_k}) got a state made with every_k={shown} "
+                f"that holds {int(steps.max())} micro-batches of an unfinished cycle of {shown}; "
+                f"step it with every_k={shown} until its next update (mini_step 0), then change k"
+            )
+    if steps is not None and steps.size and (steps.min() < 0 or steps.max() >= every_k):
+        bad = int(steps.max()) if steps.max() >= every_k else int(steps.min())
+        raise ValueError(
+            f"accumulate_gradients(every_k={every_k}) got a state with mini_step={bad}; "
+            f"allowed: integers in [0, {every_k - 1}] (micro-batches seen since the last update)"
+        )
 
 
 def _mean_dtype(g, acc):
