@@ -121,6 +121,14 @@ class Layout(NamedTuple):
     def sizes(self) -> dict[str, int]:
         return {name: size for name, _, size in self.groups}
 
+    def decay_flags(self) -> tuple[bool | None, ...]:
+        """Where weight decay applies, as the layout records it (in its group names): per
+        leaf ``None`` when the layout was made without weight decay (``weight_decay=0``,
+        ``fused_sgd``), else whether the mask selects the leaf."""
+        return tuple(
+            None if not s.group.endswith(("_decay", "_nodecay")) else s.group.endswith("_decay") for s in self.slots
+        )
+
 
 def make_layout(tree: PyTree, decay_mask: PyTree | None = None) -> Layout:
     """Groups the leaves by dtype (and by ``decay_mask`` when given), in tree order."""
@@ -402,6 +410,7 @@ class _Rule(NamedTuple):
     direction: Callable
     kernel: Callable
     kernel_groups: Callable[[Layout, tuple], frozenset]
+    config: str = ""  # the optimizer as messages name it, e.g. "fused_adamw(weight_decay=0.5, ...)"
 
 
 def _moments(state) -> tuple[Packed, ...]:
@@ -474,6 +483,64 @@ def _step_by_leaf(rule: _Rule, p, pieces, moments: tuple, starts, count, decay):
     return p, moments
 
 
+def _layout_checker(rule: _Rule):
+    """``check(layout, moments, params, form)``: raises ``ValueError`` when a state was made by
+    another configuration than ``rule``'s: weight decay on other leaves (``fused_adam`` vs
+    ``fused_adamw``, another mask) or another number of moments (``fused_adam`` vs
+    ``fused_sgd``). The state's packing decides which groups decay, so stepping it with
+    another configuration would silently apply the state's weight decay, not the
+    optimizer's. The optimizer's own flags are computed once per state layout, from the
+    layout's shapes and dtypes (a mask that needs the values sees the unpacked state)."""
+    flags_of: dict[Layout, tuple] = {}
+
+    def own_flags(layout: Layout, params) -> tuple:
+        if layout not in flags_of:
+            dtypes = {name: jnp.dtype(dtype) for name, dtype, _ in layout.groups}
+            shapes = [jax.ShapeDtypeStruct(s.shape, dtypes[s.group]) for s in layout.slots]
+            template = jax.tree.unflatten(layout.treedef, shapes)
+            try:
+                flags = rule.layout(template).decay_flags()
+            except Exception:  # noqa: BLE001 (a mask that reads values: ask it on the real ones)
+                flags = None
+            if flags is None:
+                return rule.layout(params()).decay_flags()
+            flags_of[layout] = flags
+        return flags_of[layout]
+
+    def check(layout: Layout, moments: tuple, params: Callable[[], PyTree], form: str) -> None:
+        where = f"{rule.config or rule.owner}{form}"
+        if len(moments) != len(rule.moment_dtypes):
+            names = ("mu", "nu")
+            raise ValueError(
+                f"{where} got a state with {len(moments)} moment buffer(s) "
+                f"({', '.join(names[: len(moments)]) or 'none'}) where it keeps {len(rule.moment_dtypes)}: "
+                "the state was made by another fused optimizer; make it with this optimizer's init"
+            )
+        # What matters is which leaves decay: a layout without decay groups and one whose mask
+        # selects nothing step alike (None and False are both "no decay").
+        theirs = tuple(bool(f) for f in layout.decay_flags())
+        ours = tuple(bool(f) for f in own_flags(layout, params))
+        if theirs == ours:
+            return
+        leaves = jax.tree.unflatten(layout.treedef, list(range(len(layout.slots))))
+        paths = [_path_str(p) for p, _ in jax.tree_util.tree_flatten_with_path(leaves)[0]]
+        i = next(i for i, (a, b) in enumerate(zip(theirs, ours)) if a != b)
+
+        def said(flags):
+            n = sum(flags)
+            return "no weight decay" if n == 0 else f"weight decay on {n} of {len(flags)} leaves"
+
+        raise ValueError(
+            f"this state was made by an optimizer with {said(theirs)}; it is stepped by {where} "
+            f"({said(ours)}): at {paths[i]} the state's packing {'decays' if theirs[i] else 'does not decay'} "
+            f"and this optimizer {'does' if ours[i] else 'does not'}. The state's packing decides where weight "
+            "decay applies, so it would silently be the state's: step it with the optimizer that made it, "
+            "or start from this optimizer's init"
+        )
+
+    return check
+
+
 def _decays(name: str) -> bool:
     """Whether weight decay applies to group ``name`` (such groups exist only with a mask)."""
     return name.endswith("_decay")
@@ -482,12 +549,15 @@ def _decays(name: str) -> bool:
 def _fused_step(rule: _Rule):
     """``step(state, grads) -> state`` from a rule (module docstring)."""
 
+    check = _layout_checker(rule)
+
     def step(state, grads):
         _check_fused_state(state, rule.owner)
         layout = state.params.layout
+        moments = _moments(state)
+        check(layout, moments, state.params.unpack, ".step")
         pieces = _gradient_groups(grads, layout)
         from_tree = not isinstance(grads, Packed)
-        moments = _moments(state)
         kernel = rule.kernel_groups(layout, moments)
         # Several devices: the buffers may be split over them (ZeRO-1, ``jaxopt_lectures.sharding``),
         # and slicing them at leaf offsets would move slices between devices (an all-gather or a
@@ -556,6 +626,7 @@ def _transformation(rule: _Rule) -> GradientTransformation:
     without donation XLA copies the moment buffers before it updates them (16 bytes).
     ``updates`` have ``params``' structure, Variables included when ``params`` has them."""
     owner = rule.owner
+    check = _layout_checker(rule)
 
     def init(params):
         params = _unwrap_variables(params)
@@ -577,6 +648,7 @@ def _transformation(rule: _Rule) -> GradientTransformation:
         grads, params = _unwrap_variables(grads), _unwrap_variables(params)
         moments = _moments(state)
         layout = moments[0].layout if moments else rule.layout(params)
+        check(layout, moments, lambda: params, ".as_transformation().update")
         p_pieces, g_pieces = group_leaves(params, layout), group_leaves(grads, layout)
         kernel = rule.kernel_groups(layout, moments)
         unrounded = _unrounded_groups(layout, moments)
@@ -711,7 +783,19 @@ def fused_adam(
         # a group whose m is stored in another dtype than θ takes the XLA update
         return frozenset(k for k in groups if moments[0].buffers[k].dtype == dtypes[k])
 
-    return _fused(_Rule(owner, layout, (mu_dtype, None), update, moments_of, direction, kernel, kernel_groups))
+    config = (
+        f"fused_adamw(weight_decay={_shown(weight_decay)}, mask={_shown_mask(mask)})"
+        if decays
+        else "fused_adam(weight_decay=0)"
+    )
+    rule = _Rule(owner, layout, (mu_dtype, None), update, moments_of, direction, kernel, kernel_groups, config)
+    return _fused(rule)
+
+
+def _shown_mask(mask) -> str:
+    if mask is None or callable(mask):
+        return getattr(mask, "__name__", repr(mask))
+    return "a bool tree"
 
 
 def fused_adamw(
@@ -801,7 +885,18 @@ def fused_sgd(
         return frozenset(k for k in groups if moments[0].buffers[k].dtype == dtypes[k])
 
     moment_dtypes = (accumulator_dtype,) if keeps_momentum else ()
-    return _fused(_Rule(owner, make_layout, moment_dtypes, update, moments_of, direction, kernel, kernel_groups))
+    config = f"fused_sgd(momentum={_shown(momentum)}{', nesterov=True' if nesterov else ''})"
+    return _fused(
+        _Rule(owner, make_layout, moment_dtypes, update, moments_of, direction, kernel, kernel_groups, config)
+    )
+
+
+def _shown(x) -> str:
+    """A hyper-parameter for a message: its value when concrete."""
+    try:
+        return f"{float(x):g}"
+    except (TypeError, jax.errors.ConcretizationTypeError):
+        return type(x).__name__
 
 
 def jit_step(opt: FusedOptimizer, **jit_kwargs) -> Callable[[FusedState, PyTree], FusedState]:

@@ -67,3 +67,52 @@ def test_s01_under_jit_a_foreign_state_still_steps_on_the_mean_it_holds():
     state = jol.set_state_field(tx.init(P), "mini_step", 5)  # a count that its sum does not hold
     u, state = step(G, state, P)
     assert bool(jnp.all(u["w"] < 0)) and int(state.mini_step) == 0  # it steps, no stall
+
+
+# --- S02: a fused state stepped by another weight-decay configuration ----------------------
+
+FP = {"w": jnp.ones((2, 2)), "b": jnp.ones(2)}
+FG = {"w": jnp.full((2, 2), 0.5), "b": jnp.full(2, 0.5)}
+
+
+@pytest.mark.parametrize("form", ["step", "jit_step", "as_transformation"])
+def test_s02_a_fused_adam_state_stepped_by_fused_adamw_is_refused(form, backend):
+    made_by = jol.fused_adam(0.1, backend=backend)
+    stepper = jol.fused_adamw(0.1, weight_decay=0.5, backend=backend)
+    with pytest.raises(ValueError, match=r"no weight decay.*fused_adamw\(weight_decay=0\.5.*\['w'\]"):
+        if form == "as_transformation":
+            stepper.as_transformation().update(FG, made_by.as_transformation().init(FP), FP)
+        else:
+            (stepper.step if form == "step" else jol.jit_step(stepper))(made_by.init(FP), FG)
+
+
+@pytest.mark.parametrize("form", ["step", "as_transformation"])
+def test_s02_a_mask_none_state_stepped_by_the_default_mask_is_refused(form):
+    made_by, stepper = jol.fused_adamw(0.1, weight_decay=0.5, mask=None), jol.fused_adamw(0.1, weight_decay=0.5)
+    with pytest.raises(ValueError, match=r"2 of 2 leaves.*1 of 2 leaves.*\['b'\] the state's packing decays"):
+        if form == "step":
+            stepper.step(made_by.init(FP), FG)
+        else:
+            stepper.as_transformation().update(FG, made_by.as_transformation().init(FP), FP)
+
+
+def test_s02_an_adamw_state_stepped_by_fused_adam_or_fused_sgd_is_refused():
+    state = jol.fused_adamw(0.1, weight_decay=0.5).init(FP)
+    with pytest.raises(ValueError, match=r"weight decay on 1 of 2 leaves.*fused_adam\(weight_decay=0\)"):
+        jol.fused_adam(0.1).step(state, FG)
+    with pytest.raises(ValueError, match=r"fused_sgd\(momentum=0\.9\).*2 moment buffer"):
+        jol.fused_sgd(0.1, momentum=0.9).step(state, FG)
+
+
+def test_s02_the_same_decay_layout_with_another_value_steps_with_the_steppers_value():
+    """Another λ on the same leaves is a hyper-parameter change, not a configuration change."""
+    state = jol.fused_adamw(0.1, weight_decay=0.1).init(FP)
+    stepped = jol.fused_adamw(0.1, weight_decay=0.5).step(state, FG).params.unpack()
+    fresh = jol.fused_adamw(0.1, weight_decay=0.5).step(jol.fused_adamw(0.1, weight_decay=0.5).init(FP), FG)
+    np.testing.assert_array_equal(stepped["w"], fresh.params.unpack()["w"])
+    # a mask that selects nothing steps like no weight decay: accepted
+    nothing = jol.fused_adamw(0.1, weight_decay=0.5, mask=lambda p: jax.tree.map(lambda _: False, p))
+    a = jol.fused_adam(0.1)
+    np.testing.assert_array_equal(
+        a.step(nothing.init(FP), FG).params.unpack()["w"], a.step(a.init(FP), FG).params.unpack()["w"]
+    )
