@@ -596,18 +596,32 @@ def check_range(
 
     Values must be finite numbers (``nan`` and ``±inf`` are refused even where the range is
     unbounded); strings, ``None`` and booleans raise ``TypeError`` naming the argument.
-    Arrays, tracers and schedules are not range-checked (they may be traced inside ``jit``).
+    Concrete arrays (jax or numpy) are checked like numbers, every element, after conversion
+    to the dtype JAX stores them in (a float64 numpy array becomes float32 without x64, so
+    ``1e39`` is ``inf``; a bfloat16 ``0.999`` is ``1.0``). Only tracers (values traced inside
+    ``jit``) and schedules are not range-checked here.
     """
     check_type(name, value, owner)
-    if not is_static_number(value):
+    if is_static_number(value):
+        _check_number(name, float(value), repr(value), low, high, low_open, high_open, owner)
         return
-    v = float(value)
+    if not _is_array(value) or isinstance(value, jax.core.Tracer):
+        return
+    arr = np.asarray(value)
+    with np.errstate(over="ignore"):  # 1e39 as float32 is inf, which the check then names
+        arr = arr.astype(jax.dtypes.canonicalize_dtype(arr.dtype))
+    for x in arr.reshape(-1):
+        kind = f"a {arr.dtype} array" if arr.ndim == 0 else f"an element of a {arr.dtype} array of shape {arr.shape}"
+        _check_number(name, float(x), f"{x!s} ({kind})", low, high, low_open, high_open, owner)
+
+
+def _check_number(name, v: float, shown: str, low, high, low_open, high_open, owner) -> None:
     bad = not math.isfinite(v) or v < low or v > high or (low_open and v == low) or (high_open and v == high)
     if bad:
         lo = "(-inf" if low == -math.inf else ("(" if low_open else "[") + f"{low:g}"
         hi = "inf)" if high == math.inf else f"{high:g}" + (")" if high_open else "]")
         where = f"{owner}: " if owner else ""
-        raise ValueError(f"{where}{name}={value!r} is out of range; allowed: finite values in {lo}, {hi}")
+        raise ValueError(f"{where}{name}={shown} is out of range; allowed: finite values in {lo}, {hi}")
 
 
 def check_integer(name: str, value, low: int, owner: str = "") -> None:

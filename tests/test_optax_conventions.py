@@ -179,8 +179,11 @@ def test_inject_hyperparams_static_args_positional_ints_and_dtype():
     state = tx.init(PARAMS)
     assert "b1" not in state.hyperparams and "weight_decay" in state.hyperparams  # an int 0 is injected (C12b)
     assert state.hyperparams["learning_rate"].dtype == jnp.float32
-    state16 = jol.inject_hyperparams(jol.adam, hyperparam_dtype=jnp.bfloat16)(learning_rate=1e-2).init(PARAMS)
+    state16 = jol.inject_hyperparams(jol.adam, hyperparam_dtype=jnp.bfloat16)(learning_rate=1e-2, b2=0.99).init(PARAMS)
     assert state16.hyperparams["learning_rate"].dtype == jnp.bfloat16
+    # the default b2=0.999 is 1.0 in bfloat16 (v would never learn): refused when built (issue 21, N15)
+    with pytest.raises(ValueError, match=r"b2=1 .*hyperparam_dtype=bfloat16"):
+        jol.inject_hyperparams(jol.adam, hyperparam_dtype=jnp.bfloat16)(learning_rate=1e-2)
 
 
 def test_chain_passes_extra_args_only_to_members_that_take_them():

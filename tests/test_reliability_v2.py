@@ -116,3 +116,41 @@ def test_s02_the_same_decay_layout_with_another_value_steps_with_the_steppers_va
     np.testing.assert_array_equal(
         a.step(nothing.init(FP), FG).params.unpack()["w"], a.step(a.init(FP), FG).params.unpack()["w"]
     )
+
+
+# --- N15: concrete arrays as hyper-parameters are range-checked like numbers ---------------
+
+
+@pytest.mark.parametrize(
+    "make, name",
+    [
+        (lambda: jol.sgd(jnp.array(-0.1)), "learning_rate"),
+        (lambda: jol.adam(0.1, b1=jnp.array(1.0)), "b1"),
+        (lambda: jol.adam(b2=np.array(1.5), learning_rate=0.1), "b2"),
+        (lambda: jol.adamw(0.1, weight_decay=jnp.array(-1.0)), "weight_decay"),
+        (lambda: jol.inject_hyperparams(jol.adam)(learning_rate=jnp.array(-1.0)), "learning_rate"),
+        (lambda: jol.fused_adam(jnp.array(-0.1)), "learning_rate"),
+        (lambda: jol.sgd(np.array(np.nan)), "learning_rate"),
+        (lambda: jol.sgd(np.array(1e39)), "learning_rate"),  # inf once stored as float32
+        (lambda: jol.adam(0.1, b1=jnp.array(0.9999, jnp.bfloat16)), "b1"),  # 1.0 in bfloat16
+        (lambda: jol.sgd(jnp.array([0.1, -0.2])), "learning_rate"),  # one member of a vmapped sweep
+    ],
+)
+def test_n15_concrete_arrays_are_refused_like_the_same_numbers(make, name):
+    with pytest.raises(ValueError, match=rf"{name}=.*out of range"):
+        make()
+
+
+def test_n15_tracers_and_good_arrays_still_pass():
+    tx = jol.sgd(jnp.array(0.1))
+    u, _ = tx.update(G, tx.init(P), P)
+    np.testing.assert_allclose(u["w"], -0.1)
+
+    @jax.jit
+    def step(lr):
+        tx = jol.sgd(lr)  # a tracer: not checked here
+        return tx.update(G, tx.init(P), P)[0]
+
+    np.testing.assert_allclose(step(-0.1)["w"], 0.1)
+    jax.vmap(lambda lr: jol.sgd(lr).update(G, jol.sgd(lr).init(P), P)[0])(jnp.array([0.1, 0.2]))
+

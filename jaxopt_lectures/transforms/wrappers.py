@@ -308,6 +308,13 @@ def inject_hyperparams(inner_factory: Callable[..., GradientTransformation], sta
 
         dynamic = {k: v for k, v in all_args.items() if numeric(k, v)}
         static = {k: v for k, v in all_args.items() if k not in dynamic}
+        try:  # and again as they will be stored: b2=0.999 is 1.0 in bfloat16
+            factory(**static, **{k: v if callable(v) else jnp.asarray(v, hp_dtype) for k, v in dynamic.items()})
+        except ValueError as err:
+            raise ValueError(
+                f"{wrapped.__name__}: {err}, once stored in hyperparam_dtype={jnp.dtype(hp_dtype).name}; "
+                "pass a wider hyperparam_dtype (the default float32), or name the argument in static_args"
+            ) from None
 
         def values_at(count, hyperparams):
             out = dict(hyperparams)
