@@ -392,17 +392,26 @@ def global_norm(tree: PyTree) -> jax.Array:
     ``s · sqrt(Σ (x/s)²)``: ``[1e20, 1]`` has norm ``1e20``, not ``inf`` (float32's
     ``x²`` overflows above ~1.8e19). An infinite or NaN leaf still gives ``inf``/NaN.
     """
+    safe, total, finite = global_norm_parts(tree)
+    return jnp.where(finite, safe * jnp.sqrt(total), jnp.sqrt(total))
+
+
+def global_norm_parts(tree: PyTree) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """``(s, Σ (x/s)², finite)`` with ``‖tree‖ = s · sqrt(Σ (x/s)²)`` where ``finite``
+    (``s`` is the largest ``|x|``; 1 when that is 0, infinite or NaN, and ``finite`` is
+    then False). ``clip_by_global_norm`` scales with the parts, not with ``c / ‖g‖``,
+    which is a subnormal (flushed to 0 on the CPU) for norms above ~8.5e37 in float32."""
     leaves = [x for x in jax.tree.leaves(tree) if x is not None]
     if not leaves:
-        return jnp.zeros((), jnp.float32)
+        return jnp.ones((), jnp.float32), jnp.zeros((), jnp.float32), jnp.asarray(False)
     real = [jnp.abs(as_float(x)) for x in leaves]
     real = [x.astype(jnp.promote_types(x.dtype, jnp.float32)) for x in real]
     dtype = jnp.result_type(*real)
     scale = jnp.max(jnp.stack([jnp.max(x, initial=0.0).astype(dtype) for x in real]))
     finite = jnp.isfinite(scale) & (scale > 0)
-    safe = jnp.where(finite, scale, 1.0)
+    safe = jnp.where(finite, scale, jnp.ones((), dtype))
     total = sum(jnp.sum(jnp.square(x.astype(dtype) / safe)) for x in real)
-    return jnp.where(finite, safe * jnp.sqrt(total), jnp.sqrt(total))
+    return safe, total, finite
 
 
 def safe_increment(count: jax.Array) -> jax.Array:

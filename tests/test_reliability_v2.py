@@ -154,3 +154,35 @@ def test_n15_tracers_and_good_arrays_still_pass():
     np.testing.assert_allclose(step(-0.1)["w"], 0.1)
     jax.vmap(lambda lr: jol.sgd(lr).update(G, jol.sgd(lr).init(P), P)[0])(jnp.array([0.1, 0.2]))
 
+
+# --- N13: clip_by_global_norm on norms above ~8.5e37 -------------------------------------
+
+
+@pytest.mark.parametrize(
+    "values, dtype",
+    [
+        ([1e38, 1.0], jnp.float32),
+        ([9e37, 1.0], jnp.float32),
+        ([2e38, 2e38], jnp.float32),
+        ([5e37, 1.0], jnp.float32),
+        ([3e38, -3e38, 1e30], jnp.float32),
+        ([3.0, 4.0], jnp.float32),
+        ([3e38, 3e38], jnp.bfloat16),
+    ],
+)
+@pytest.mark.parametrize("jit", [False, True])
+def test_n13_clip_by_global_norm_rescales_huge_norms_like_float64(values, dtype, jit):
+    g = {"w": jnp.array(values, dtype), "b": jnp.array([values[-1]], dtype)}
+    update = jol.clip_by_global_norm(1.0).update
+    out = (jax.jit(update) if jit else update)(g, None)[0]
+    ref = {k: np.asarray(v, np.float64) for k, v in g.items()}
+    norm = np.sqrt(sum(np.sum(v**2) for v in ref.values()))
+    for k in g:
+        want = ref[k] * min(1.0, 1.0 / norm)
+        tol = 1e-2 if dtype == jnp.bfloat16 else 1e-6
+        # float32 cannot hold what falls below its smallest normal number (the CPU flushes it)
+        np.testing.assert_allclose(np.asarray(out[k], np.float64), want, rtol=tol, atol=2 * np.finfo(np.float32).tiny)
+    assert np.sqrt(sum(np.sum(np.asarray(v, np.float64) ** 2) for v in out.values())) == pytest.approx(
+        min(1.0, norm), rel=1e-2
+    )
+

@@ -5,7 +5,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from .._core import EmptyState, GradientTransformation, as_float, check_range, global_norm
+from .._core import EmptyState, GradientTransformation, as_float, check_range, global_norm_parts
 
 
 def clip(max_delta) -> GradientTransformation:
@@ -33,7 +33,11 @@ def clip_by_global_norm(max_norm) -> GradientTransformation:
 
     ``g ← g · min(1, c / ‖g‖)`` with ``‖g‖ = √(Σ_leaves Σ g²)`` and ``c`` = ``max_norm``.
     The norm is computed without overflow (``global_norm`` scales by the largest
-    ``|g|`` first), so ``[1e20, 1]`` is clipped to ``[1, 1e-20]``, not zeroed.
+    ``|g|`` first), so ``[1e20, 1]`` is clipped to ``[1, 1e-20]``, not zeroed. Where
+    ``c / ‖g‖`` would be below the smallest normal number (float32 norms above ~8.5e37,
+    where the CPU flushes it to 0) the gradient is scaled in two steps,
+    ``(g / s) · (c / sqrt(Σ (g/s)²))`` with ``s`` the largest ``|g|``, so ``[1e38, 1]``
+    becomes ``[1, 1e-38]``, not ``[0, 0]``.
     """
     check_range("max_norm", max_norm, 0.0, low_open=True, owner="clip_by_global_norm")
 
@@ -43,12 +47,20 @@ def clip_by_global_norm(max_norm) -> GradientTransformation:
 
     def update(grads, state, params=None, **extra):
         del params, extra
-        norm = global_norm(grads)
+        scale, total, finite = global_norm_parts(grads)
+        norm = jnp.where(finite, scale * jnp.sqrt(total), jnp.sqrt(total))
         factor = jnp.where(norm > max_norm, max_norm / jnp.where(norm > 0, norm, 1.0), 1.0)
+        # c / ‖g‖ below the smallest normal number (a subnormal, flushed to 0 on the CPU)
+        tiny = jnp.finfo(norm.dtype).tiny
+        huge = finite & (norm * tiny > max_norm)
+        second = max_norm / jnp.sqrt(jnp.where(huge, total, 1.0))
 
         def leaf(g):
             g = as_float(g)
-            return (g * factor.astype(g.dtype)).astype(g.dtype)
+            one_step = (g * factor.astype(g.dtype)).astype(g.dtype)
+            dt = jnp.promote_types(g.dtype, norm.dtype)  # float32 at least; complex stays complex
+            two_steps = (g.astype(dt) / scale.astype(dt) * second.astype(dt)).astype(g.dtype)
+            return jnp.where(huge, two_steps, one_step)
 
         return jax.tree.map(leaf, grads), state
 
