@@ -186,3 +186,43 @@ def test_n13_clip_by_global_norm_rescales_huge_norms_like_float64(values, dtype,
         min(1.0, norm), rel=1e-2
     )
 
+
+# --- C01: resuming with fewer epochs than the checkpoint holds -----------------------------
+
+
+@pytest.fixture(scope="module")
+def digits200():
+    from jaxopt_lectures.lab import data
+
+    return data.load_digits(train_size=200)
+
+
+def _train_mlp(ds, epochs, checkpoint=None, keep=2):
+    import functools
+
+    from jaxopt_lectures.lab import models, trainer
+
+    mlp = functools.partial(models.MLP, (64, 16, 10))
+    return trainer.train(
+        mlp, ds, jol.sgd(0.1), epochs=epochs, seeds=(0,), checkpoint=checkpoint, checkpoint_keep=keep, progress=False
+    )
+
+
+def test_c01_a_checkpoint_beyond_epochs_is_refused_naming_both(tmp_path, digits200):
+    ck = tmp_path / "ck"
+    _train_mlp(digits200, 5, ck)  # keeps epochs 4 and 5
+    with pytest.raises(ValueError, match=r"latest epoch is 5, beyond epochs=3.*\[4, 5\]"):
+        _train_mlp(digits200, 3, ck)
+
+
+def test_c01_a_kept_epoch_equal_to_epochs_is_restored_like_a_fresh_run(tmp_path, digits200):
+    ck = tmp_path / "ck"
+    _train_mlp(digits200, 5, ck, keep=5)
+    resumed, fresh = _train_mlp(digits200, 3, ck), _train_mlp(digits200, 3)
+    np.testing.assert_array_equal(resumed.train_loss, fresh.train_loss)
+    np.testing.assert_array_equal(resumed.test_loss, fresh.test_loss)
+    assert resumed.epochs_done == 3
+    longer = _train_mlp(digits200, 5, ck, keep=5)  # the longer run is still there, untouched
+    assert longer.epochs_done == 5
+    assert not np.array_equal(longer.test_loss, fresh.test_loss)
+

@@ -183,6 +183,13 @@ class Checkpoints:
         self._manager.reload()
         return self._manager.latest_step()
 
+    def epochs(self) -> list[int]:
+        """The finished epochs on disk, oldest first (``[]``: none, or ``fresh``)."""
+        if self._fresh or not self.path.is_dir():
+            return []
+        self._manager.reload()
+        return sorted(int(step) for step in self._manager.all_steps())
+
     def save(self, state: Any, epoch: int, extra: dict[str, np.ndarray] | None = None) -> Path:
         """Write ``state``, ``extra`` arrays and the fingerprint as epoch ``epoch``; return its
         directory. Older epochs beyond ``keep`` are deleted."""

@@ -414,7 +414,9 @@ def train(
         on its own split, so the seed-to-seed spread includes the split's variance.
       optimizer: a ``jol`` transformation; wrap it in ``jol.inject_hyperparams`` to vary its
         hyper-parameters through ``configs`` without recompiling.
-      epochs: total epochs (a resumed run continues up to this number).
+      epochs: total epochs (a resumed run continues up to this number; from a checkpoint
+        already past it, the run restores its epoch ``epochs`` when that is still kept and
+        is refused otherwise, naming both).
       batch_size: examples per step; ``None`` is full-batch gradient descent. Each epoch
         takes ``n // batch_size`` steps over a fresh permutation (the remainder is dropped).
       seeds: one run per seed (initialization, batch order, dropout masks).
@@ -525,8 +527,10 @@ def train(
         ckpt = checkpoints.Checkpoints(
             checkpoint, fingerprint=fingerprint, keep=checkpoint_keep, fresh=checkpoint_mode == "fresh"
         )
-        if ckpt.latest_epoch() is not None:
-            state, start = _restore(ckpt, state, history)
+        latest = ckpt.latest_epoch()
+        if latest is not None:
+            state, start = _restore(ckpt, state, history, _epoch_to_resume(ckpt, latest, epochs))
+            history.epochs_done = start
 
     run_epoch, end_epoch = _programs(setup, use_vmap, patience, seed_data, n_runs, n_seed)
     run_keys = _host_keys(state.key)  # the batch order of run r in epoch e follows from them
@@ -648,14 +652,28 @@ def _initial_runs(
             src = jax.tree.map(lambda a: jnp.concatenate([a] * n_cfg), src)
         elif runs_src != n_runs:
             src = jax.tree.map(lambda a: jnp.broadcast_to(a[0], (n_runs,) + a.shape[1:]), src)
-    return [
-        init_run(
-            i % n_seed,
-            seed_keys[i],
-            {k: v[i] for k, v in opt_values.items()},
-            None if src is None else jax.tree.map(lambda a, i=i: a[i], src),
-        )
-        for i in range(n_runs)
+    rdef _epoch_to_resume(ckpt, latest: int, epochs: int) -> int | None:
+    """The checkpoint epoch a run of ``epochs`` resumes from: the latest (``None``) when it is
+    not beyond ``epochs``, else epoch ``epochs`` itself when it is still kept (a shorter run
+    of the same trajectory). Otherwise refused: the model of a longer run would be returned
+    under the labels of this one."""
+    if latest <= epochs:
+        return None
+    kept = ckpt.epochs()
+    if epochs in kept:
+        return epochs
+    raise ValueError(
+        f"{ckpt.path}: the checkpoint's latest epoch is {latest}, beyond epochs={epochs}, and epoch "
+        f"{epochs} is not kept (epochs on disk: {kept}); pass epochs >= {latest} to continue it, "
+        "checkpoint_mode='fresh' to start over, or another checkpoint directory"
+    )
+
+
+def _restore(ckpt, state: RunState, history: History, epoch: int | None = None) -> tuple[RunState, int]:
+    """The checkpointed state of ``epoch`` (default: the latest) and its epoch; its history
+    arrays are copied into ``history``."""
+    state, start, saved = ckpt.restore(state, epoch)
+ for i in range(n_runs)
     ]
 
 
