@@ -110,6 +110,18 @@ def _run_batch_size(args) -> int:
     _positive("seeds", args.seeds)
     _positive("small", args.small)
     _positive("large", args.large)
+    from jaxopt_lectures.lab import data
+
+    ds = data.load_digits(seed=args.seed)  # the study's data: the batch sizes are checked against it first
+    n = len(ds.x_train)
+    for name in ("small", "large"):
+        if getattr(args, name) > n:
+            from jaxopt_lectures.cli import UsageError
+
+            raise UsageError(
+                f"--{name} {getattr(args, name)} is out of range; allowed: integers in [1, {n}] "
+                "(the size of the digits training split)"
+            )
     out = _out(args)
     from jaxopt_lectures.lab import enable_compilation_cache, figures
 
@@ -118,6 +130,7 @@ def _run_batch_size(args) -> int:
         (args.small, args.large),
         updates=args.updates,
         seeds=tuple(range(args.seed, args.seed + args.seeds)),
+        data=ds,
         progress=True,
     )
     for row in study.table():

@@ -226,3 +226,53 @@ def test_c01_a_kept_epoch_equal_to_epochs_is_restored_like_a_fresh_run(tmp_path,
     assert longer.epochs_done == 5
     assert not np.array_equal(longer.test_loss, fresh.test_loss)
 
+
+# --- L28: a batch larger than the training split ------------------------------------------
+
+
+@pytest.mark.parametrize("argv", [["--small", "1024", "--large", "2048"], ["--small", "100000", "--large", "200000"]])
+def test_l28_cli_batch_size_above_the_training_split_is_refused_before_any_work(argv, tmp_path, capsys):
+    from jaxopt_lectures import cli
+
+    out = tmp_path / "b"
+    assert cli.main(["batch-size", *argv, "--updates", "6", "--seeds", "2", "--out", str(out)]) == cli.EXIT_USAGE
+    err = capsys.readouterr().err
+    bad = "--large 2048" if "1024" in argv else "--small 100000"
+    assert f"{bad} is out of range; allowed: integers in [1, 1257]" in err and err.count("\n") == 1
+    assert not out.exists()
+
+
+def test_l28_train_refuses_a_batch_larger_than_the_training_split(digits200):
+    import functools
+
+    from jaxopt_lectures.lab import models, plan, trainer
+
+    n = len(digits200.x_train)
+    mlp = functools.partial(models.MLP, (64, 16, 10))
+    with pytest.raises(ValueError, match=rf"batch_size={n + 1} is out of range; allowed: integers in \[1, {n}\]"):
+        trainer.train(mlp, digits200, jol.sgd(0.1), epochs=1, batch_size=n + 1, seeds=(0,), progress=False)
+    with pytest.raises(ValueError, match="batch_size=0 is out of range"):
+        trainer.train(mlp, digits200, jol.sgd(0.1), epochs=1, batch_size=0, seeds=(0,), progress=False)
+    with pytest.raises(ValueError, match=rf"batch_size=4096 .*\[1, {n}\]"):
+        plan.steps_per_epoch(n, 4096)
+    assert plan.steps_per_epoch(n, n) == 1 and plan.steps_per_epoch(n, None) == 1
+
+
+def test_l28_batch_size_study_checks_every_size_before_training(digits200):
+    from jaxopt_lectures.lab import figures
+
+    n = len(digits200.x_train)
+    with pytest.raises(ValueError, match=rf"batch_sizes\[1\]={n + 1} is out of range"):
+        figures.batch_size_study((16, n + 1), updates=2, seeds=(0,), data=digits200)
+
+
+def test_l28_no_registry_row_asks_for_a_batch_larger_than_its_training_split():
+    """Full batch is asked for with None; every other row's batch fits its split (full and quick)."""
+    from jaxopt_lectures.lab import plan
+    from jaxopt_lectures.lab.claims import rows
+
+    for row in rows.ROWS:
+        for setting in (row.baseline, row.variant):
+            bs, spec = setting["batch_size"], setting["data"]
+            n = len(plan.load_data(spec, 0).x_train)
+            assert bs is None or 1 <= bs <= n, (row.name, bs, n)

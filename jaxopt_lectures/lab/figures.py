@@ -694,8 +694,10 @@ def batch_size_study(
     model_fn = functools.partial(models.MLP, (n_in, *hidden, ds.num_classes), init="he")
     grid = tuple(float(lr) for lr in learning_rates)
     out = BatchSizeStudy(tuple(batch_sizes), {}, {}, {}, {}, {}, grid=grid, updates=int(updates))
+    for i, bs in enumerate(batch_sizes):  # all checked before any training
+        trainer.check_batch_size(bs, len(ds.x_train), name=f"batch_sizes[{i}]")
     for bs in batch_sizes:
-        per_epoch = len(ds.x_train) // min(bs, len(ds.x_train))
+        per_epoch = len(ds.x_train) // bs
         epochs = -(-int(updates) // per_epoch)
         h = trainer.train(
             model_fn,

@@ -27,7 +27,7 @@ import numpy as np
 import jaxopt_lectures as jol
 from jaxopt_lectures import sharding
 from jaxopt_lectures.lab import augment as aug, data as data_lib, models
-from jaxopt_lectures.lab.trainer import TRAINER_HPARAMS
+from jaxopt_lectures.lab.trainer import TRAINER_HPARAMS, check_batch_size
 
 #: Optimizer settings that may be tuned (they become injected hyper-parameters).
 TUNABLE_OPTIMIZER = ("learning_rate", "weight_decay")
@@ -147,7 +147,8 @@ def runs_mesh(setting: dict, n_runs: int):
 
 
 def steps_per_epoch(n_train: int, batch_size: int | None) -> int:
-    return 1 if batch_size is None else max(n_train // min(batch_size, n_train), 1)
+    """Updates per epoch; a batch larger than the split is refused, as :func:`.trainer.train` does."""
+    return 1 if batch_size is None else n_train // check_batch_size(batch_size, n_train)
 
 
 def load_data(spec: dict, seed: int) -> data_lib.Dataset:

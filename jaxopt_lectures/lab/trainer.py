@@ -417,7 +417,8 @@ def train(
       epochs: total epochs (a resumed run continues up to this number; from a checkpoint
         already past it, the run restores its epoch ``epochs`` when that is still kept and
         is refused otherwise, naming both).
-      batch_size: examples per step; ``None`` is full-batch gradient descent. Each epoch
+      batch_size: examples per step, at most the training split's size ``n`` (a larger one
+        is refused, not clipped); ``None`` is full-batch gradient descent. Each epoch
         takes ``n // batch_size`` steps over a fresh permutation (the remainder is dropped).
       seeds: one run per seed (initialization, batch order, dropout masks).
       hparams: defaults for :data:`TRAINER_HPARAMS` (and optimizer hyper-parameters); a name
@@ -567,6 +568,18 @@ def train(
     return history
 
 
+def check_batch_size(batch_size, n_train: int, name: str = "batch_size") -> int:
+    """``batch_size`` as an int in ``[1, n_train]``; else ``ValueError`` naming it and the range.
+    A batch larger than the training split is refused, not clipped to the split: the run would
+    be labelled with a batch size it never used (``None`` asks for full-batch explicitly)."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or not 1 <= batch_size <= n_train:
+        raise ValueError(
+            f"{name}={batch_size!r} is out of range; allowed: integers in [1, {n_train}] (the training "
+            "split's size), or None for full-batch gradient descent"
+        )
+    return int(batch_size)
+
+
 def _make_setup(
     abstract, data: Dataset, optimizer, batch_size, trainer_hp: dict, augment, loss_fn, eval_loss_fn
 ) -> _Setup:
@@ -585,7 +598,7 @@ def _make_setup(
             "dropout set the rate in the model (e.g. MLP(..., dropout=0.5, dropout_mode='classic'))."
         )
     n = len(data.x_train)
-    bs = n if batch_size is None else min(int(batch_size), n)
+    bs = n if batch_size is None else check_batch_size(batch_size, n)
     graphdef, _, _ = _split_model(abstract)
     return _Setup(
         graphdef=graphdef,
@@ -652,7 +665,18 @@ def _initial_runs(
             src = jax.tree.map(lambda a: jnp.concatenate([a] * n_cfg), src)
         elif runs_src != n_runs:
             src = jax.tree.map(lambda a: jnp.broadcast_to(a[0], (n_runs,) + a.shape[1:]), src)
-    rdef _epoch_to_resume(ckpt, latest: int, epochs: int) -> int | None:
+    return [
+        init_run(
+            i % n_seed,
+            seed_keys[i],
+            {k: v[i] for k, v in opt_values.items()},
+            None if src is None else jax.tree.map(lambda a, i=i: a[i], src),
+        )
+        for i in range(n_runs)
+    ]
+
+
+def _epoch_to_resume(ckpt, latest: int, epochs: int) -> int | None:
     """The checkpoint epoch a run of ``epochs`` resumes from: the latest (``None``) when it is
     not beyond ``epochs``, else epoch ``epochs`` itself when it is still kept (a shorter run
     of the same trajectory). Otherwise refused: the model of a longer run would be returned
@@ -673,13 +697,6 @@ def _restore(ckpt, state: RunState, history: History, epoch: int | None = None) 
     """The checkpointed state of ``epoch`` (default: the latest) and its epoch; its history
     arrays are copied into ``history``."""
     state, start, saved = ckpt.restore(state, epoch)
- for i in range(n_runs)
-    ]
-
-
-def _restore(ckpt, state: RunState, history: History) -> tuple[RunState, int]:
-    """The latest checkpointed state and epoch; its history arrays are copied into ``history``."""
-    state, start, saved = ckpt.restore(state)
     for name, arr in saved.items():
         target = getattr(history, name)
         width = min(target.shape[-1], arr.shape[-1]) if target.ndim == 3 else None
