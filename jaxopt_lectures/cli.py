@@ -10,27 +10,9 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 from pathlib import Path
 
-EXIT_USAGE = 2
-
-
-class UsageError(Exception):
-    """A bad argument: reported on one line, exit code 2."""
-
-
-def _writable_dir(path: Path) -> Path:
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        # an unpredictable probe name created with O_EXCL: never writes through a planted
-        # link, and two runs probing one folder do not race (audit cases 94, 138)
-        fd, probe = tempfile.mkstemp(dir=path, prefix=".write-test-")
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as e:
-        raise UsageError(f"--out {str(path)!r} is not a writable directory ({e.strerror or e})") from None
-    return path
+from jaxopt_lectures._cli_common import EXIT_USAGE, UsageError, writable_dir as _writable_dir
 
 
 def _recipe_parser(sub) -> None:

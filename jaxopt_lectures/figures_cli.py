@@ -21,7 +21,7 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def _positive(name: str, value: int, low: int = 1) -> None:
-    from jaxopt_lectures.cli import UsageError
+    from jaxopt_lectures._cli_common import UsageError
 
     if value < low:
         raise UsageError(f"--{name} {value} is out of range; allowed: integers >= {low}")
@@ -34,7 +34,7 @@ def _report(paths) -> int:
 
 
 def _out(args) -> Path:
-    from jaxopt_lectures.cli import _writable_dir
+    from jaxopt_lectures._cli_common import writable_dir as _writable_dir
 
     return _writable_dir(args.out)
 
@@ -56,11 +56,11 @@ def _run_landscape(args) -> int:
     _positive("resolution", args.resolution, 3)
     _positive("width", args.width)
     if not (math.isfinite(args.span) and args.span > 0):
-        from jaxopt_lectures.cli import UsageError
+        from jaxopt_lectures._cli_common import UsageError
 
         raise UsageError(f"--span {args.span} is out of range; allowed: finite numbers > 0")
     if args.depth < 8 or (args.depth - 2) % 6:
-        from jaxopt_lectures.cli import UsageError
+        from jaxopt_lectures._cli_common import UsageError
 
         raise UsageError(f"--depth {args.depth} is out of range; allowed: 6n + 2 (8, 14, 20, 26, 32, ...)")
     resolution = args.resolution + (args.resolution % 2 == 0)
@@ -90,7 +90,7 @@ def _run_gradients(args) -> int:
     try:
         depths = tuple(int(d) for d in args.depths.split(","))
     except ValueError:
-        from jaxopt_lectures.cli import UsageError
+        from jaxopt_lectures._cli_common import UsageError
 
         raise UsageError(f"--depths {args.depths!r} must be comma-separated integers, e.g. 5,10,20") from None
     for d in depths:
@@ -116,7 +116,7 @@ def _run_batch_size(args) -> int:
     n = len(ds.x_train)
     for name in ("small", "large"):
         if getattr(args, name) > n:
-            from jaxopt_lectures.cli import UsageError
+            from jaxopt_lectures._cli_common import UsageError
 
             raise UsageError(
                 f"--{name} {getattr(args, name)} is out of range; allowed: integers in [1, {n}] "

@@ -292,3 +292,19 @@ def test_explain_says_which_rows_share_an_arm():
         for line in run.explain(recipe.REGISTRY["skip"], [0, 1, 2], True).splitlines()
         if line.startswith("shared:")
     ]
+
+
+def test_a_figure_command_run_as_python_m_gives_one_line_not_a_traceback(tmp_path):
+    """``python -m jaxopt_lectures.cli`` loads cli as __main__; the figure commands' usage error
+    must still be the one main() catches (they import it from _cli_common, not from cli)."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "jaxopt_lectures.cli", "batch-size", "--seeds", "0", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert "--seeds 0 is out of range" in proc.stderr
