@@ -2,6 +2,7 @@
 #   make demo   - set up and run the main job: the lecture's table, measured (RECIPE_ARGS=--quick for the short one)
 #   make test   - set up and run the test suite (what .ci/run calls)
 #   make lint   - ruff check and ruff format --check over the package, tests, examples, benchmarks
+#   make typecheck - mypy over the package (settings in pyproject.toml)
 # Variables: PYTHON (default: the first of python3.12, python3.13, python3.11 that runs here),
 # EXTRAS (default test,dev: the tests and CI's pinned tools; e.g. EXTRAS=test,dev,cuda for JAX with CUDA on a GPU machine), CONSTRAINTS (a pip
 # constraints file, e.g. .ci/oldest.txt for the oldest supported stack), VENV, PYTEST_ARGS.
@@ -11,7 +12,7 @@ EXTRAS      ?= test,dev
 CONSTRAINTS ?=
 BIN          = $(VENV)/bin
 
-.PHONY: demo test lint clean
+.PHONY: demo test lint typecheck clean
 
 LINT_PATHS   = jaxopt_lectures tests examples benchmarks
 
@@ -35,6 +36,10 @@ lint: $(BIN)/.installed
 	$(BIN)/ruff --version
 	$(BIN)/ruff check $(LINT_PATHS)
 	$(BIN)/ruff format --check $(LINT_PATHS)
+
+typecheck: $(BIN)/.installed
+	$(BIN)/mypy --version
+	$(BIN)/mypy
 
 clean:
 	rm -rf $(VENV)

@@ -158,7 +158,7 @@ def _path_str(path) -> str:
 
 def check_same_structure(tree: PyTree, reference: PyTree, name: str, ref_name: str) -> None:
     """Raises ``ValueError`` naming the first path where two trees differ."""
-    if jax.tree.structure(tree) == jax.tree.structure(reference):
+    if jax.tree.structure(tree) == jax.tree.structure(reference):  # type: ignore[operator]  # jaxlib 0.12 ships PyTreeDef without stubs
         return
     a, _ = jax.tree_util.tree_flatten_with_path(tree)
     b, _ = jax.tree_util.tree_flatten_with_path(reference)
@@ -455,7 +455,7 @@ def _path_name(path) -> str:
     return ".".join(str(k) for k in path)
 
 
-def get_state_field(state: PyTree, name: str, default=_NO_DEFAULT, *, all: bool = False):  # noqa: A002
+def get_state_field(state: PyTree, name: str, default: Any = _NO_DEFAULT, *, all: bool = False) -> Any:  # noqa: A002
     """Finds the named field (``count``, ``mu``, ``learning_rate``, ...) anywhere in a state.
 
     Searches NamedTuple fields and dict keys (the ``hyperparams`` of ``inject_hyperparams``)
@@ -487,7 +487,7 @@ def get_state_field(state: PyTree, name: str, default=_NO_DEFAULT, *, all: bool 
 _MISSING = object()
 
 
-def set_state_field(state: PyTree, name: str | None = None, value=_MISSING, /, **fields) -> PyTree:
+def set_state_field(state: PyTree, name: str | None = None, value: Any = _MISSING, /, **fields: Any) -> PyTree:
     """Returns a copy of ``state`` where every field or key called ``name`` holds ``value``;
     also ``set_state_field(state, learning_rate=1e-4, b1=0.8)`` (``optax.tree.set``'s form).
 
@@ -548,7 +548,7 @@ def _like(old, value):
     if isinstance(old, jax.Array) or hasattr(old, "dtype"):
         return jnp.asarray(value, dtype=old.dtype).reshape(jnp.shape(old))
     if jax.tree.leaves(old) or old is None or isinstance(old, (tuple, list, dict)):
-        if jax.tree.structure(value) != jax.tree.structure(old):
+        if jax.tree.structure(value) != jax.tree.structure(old):  # type: ignore[operator]  # jaxlib 0.12 ships PyTreeDef without stubs
             raise ValueError(
                 f"set_state_field: this field holds a tree ({jax.tree.structure(old)}); "
                 f"{value!r:.80} does not have its structure (set a scalar field such as "
@@ -718,7 +718,7 @@ def check_eps(name: str, value, owner: str = "") -> None:
 
 
 # The ranges ``set_state_field`` enforces for the hyper-parameters the factories validate.
-_FIELD_RANGES = {
+_FIELD_RANGES: dict[str, dict[str, Any]] = {
     "learning_rate": dict(low=0.0),
     "b1": dict(low=0.0, high=1.0, high_open=True),
     "b2": dict(low=0.0, high=1.0, high_open=True),

@@ -15,7 +15,7 @@ from pathlib import Path
 from jaxopt_lectures._cli_common import EXIT_USAGE, UsageError, writable_dir as _writable_dir
 
 
-def _recipe_parser(sub) -> None:
+def _recipe_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "recipe",
         help="measure the lecture's concluding table (technique -> step it changes -> what it buys)",
@@ -85,7 +85,7 @@ def parse_seeds(text: str | None, quick: bool) -> list[int]:
     return values
 
 
-def _run_recipe(args) -> int:
+def _run_recipe(args: argparse.Namespace) -> int:
     seeds = parse_seeds(args.seeds, args.quick)
     if args.jobs < 1:
         raise UsageError(f"--jobs {args.jobs} is out of range; allowed: integers >= 1")

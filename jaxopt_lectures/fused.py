@@ -75,6 +75,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import DTypeLike
 
 from . import _kernels
 from ._core import (
@@ -94,7 +95,7 @@ from ._core import (
 )
 from .transforms.adaptive import _safe_div, adam_leaf
 from .transforms.momentum import momentum_leaf
-from .transforms.regularization import DEFAULT_MASK, resolve_mask
+from .transforms.regularization import DEFAULT_MASK, Mask, resolve_mask
 
 PyTree = Any
 
@@ -166,11 +167,11 @@ class Packed:
         self.buffers = buffers
         self.layout = layout
 
-    def tree_flatten(self):
+    def tree_flatten(self) -> tuple[tuple[dict[str, jax.Array]], Layout]:
         return (self.buffers,), self.layout
 
     @classmethod
-    def tree_unflatten(cls, layout, children):
+    def tree_unflatten(cls, layout: Layout, children: tuple[dict[str, jax.Array]]) -> Packed:
         return cls(children[0], layout)
 
     def __repr__(self):
@@ -234,7 +235,7 @@ class FusedState(NamedTuple):
     """``count``: steps made (0-based, a schedule's argument); ``params``: θ packed;
     ``mu``/``nu``: the moments packed like θ (``None`` when the rule keeps none)."""
 
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # optax's field name; it shadows tuple.count
     params: Packed
     mu: Packed | None
     nu: Packed | None
@@ -244,7 +245,7 @@ class FusedMoments(NamedTuple):
     """The state of ``opt.as_transformation()``: ``count`` and the moments packed like the
     parameters (``None`` when the rule keeps none). The parameters stay with the caller."""
 
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # optax's field name; it shadows tuple.count
     mu: Packed | None
     nu: Packed | None
 
@@ -571,7 +572,8 @@ def _fused_step(rule: _Rule):
             else {k: v[0] for k, v in pieces.items()}
         )
         starts = _group_starts(layout)
-        new_p, new_m = {}, [{} for _ in moments]
+        new_p: dict[str, jax.Array] = {}
+        new_m: list[dict[str, jax.Array]] = [{} for _ in moments]
         for name, p in state.params.buffers.items():
             ms = tuple(m.buffers[name] for m in moments)
             if name in kernel:  # the C++ kernel takes the gradient leaf by leaf itself
@@ -653,7 +655,8 @@ def _transformation(rule: _Rule) -> GradientTransformation:
         kernel = rule.kernel_groups(layout, moments)
         unrounded = _unrounded_groups(layout, moments)
         starts = _group_starts(layout)
-        us, new_m = {}, [{} for _ in moments]
+        us: dict[str, list[jax.Array]] = {}
+        new_m: list[dict[str, jax.Array]] = [{} for _ in moments]
         for name, _, _ in layout.groups:
             ms = tuple(m.buffers[name] for m in moments)
             ps, gs, decay = p_pieces[name], g_pieces[name], _decays(name)
@@ -700,10 +703,10 @@ def fused_adam(
     b2: Scalar = 0.999,
     eps: Scalar = 1e-8,
     eps_root: Scalar = 0.0,
-    mu_dtype=None,
+    mu_dtype: DTypeLike | None = None,
     *,
     weight_decay: Scalar = 0.0,
-    mask=DEFAULT_MASK,
+    mask: Mask = DEFAULT_MASK,
     bias_correction: bool = True,
     backend: str = "auto",
 ) -> FusedOptimizer:
@@ -742,11 +745,13 @@ def fused_adam(
         return _lr_scale(u, _learning_rate(learning_rate, count))
 
     def update(p, g, moments, count, decay):
-        u, m, v = adam_leaf(g, *moments, safe_increment(count), b1, b2, eps, eps_root, bias_correction)
+        m, v = moments
+        u, m, v = adam_leaf(g, m, v, safe_increment(count), b1, b2, eps, eps_root, bias_correction)
         return finish(u, p, count, decay), (m, v)
 
     def moments_of(g, moments, count):
-        return adam_leaf(g, *moments, safe_increment(count), b1, b2, eps, eps_root, bias_correction)[1:]
+        m, v = moments
+        return adam_leaf(g, m, v, safe_increment(count), b1, b2, eps, eps_root, bias_correction)[1:]
 
     def direction(p, g, moments, count, decay):
         # ``adam_leaf``'s u from its m_t, v_t, with its operations (the tests pin it bit for
@@ -804,9 +809,9 @@ def fused_adamw(
     b2: Scalar = 0.999,
     eps: Scalar = 1e-8,
     eps_root: Scalar = 0.0,
-    mu_dtype=None,
+    mu_dtype: DTypeLike | None = None,
     weight_decay: Scalar = 1e-4,
-    mask=DEFAULT_MASK,
+    mask: Mask = DEFAULT_MASK,
     *,
     bias_correction: bool = True,
     backend: str = "auto",
@@ -830,7 +835,7 @@ def fused_sgd(
     learning_rate: ScalarOrSchedule,
     momentum: Scalar | None = None,
     nesterov: bool = False,
-    accumulator_dtype=None,
+    accumulator_dtype: DTypeLike | None = None,
     *,
     backend: str = "auto",
 ) -> FusedOptimizer:
@@ -899,7 +904,7 @@ def _shown(x) -> str:
         return type(x).__name__
 
 
-def jit_step(opt: FusedOptimizer, **jit_kwargs) -> Callable[[FusedState, PyTree], FusedState]:
+def jit_step(opt: FusedOptimizer, **jit_kwargs: Any) -> Callable[[FusedState, PyTree], FusedState]:
     """``jax.jit(opt.step)`` with the state donated (updated in place, no new buffers).
 
     ``keep_unused=True`` keeps every donated buffer an input even if a rule ignores it

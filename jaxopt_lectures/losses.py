@@ -133,7 +133,7 @@ def default_penalty_mask(params: PyTree) -> PyTree:
     return jax.tree.map(lambda p: jnp.ndim(p) >= 2, params)
 
 
-def _masked_leaves(params: PyTree, mask: PyTree | Callable[[PyTree], PyTree] | None):
+def _masked_leaves(params: PyTree, mask: PyTree | Callable[[PyTree], PyTree] | None) -> list[Any]:
     if mask is None:
         mask = default_penalty_mask
     if callable(mask):

@@ -12,10 +12,12 @@
 
 from __future__ import annotations
 
+from jax.typing import DTypeLike
+
 from ._core import GradientTransformation, Scalar, ScalarOrSchedule, chain, check_decay, check_flag, check_learning_rate
 from .transforms.adaptive import scale_by_adagrad, scale_by_adam, scale_by_rms
 from .transforms.momentum import add_momentum
-from .transforms.regularization import DEFAULT_MASK, decoupled_weight_decay
+from .transforms.regularization import DEFAULT_MASK, Mask, decoupled_weight_decay
 from .transforms.scaling import scale_by_learning_rate
 
 # Positional arguments follow optax's aliases (same names, same order, same meaning);
@@ -23,7 +25,7 @@ from .transforms.scaling import scale_by_learning_rate
 # ``init``, ``variant``) are keyword-only, so a call copied from optax cannot bind to them.
 
 
-def _keeps_momentum(momentum, nesterov) -> bool:
+def _keeps_momentum(momentum: Scalar | None, nesterov: bool) -> bool:
     return nesterov or not (momentum is None or (isinstance(momentum, (int, float)) and momentum == 0))
 
 
@@ -31,7 +33,7 @@ def sgd(
     learning_rate: ScalarOrSchedule,
     momentum: Scalar | None = None,
     nesterov: bool = False,
-    accumulator_dtype=None,
+    accumulator_dtype: DTypeLike | None = None,
 ) -> GradientTransformation:
     """Gradient descent (seed 003): ``θ_{t+1} = θ_t − η g_t``; with ``momentum=β``,
     ``m_t = β m_{t−1} + g_t``, ``θ_{t+1} = θ_t − η m_t`` (PyTorch's SGD, dampening 0).
@@ -49,7 +51,9 @@ def sgd(
     return chain(*txs, scale_by_learning_rate(learning_rate))
 
 
-def momentum(learning_rate: ScalarOrSchedule, beta: Scalar = 0.9, variant: str = "classic", nesterov: bool = False):
+def momentum(
+    learning_rate: ScalarOrSchedule, beta: Scalar = 0.9, variant: str = "classic", nesterov: bool = False
+) -> GradientTransformation:
     """Gradient descent with momentum: ``θ_{t+1} = θ_t − η m_t`` (no optax counterpart:
     ``optax.sgd(η, momentum=β)`` is ``variant="classic"``).
 
@@ -114,7 +118,7 @@ def adam(
     b2: Scalar = 0.999,
     eps: Scalar = 1e-8,
     eps_root: Scalar = 0.0,
-    mu_dtype=None,
+    mu_dtype: DTypeLike | None = None,
     *,
     nesterov: bool = False,
     bias_correction: bool = True,
@@ -138,9 +142,9 @@ def adamw(
     b2: Scalar = 0.999,
     eps: Scalar = 1e-8,
     eps_root: Scalar = 0.0,
-    mu_dtype=None,
+    mu_dtype: DTypeLike | None = None,
     weight_decay: Scalar = 1e-4,
-    mask=DEFAULT_MASK,
+    mask: Mask = DEFAULT_MASK,
     *,
     nesterov: bool = False,
     bias_correction: bool = True,

@@ -72,12 +72,12 @@ def replicated(mesh: Mesh) -> NamedSharding:
 def _mesh_of(tree: PyTree) -> Mesh | None:
     for leaf in jax.tree.leaves(tree):
         sharding = getattr(leaf, "sharding", None)
-        if isinstance(sharding, NamedSharding):
+        if isinstance(sharding, NamedSharding) and isinstance(sharding.mesh, Mesh):
             return sharding.mesh
     return None
 
 
-def _as_named(sharding, mesh: Mesh) -> NamedSharding:
+def _as_named(sharding: jax.sharding.Sharding | None, mesh: Mesh) -> NamedSharding:
     if isinstance(sharding, NamedSharding):
         return sharding
     if sharding is None or sharding.is_fully_replicated:
@@ -112,7 +112,7 @@ def state_shardings(tx: GradientTransformation, params: PyTree, mesh: Mesh | Non
     param_leaves.sort(key=lambda item: -len(item[0]))
     abstract_state = jax.eval_shape(tx.init, _abstract(params))
 
-    def follow(path, leaf):
+    def follow(path: tuple[Any, ...], leaf: jax.ShapeDtypeStruct) -> NamedSharding:
         path = tuple(path)
         for p_path, p_shape, sharding in param_leaves:
             if tuple(leaf.shape) == p_shape and path[len(path) - len(p_path) :] == p_path:
@@ -130,7 +130,7 @@ def shard_over_axis(shardings: PyTree, shapes: PyTree, axis: str = DATA_AXIS) ->
     divides keeps its sharding (it stays replicated over ``axis``).
     """
 
-    def split(sharding, leaf):
+    def split(sharding: NamedSharding, leaf: jax.ShapeDtypeStruct) -> NamedSharding:
         mesh = sharding.mesh
         n = mesh.shape[axis]
         spec = list(sharding.spec) + [None] * (len(leaf.shape) - len(sharding.spec))
@@ -185,7 +185,7 @@ def fused_state_shardings(
     abstract_state = jax.eval_shape(opt.init, _abstract(params))
     n = mesh.shape[axis]
 
-    def buffer(leaf):
+    def buffer(leaf: jax.ShapeDtypeStruct) -> NamedSharding:
         if zero and leaf.ndim == 1 and leaf.shape[0] % n == 0:
             return NamedSharding(mesh, PartitionSpec(axis))
         return replicated(mesh)

@@ -16,7 +16,7 @@ def umask() -> int:
     return mask
 
 
-def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None], *, mode: int | None = None) -> Path:
+def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], object], *, mode: int | None = None) -> Path:
     """Call ``write(f)`` on a new file, then put it at ``path`` atomically.
 
     The temporary file gets an unpredictable name in the target folder, created exclusively

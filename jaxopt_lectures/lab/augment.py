@@ -69,8 +69,8 @@ def blur(x: jax.Array) -> jax.Array:
     k1 = jnp.array([0.25, 0.5, 0.25], x.dtype)
     padded = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)), mode="edge")
     h, w = x.shape[1], x.shape[2]
-    rows = sum(k1[i] * padded[:, i : i + h, :, :] for i in range(3))
-    return sum(k1[j] * rows[:, :, j : j + w, :] for j in range(3))
+    rows = k1[0] * padded[:, 0:h, :, :] + k1[1] * padded[:, 1 : 1 + h, :, :] + k1[2] * padded[:, 2 : 2 + h, :, :]
+    return k1[0] * rows[:, :, 0:w, :] + k1[1] * rows[:, :, 1 : 1 + w, :] + k1[2] * rows[:, :, 2 : 2 + w, :]
 
 
 def random_blur(key: jax.Array, x: jax.Array, p: float | jax.Array = 0.5) -> jax.Array:

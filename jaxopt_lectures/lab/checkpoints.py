@@ -71,7 +71,7 @@ def _target(leaf: Any) -> Any:
     return np.asarray(leaf)
 
 
-def _unreadable(path, step, error: BaseException) -> ValueError:
+def _unreadable(path: str | os.PathLike, step: int | None, error: BaseException) -> ValueError:
     where = f"{path} (epoch {step})" if step is not None else str(path)
     return ValueError(
         f"{where}: not a readable checkpoint ({type(error).__name__}: {error}); delete it or pass "
@@ -110,7 +110,7 @@ def _check_hashes(step_dir: Path) -> None:
             raise ValueError(f"{name} is damaged (its SHA-256 differs from the one recorded when it was saved)")
 
 
-def compare_fingerprints(path, saved: dict | None, expected: dict | None) -> None:
+def compare_fingerprints(path: str | os.PathLike, saved: dict | None, expected: dict | None) -> None:
     """Raise :class:`CheckpointMismatch` naming each field where two fingerprints differ."""
     if expected is None:
         return
@@ -170,7 +170,7 @@ class Checkpoints:
     def __enter__(self) -> Checkpoints:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     def close(self) -> None:

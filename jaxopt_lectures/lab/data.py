@@ -21,6 +21,7 @@ import zipfile
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -125,7 +126,7 @@ def _check(x: np.ndarray, y: np.ndarray, num_classes: int | None, source: str) -
         )
 
 
-def _is_int(v) -> bool:
+def _is_int(v: object) -> bool:
     return isinstance(v, numbers.Integral) and not isinstance(v, (bool, np.bool_))
 
 
@@ -254,7 +255,7 @@ def _infer_num_classes(x: np.ndarray, y: np.ndarray, name: str) -> int:
     return num_classes
 
 
-def load_digits(**split_kwargs) -> Dataset:
+def load_digits(**split_kwargs: Any) -> Dataset:
     """scikit-learn's bundled 8x8 handwritten digits (1797 images, 10 classes), as (n, 8, 8, 1).
 
     Flipping is *not* label-preserving here (a mirrored 3 is no 3), so ``flip_safe=False``.
@@ -270,7 +271,7 @@ def _atomic_savez(path: Path, **arrays: np.ndarray) -> None:
     """``np.savez`` that readers never see half-written (:func:`._files.atomic_write`)."""
     from jaxopt_lectures.lab._files import atomic_write
 
-    atomic_write(path, lambda f: np.savez(f, **arrays), mode=0o600)
+    atomic_write(path, lambda f: np.savez(f, **arrays), mode=0o600)  # type: ignore[arg-type]  # numpy's stub reads **arrays as allow_pickle
 
 
 def _generate_mnist1d(num_samples: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -344,7 +345,7 @@ def _read_mnist1d_cache(path: Path, num_samples: int) -> tuple[np.ndarray, np.nd
     return x, y
 
 
-def load_mnist1d(num_samples: int = 5000, *, generator_seed: int = 42, **split_kwargs) -> Dataset:
+def load_mnist1d(num_samples: int = 5000, *, generator_seed: int = 42, **split_kwargs: Any) -> Dataset:
     """MNIST-1D (Greydanus 2020): 10 classes of length-40 signals, as (n, 40, 1).
 
     Generated locally with ``mnist1d.data.make_dataset`` (~0.6 ms per sample; it makes
@@ -390,10 +391,11 @@ def load_mnist1d(num_samples: int = 5000, *, generator_seed: int = 42, **split_k
                     RuntimeWarning,
                     stacklevel=2,
                 )
+    assert y is not None  # set with x, from the cache or the generator
     return from_arrays(x[..., None], y, name="mnist1d", num_classes=_MNIST1D_CLASSES, **split_kwargs)
 
 
-def load_npz(path: str | os.PathLike, *, num_classes: int | None = -1, **split_kwargs) -> Dataset:
+def load_npz(path: str | os.PathLike, *, num_classes: int | None = -1, **split_kwargs: Any) -> Dataset:
     """A user data set from an ``.npz`` holding arrays ``x`` (n, ...) and ``y`` (n,)."""
     path = Path(path)
     if not path.exists():
@@ -542,7 +544,7 @@ def input_condition_number(x: np.ndarray | Dataset) -> float:
 _LOADERS = {"digits": load_digits, "mnist1d": load_mnist1d}
 
 
-def load(name: str, **kwargs) -> Dataset:
+def load(name: str, **kwargs: Any) -> Dataset:
     """Load a data set by name (``"digits"``, ``"mnist1d"``, ``"linear_regression"``) or ``.npz`` path."""
     if name == "linear_regression":
         return linear_regression(**kwargs)

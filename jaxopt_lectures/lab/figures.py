@@ -149,6 +149,13 @@ def run_path(tx: jol.GradientTransformation, x, y, start, steps: int) -> np.ndar
     return np.concatenate([np.asarray(p0)[None], np.asarray(ps)])
 
 
+def _classes(ds) -> int:
+    """A classification data set's number of classes (these figures train classifiers)."""
+    if ds.num_classes is None:
+        raise ValueError(f"{ds.name} is a regression data set; this figure needs a classification one")
+    return ds.num_classes
+
+
 def optimizer_paths(
     steps: int = 1000,
     *,
@@ -172,16 +179,16 @@ def optimizer_paths(
         for name, (label, make, lr) in optimizers.items():
             paths[name] = run_path(make(lr), x, y, start, steps)
             labels[name] = label
-    start = np.asarray(start, np.float64)
+    start_at = np.asarray(start, np.float64)
     # A window holding the start and the minimum, with margins (the flown-off path leaves it).
-    lo, hi = np.minimum(start, minimum), np.maximum(start, minimum)
+    lo, hi = np.minimum(start_at, minimum), np.maximum(start_at, minimum)
     pad = np.array([0.5, 0.3]) * (hi - lo) + 1e-3
     w_grid = np.linspace(lo[0] - pad[0], hi[0] + pad[0], grid)
     b_grid = np.linspace(lo[1] - pad[1], hi[1] + pad[1], grid)
     W, B = np.meshgrid(w_grid, b_grid)
     loss = np.mean((W[..., None] * x + B[..., None] - y) ** 2, axis=-1)
     min_loss = float(np.mean((minimum[0] * x + minimum[1] - y) ** 2))
-    return PathsResult(x, y, minimum, min_loss, start, paths, labels, w_grid, b_grid, loss)
+    return PathsResult(x, y, minimum, min_loss, start_at, paths, labels, w_grid, b_grid, loss)
 
 
 _PATH_COLORS = {
@@ -362,17 +369,17 @@ def loss_landscape(
 
     if resolution % 2 == 0:
         raise ValueError(f"resolution must be odd so the trained point is on the grid, got {resolution}.")
-    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+    graphdef, params, rest = nnx.split(model, nnx.Param, ...)  # type: ignore[misc]  # flax types split's result as variadic
     kd, ke = jax.random.split(jax.random.key(seed))
     delta = filter_normalized_direction(params, kd)
     eta = filter_normalized_direction(params, ke)
-    x, y = jnp.asarray(x), jnp.asarray(y)
+    xs, ys = jnp.asarray(x), jnp.asarray(y)
 
     @jax.jit
     def loss_at(a, b):
         p = jax.tree.map(lambda t, d, e: t + a * d + b * e, params, delta, eta)
         m = nnx.merge(graphdef, p, rest, copy=True)
-        return jnp.mean(loss_fn(m(x, train=False), y))
+        return jnp.mean(loss_fn(m(xs, train=False), ys))
 
     alphas = np.linspace(-span, span, resolution).astype(np.float32)
     curve = np.array([float(loss_at(a, 0.0)) for a in alphas])
@@ -408,7 +415,7 @@ def landscape_study(
     out = {}
     for skip in (True, False):
         model_fn = functools.partial(
-            models.ResNet, depth, width, in_shape=ds.input_shape, num_classes=ds.num_classes, skip=skip, norm="batch"
+            models.ResNet, depth, width, in_shape=ds.input_shape, num_classes=_classes(ds), skip=skip, norm="batch"
         )
         h = trainer.train(
             model_fn, ds, jol.sgd(learning_rate, momentum=0.9), epochs, batch_size, seeds=(seed,), progress=progress
@@ -533,7 +540,7 @@ def gradient_depth_study(
     for act in activations:
         for depth in depths:
             model_fn = functools.partial(
-                models.MLP, (n_in,) + (width,) * depth + (ds.num_classes,), activation=act, init=init_of[act]
+                models.MLP, (n_in,) + (width,) * depth + (_classes(ds),), activation=act, init=init_of[act]
             )
             init = _layer_norms(model_fn(rngs=nnx.Rngs(jax.random.fold_in(jax.random.PRNGKey(seed), 0))), x, y)
             trained = None
@@ -691,7 +698,7 @@ def batch_size_study(
         raise ValueError(f"updates must be at least 1, got {updates}")
     ds = data if data is not None else data_lib.load_digits(seed=seeds[0])
     n_in = int(np.prod(ds.input_shape))
-    model_fn = functools.partial(models.MLP, (n_in, *hidden, ds.num_classes), init="he")
+    model_fn = functools.partial(models.MLP, (n_in, *hidden, _classes(ds)), init="he")
     grid = tuple(float(lr) for lr in learning_rates)
     out = BatchSizeStudy(tuple(batch_sizes), {}, {}, {}, {}, {}, grid=grid, updates=int(updates))
     for i, bs in enumerate(batch_sizes):  # all checked before any training
@@ -714,9 +721,10 @@ def batch_size_study(
         out.updates_per_epoch[bs], out.learning_rate[bs] = per_epoch, grid[c]
         out.train_loss[bs], out.val_loss[bs] = h.train_loss[c], h.val_loss[c]
         out.train_acc[bs], out.val_acc[bs] = h.train_acc[c], h.val_acc[c]
+        assert h.test_loss is not None and h.test_acc is not None  # digits has a test split
         out.test_loss[bs], out.test_acc[bs] = h.test_loss[c], h.test_acc[c]
         out.sharpness[bs] = np.array(
-            [probes.sharpness(h.model(c, s), ds.x_train, ds.y_train, ds.num_classes) for s in range(len(seeds))]
+            [probes.sharpness(h.model(c, s), ds.x_train, ds.y_train, _classes(ds)) for s in range(len(seeds))]
         )
     return out
 

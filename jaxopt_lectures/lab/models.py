@@ -169,7 +169,9 @@ class Dropout(nnx.Module):
         self.rate = rate
         self.mode = mode
 
-    def __call__(self, x, *, train: bool = False, key=None, rate=None):
+    def __call__(
+        self, x: jax.Array, *, train: bool = False, key: jax.Array | None = None, rate: float | jax.Array | None = None
+    ) -> jax.Array:
         p = self.rate if rate is None else rate
         if isinstance(p, (int, float)) and p == 0.0:
             return x
@@ -189,7 +191,7 @@ class PReLU(nnx.Module):
     def __init__(self, features: int, init_slope: float = 0.25):
         self.slope = nnx.Param(jnp.full((features,), init_slope, jnp.float32))
 
-    def __call__(self, z):
+    def __call__(self, z: jax.Array) -> jax.Array:
         slope = self.slope[...].reshape((1,) * (z.ndim - 1) + (-1,))
         return jnp.where(z > 0, z, slope * z)
 
@@ -220,7 +222,7 @@ class _Activation(nnx.Module):
         self.name = "maxout" if isinstance(activation, Maxout) else activation
         self.prelu = PReLU(features) if activation == "prelu" else None
 
-    def __call__(self, z):
+    def __call__(self, z: jax.Array) -> jax.Array:
         if self.name == "maxout":
             return jnp.max(z.reshape(z.shape[:-1] + (-1, self.pieces)), axis=-1)
         if self.prelu is not None:
@@ -238,7 +240,14 @@ class DenseBlock(nnx.Module):
         self.act = _Activation(activation, d_out)
         self.drop = Dropout(dropout, dropout_mode)
 
-    def __call__(self, x, *, train=False, key=None, dropout=None):
+    def __call__(
+        self,
+        x: jax.Array,
+        *,
+        train: bool = False,
+        key: jax.Array | None = None,
+        dropout: float | jax.Array | None = None,
+    ) -> jax.Array:
         z = _apply_norm(self.norm, self.linear(x), train)
         return self.drop(self.act(z), train=train, key=key, rate=dropout)
 
@@ -280,7 +289,14 @@ class MLP(nnx.Module):
         self.blocks = nnx.List([DenseBlock(a, b, **common) for a, b in zip(widths[:-2], widths[1:-1])])
         self.head = nnx.Linear(widths[-2], widths[-1], kernel_init=initializer(init), bias_init=_zeros, rngs=rngs)
 
-    def __call__(self, x, *, train=False, key=None, dropout=None):
+    def __call__(
+        self,
+        x: jax.Array,
+        *,
+        train: bool = False,
+        key: jax.Array | None = None,
+        dropout: float | jax.Array | None = None,
+    ) -> jax.Array:
         x = x.reshape(x.shape[0], -1)
         for i, block in enumerate(self.blocks):
             x = block(x, train=train, key=_fold(key, i), dropout=dropout)
@@ -299,7 +315,7 @@ class _ConvBlock(nnx.Module):
         self.act = _Activation(activation, c_out)
         self.window = (pool,) * ndim
 
-    def __call__(self, x, *, train=False):
+    def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
         x = self.act(_apply_norm(self.norm, self.conv(x), train))
         return nnx.max_pool(x, self.window, strides=self.window)
 
@@ -375,7 +391,14 @@ class CNN(nnx.Module):
         )
         self.head = nnx.Linear(widths[-1], num_classes, kernel_init=initializer(init), bias_init=_zeros, rngs=rngs)
 
-    def __call__(self, x, *, train=False, key=None, dropout=None):
+    def __call__(
+        self,
+        x: jax.Array,
+        *,
+        train: bool = False,
+        key: jax.Array | None = None,
+        dropout: float | jax.Array | None = None,
+    ) -> jax.Array:
         for conv in self.convs:
             x = conv(x, train=train)
         x = x.reshape(x.shape[0], -1)
@@ -387,7 +410,7 @@ class CNN(nnx.Module):
 class CNN1D(CNN):
     """A 1-D CNN for sequences such as MNIST-1D: :class:`CNN` with ``in_shape=(length, channels)``."""
 
-    def __init__(self, length: int = 40, num_classes: int = 10, *, in_channels: int = 1, **kwargs):
+    def __init__(self, length: int = 40, num_classes: int = 10, *, in_channels: int = 1, **kwargs: Any):
         kwargs.setdefault("channels", (32, 32))
         kwargs.setdefault("kernel_size", 5)
         super().__init__((length, in_channels), num_classes, **kwargs)
@@ -414,7 +437,7 @@ class _ResidualBlock(nnx.Module):
             else None
         )
 
-    def __call__(self, x, *, train=False):
+    def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
         h = self.act1(_apply_norm(self.norm1, self.conv1(x), train))
         h = _apply_norm(self.norm2, self.conv2(h), train)
         if self.skip:
@@ -483,7 +506,14 @@ class ResNet(nnx.Module):
         self.drop = Dropout(dropout, dropout_mode)
         self.head = nnx.Linear(c_in, num_classes, kernel_init=kinit, bias_init=_zeros, rngs=rngs)
 
-    def __call__(self, x, *, train=False, key=None, dropout=None):
+    def __call__(
+        self,
+        x: jax.Array,
+        *,
+        train: bool = False,
+        key: jax.Array | None = None,
+        dropout: float | jax.Array | None = None,
+    ) -> jax.Array:
         x = self.stem_act(_apply_norm(self.stem_norm, self.stem(x), train))
         for block in self.blocks:
             x = block(x, train=train)

@@ -179,9 +179,9 @@ def train_data_parallel(
     batch = NamedSharding(mesh, PartitionSpec(axis))
     rng = np.random.default_rng(seed)
     per_epoch = n // batch_size
-    order = np.empty(0, np.int64)
+    order = np.empty((0, batch_size), np.int64)
     loss_log = []
-    start = None
+    start = time.perf_counter()  # restarted after the first (compiling) step
     # Virtual CPU devices share one thread pool: letting the next step's collectives start
     # before this step's have finished can leave an all-reduce waiting forever (seen with
     # 8 virtual devices on 2 cores). Accelerators keep JAX's asynchronous dispatch.

@@ -230,9 +230,11 @@ def make_model_fn(spec: dict, ds: data_lib.Dataset):
     if name == "mlp":
         widths = (math.prod(ds.input_shape), *spec.pop("hidden"), classes)
         return functools.partial(models.MLP, widths, activation=act, **spec)
-    if name == "cnn":
-        return functools.partial(models.CNN, ds.input_shape, classes, activation=act, **spec)
-    if name == "resnet":
+    if name in ("cnn", "resnet"):
+        if classes is None:
+            raise ValueError(f"{name} needs a classification data set; {ds.name} is a regression one")
+        if name == "cnn":
+            return functools.partial(models.CNN, ds.input_shape, classes, activation=act, **spec)
         return functools.partial(models.ResNet, in_shape=ds.input_shape, num_classes=classes, activation=act, **spec)
     raise ValueError(f"unknown model {name!r}")
 
@@ -265,6 +267,8 @@ def make_augment(name: str | None):
 def rotation_pretext(ds: data_lib.Dataset) -> data_lib.Dataset:
     """Pretext task: by how many quarter turns was an unlabeled image rotated?"""
     x = ds.x_unlabeled
+    if x is None:
+        raise ValueError(f"rotation_pretext needs unlabeled examples; {ds.name} has none")
     xs = np.concatenate([np.rot90(x, k, axes=(1, 2)) for k in range(4)])
     ys = np.repeat(np.arange(4, dtype=np.int32), len(x))
     return data_lib.from_arrays(

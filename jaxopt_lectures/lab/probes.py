@@ -29,7 +29,7 @@ def gradient_norms(
     (lecture 004's vanishing gradient); with ReLU they stay comparable. ``train=True``
     measures in training mode (batch statistics; dropout needs no key only when its rate is 0).
     """
-    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+    graphdef, params, rest = nnx.split(model, nnx.Param, ...)  # type: ignore[misc]  # flax types split's result as variadic
 
     def loss(p):
         m = nnx.merge(graphdef, p, rest, copy=True)
@@ -50,7 +50,7 @@ def sharpness(model: nnx.Module, x, y, num_classes: int, *, eps: float = 0.05, d
     when every weight array ``a`` gets Gaussian noise of ``eps · ‖a‖`` (``draws`` draws, keys
     1000, 1001, ...): a random-direction version of Keskar et al.'s ε-sharpness. A flat
     minimum hardly rises; a sharp one does."""
-    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+    graphdef, params, rest = nnx.split(model, nnx.Param, ...)  # type: ignore[misc]  # flax types split's result as variadic
     x, y = jnp.asarray(x), jnp.asarray(y)
 
     def loss_at(p):

@@ -78,13 +78,13 @@ class CompileTimer:
     _installed = False
 
     @classmethod
-    def install(cls):
+    def install(cls) -> None:
         if not cls._installed:
 
-            def listener(name, duration, **_):
-                if name.startswith("/jax/core/compile/"):
-                    cls._total += duration
-                if name == "/jax/core/compile/backend_compile_duration":
+            def listener(event: str, duration_secs: float, **_: str | int) -> None:
+                if event.startswith("/jax/core/compile/"):
+                    cls._total += duration_secs
+                if event == "/jax/core/compile/backend_compile_duration":
                     cls._count += 1
 
             jax.monitoring.register_event_duration_secs_listener(listener)

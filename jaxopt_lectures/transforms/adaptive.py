@@ -19,6 +19,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+from jax.typing import DTypeLike
 
 from .._core import (
     GradientTransformation,
@@ -79,7 +80,7 @@ def _divide(g, second_moment, eps, eps_in_sqrt: bool):
 class AdagradState(NamedTuple):
     """``sum_of_squares``: the lecture's ``r_t = r_{t−1} + g ⊙ g``."""
 
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # optax's field name; it shadows tuple.count
     sum_of_squares: object
 
 
@@ -135,7 +136,7 @@ class RmsState(NamedTuple):
     """``nu``: the moving average of g² (seed 003's ``r_t``, seed 001's ``σ_t²``);
     ``mu``: the moving average of g when ``centered`` (else ``None``)."""
 
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # optax's field name; it shadows tuple.count
     nu: object
     mu: object
 
@@ -258,7 +259,7 @@ def scale_by_stddev(
 class AdamState(NamedTuple):
     """``mu``: first moment m_t; ``nu``: second raw moment v_t; ``count``: t."""
 
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # optax's field name; it shadows tuple.count
     mu: object
     nu: object
 
@@ -308,7 +309,7 @@ def scale_by_adam(
     b2: Scalar = 0.999,
     eps: Scalar = 1e-8,
     eps_root: Scalar = 0.0,
-    mu_dtype=None,
+    mu_dtype: DTypeLike | None = None,
     *,
     nesterov: bool = False,
     bias_correction: bool = True,

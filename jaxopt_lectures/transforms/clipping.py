@@ -5,10 +5,10 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from .._core import EmptyState, GradientTransformation, as_float, check_range, global_norm_parts
+from .._core import EmptyState, GradientTransformation, Scalar, as_float, check_range, global_norm_parts
 
 
-def clip(max_delta) -> GradientTransformation:
+def clip(max_delta: Scalar) -> GradientTransformation:
     """Clips every coordinate into ``[−max_delta, max_delta]``."""
     check_range("max_delta", max_delta, 0.0, owner="clip")
 
@@ -28,7 +28,7 @@ def clip(max_delta) -> GradientTransformation:
     return GradientTransformation(init, update)
 
 
-def clip_by_global_norm(max_norm) -> GradientTransformation:
+def clip_by_global_norm(max_norm: Scalar) -> GradientTransformation:
     """Rescales the whole gradient when its norm is too large.
 
     ``g ← g · min(1, c / ‖g‖)`` with ``‖g‖ = √(Σ_leaves Σ g²)`` and ``c`` = ``max_norm``.

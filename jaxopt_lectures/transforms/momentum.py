@@ -6,6 +6,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+from jax.typing import DTypeLike
 
 from .._core import (
     GradientTransformation,
@@ -30,7 +31,7 @@ MOMENTUM_VARIANTS = ("classic", "ema", "sum")
 class MomentumState(NamedTuple):
     """``count``: updates made so far; ``mu``: the momentum m, one array per parameter."""
 
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # optax's field name; it shadows tuple.count
     mu: object
 
 
@@ -66,7 +67,7 @@ def momentum_leaf(g, m, first, beta, variant: str, nesterov: bool):
 
 
 def add_momentum(
-    beta: Scalar = 0.9, nesterov: bool = False, accumulator_dtype=None, *, variant: str = "classic"
+    beta: Scalar = 0.9, nesterov: bool = False, accumulator_dtype: DTypeLike | None = None, *, variant: str = "classic"
 ) -> GradientTransformation:
     """Replaces the gradient by the momentum ``m_t`` (formulas in ``momentum_leaf``).
 

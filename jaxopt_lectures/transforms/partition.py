@@ -23,7 +23,7 @@ the state is named: ``state.inner_states["head"]`` is the head's optimizer state
 from __future__ import annotations
 
 import inspect
-from collections.abc import Hashable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from typing import NamedTuple
 
 import jax
@@ -34,10 +34,12 @@ from .._core import (
     FlatTree,
     GradientTransformation,
     MaskedNode,
+    PyTree,
     _path_str,
     check_same_structure,
     check_state,
 )
+from .regularization import Mask
 from .wrappers import masked
 
 # --- set_to_zero and freeze ----------------------------------------------------------------
@@ -61,7 +63,7 @@ def set_to_zero() -> GradientTransformation:
     return GradientTransformation(init, update)
 
 
-def freeze(mask) -> GradientTransformation:
+def freeze(mask: Mask) -> GradientTransformation:
     """Zero updates where ``mask`` is True, the others pass through (optax's ``freeze``).
 
     ``mask`` is a bool, a bool pytree like the parameters or a prefix of it
@@ -108,7 +110,7 @@ def _broadcast_prefix(labels, params, owner: str, name: str) -> list:
     where the two differ."""
     label_leaves, label_def = jax.tree_util.tree_flatten_with_path(labels)
     try:
-        subtrees = label_def.flatten_up_to(params)
+        subtrees = label_def.flatten_up_to(params)  # type: ignore[attr-defined]  # jaxlib 0.12 ships PyTreeDef without stubs
     except (ValueError, TypeError):
         subtrees = None
     if subtrees is not None:
@@ -149,7 +151,9 @@ def _accepts_extra(update) -> set | None:
     return set(list(sig.parameters)[3:])
 
 
-def partition(transforms: Mapping[Hashable, GradientTransformation], param_labels) -> GradientTransformation:
+def partition(
+    transforms: Mapping[Hashable, GradientTransformation], param_labels: PyTree | Callable[[PyTree], PyTree]
+) -> GradientTransformation:
     """Applies ``transforms[ℓ]`` to the leaves labelled ℓ (optax's ``partition``).
 
     ``transforms`` maps a label (a string) to a transformation; ``param_labels`` is a
@@ -229,7 +233,7 @@ def partition(transforms: Mapping[Hashable, GradientTransformation], param_label
                 split(grads, flat, label), state.inner_states[label], sub_params, **kw
             )
             try:  # one entry per leaf of grads: its update, or MaskedNode where another part's leaf is
-                sub_leaves = treedef.flatten_up_to(sub_updates)
+                sub_leaves = treedef.flatten_up_to(sub_updates)  # type: ignore[attr-defined]  # jaxlib 0.12 ships PyTreeDef without stubs
             except (ValueError, TypeError):
                 check_same_structure(
                     sub_updates, split(grads, flat, label), f"transforms[{label!r}]'s updates", "its gradients"

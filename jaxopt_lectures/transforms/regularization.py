@@ -23,6 +23,8 @@ from .._core import (
     EmptyState,
     FlatTree,
     GradientTransformation,
+    PyTree,
+    Scalar,
     _leaf_paths,
     _path_str,
     as_coefficient,
@@ -32,8 +34,12 @@ from .._core import (
     check_same_structure,
 )
 
+Mask = Any
+"""Which leaves a transformation touches: a bool, a bool pytree like the parameters (or a
+prefix of it; a leaf may be a bool array, per element), or a function ``params -> such a tree``."""
 
-def decay_matrices_only(params) -> Any:
+
+def decay_matrices_only(params: PyTree) -> PyTree:
     """The default mask: ``True`` for leaves with ``ndim >= 2`` (not biases or norm scales)."""
     return jax.tree.map(lambda p: jnp.ndim(p) >= 2, params)
 
@@ -72,7 +78,7 @@ def expand_mask(tree, params, owner: str):
     """A mask that is a *prefix* of ``params`` (optax's semantics: a bool at an inner node
     applies to its whole subtree) as one flag per parameter leaf. Raises ``ValueError``
     naming the first differing path when ``tree`` is not a prefix of ``params``."""
-    if jax.tree.structure(tree) == jax.tree.structure(params):
+    if jax.tree.structure(tree) == jax.tree.structure(params):  # type: ignore[operator]  # jaxlib 0.12 ships PyTreeDef without stubs
         return tree
     try:
         return jax.tree.map(lambda m, sub: jax.tree.map(lambda _: m, sub), tree, params)
@@ -130,7 +136,7 @@ def _add_scaled_params(coeff, mask, penalty_grad, owner: str) -> GradientTransfo
     return GradientTransformation(init, update)
 
 
-def add_l2_regularization(coeff, mask=DEFAULT_MASK) -> GradientTransformation:
+def add_l2_regularization(coeff: Scalar, mask: Mask = DEFAULT_MASK) -> GradientTransformation:
     """Coupled L2: ``g ← g + λθ`` *before* any adaptive scaling (seed 004's ∂L'/∂w).
 
     Put it first in a chain: with SGD it is exactly weight decay ``(1 − ηλ)w``; with Adam
@@ -139,12 +145,12 @@ def add_l2_regularization(coeff, mask=DEFAULT_MASK) -> GradientTransformation:
     return _add_scaled_params(coeff, mask, lambda p: p, "add_l2_regularization")
 
 
-def add_l1_regularization(coeff, mask=DEFAULT_MASK) -> GradientTransformation:
+def add_l1_regularization(coeff: Scalar, mask: Mask = DEFAULT_MASK) -> GradientTransformation:
     """L1: ``g ← g + λ·sgn(θ)`` (seed 004; ``sgn(0) = 0``)."""
     return _add_scaled_params(coeff, mask, jnp.sign, "add_l1_regularization")
 
 
-def decoupled_weight_decay(weight_decay, mask=DEFAULT_MASK) -> GradientTransformation:
+def decoupled_weight_decay(weight_decay: Scalar, mask: Mask = DEFAULT_MASK) -> GradientTransformation:
     """Decoupled weight decay (Loshchilov & Hutter, AdamW): ``u ← u + λθ`` *after* scaling.
 
     Chained before ``scale_by_learning_rate(η)`` this gives ``θ ← θ − η(u_adam + λθ)

@@ -11,6 +11,7 @@ import jax.numpy as jnp
 from .._core import (
     EmptyState,
     GradientTransformation,
+    Scalar,
     ScalarOrSchedule,
     Schedule,
     as_coefficient,
@@ -26,7 +27,7 @@ from .._core import (
 class ScaleByScheduleState(NamedTuple):
     """``count``: how many updates have been made (the schedule's argument)."""
 
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # optax's field name; it shadows tuple.count
 
 
 def _scale_leaf(g, factor):
@@ -35,7 +36,7 @@ def _scale_leaf(g, factor):
     return (as_coefficient(factor, g.dtype) * g).astype(g.dtype)
 
 
-def scale(step_size) -> GradientTransformation:
+def scale(step_size: Scalar) -> GradientTransformation:
     """Multiplies every update by a constant: ``u ← step_size · u`` (a finite number, any sign)."""
     check_range("step_size", step_size, owner="scale")
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import DTypeLike
 
 from .._core import (
     FlatTree,
@@ -21,7 +22,7 @@ from .._core import (
     safe_increment,
     tree_zeros_like,
 )
-from .regularization import resolve_mask
+from .regularization import Mask, resolve_mask
 
 # --- masked -------------------------------------------------------------------------------
 
@@ -46,7 +47,7 @@ def _select(tree, keep):
     return jax.tree.map(pick, tree, keep)
 
 
-def masked(inner: GradientTransformation, mask) -> GradientTransformation:
+def masked(inner: GradientTransformation, mask: Mask) -> GradientTransformation:
     """Runs ``inner`` only on the leaves where ``mask`` is True; the others pass through.
 
     ``mask`` is a bool pytree like the params, or a prefix of it (a bool at an inner node
@@ -162,7 +163,9 @@ class AccumulateState(NamedTuple):
     every_k: Any = None
 
 
-def accumulate_gradients(tx: GradientTransformation, every_k: int, *, accumulator_dtype=None) -> GradientTransformation:
+def accumulate_gradients(
+    tx: GradientTransformation, every_k: int, *, accumulator_dtype: DTypeLike | None = None
+) -> GradientTransformation:
     """One update of ``tx`` per ``every_k`` micro-batches, on their mean gradient.
 
     Between real updates the returned updates are zero and ``tx``'s state is unchanged,
@@ -263,12 +266,16 @@ class InjectHyperparamsState(NamedTuple):
     """``hyperparams``: a dict of scalar arrays (read them for logging, change them with
     ``set_state_field``); ``count``: steps made (the argument of scheduled ones)."""
 
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # optax's field name; it shadows tuple.count
     hyperparams: dict
     inner_state: Any
 
 
-def inject_hyperparams(inner_factory: Callable[..., GradientTransformation], static_args=(), hyperparam_dtype=None):
+def inject_hyperparams(
+    inner_factory: Callable[..., GradientTransformation],
+    static_args: str | Iterable[str] = (),
+    hyperparam_dtype: DTypeLike | None = None,
+) -> Callable[..., GradientTransformation]:
     """Moves a factory's numeric hyper-parameters into the optimizer state.
 
     ``inject_hyperparams(adam)(learning_rate=1e-3, b1=0.9)`` behaves like ``adam(...)``,
