@@ -3,6 +3,7 @@
 #   make test   - set up and run the test suite (what .ci/run calls)
 #   make lint   - ruff check and ruff format --check over the package, tests, examples, benchmarks
 #   make typecheck - mypy over the package (settings in pyproject.toml)
+#   make docs   - the API reference and the guides, offline, warnings as errors (docs/_build/html)
 # Variables: PYTHON (default: the first of python3.12, python3.13, python3.11 that runs here),
 # EXTRAS (default test,dev: the tests and CI's pinned tools; e.g. EXTRAS=test,dev,cuda for JAX with CUDA on a GPU machine), CONSTRAINTS (a pip
 # constraints file, e.g. .ci/oldest.txt for the oldest supported stack), VENV, PYTEST_ARGS.
@@ -12,9 +13,9 @@ EXTRAS      ?= test,dev
 CONSTRAINTS ?=
 BIN          = $(VENV)/bin
 
-.PHONY: demo test lint typecheck clean
+.PHONY: demo test lint typecheck docs clean
 
-LINT_PATHS   = jaxopt_lectures tests examples benchmarks
+LINT_PATHS   = jaxopt_lectures tests examples benchmarks docs/conf.py
 
 $(BIN)/.installed: pyproject.toml $(CONSTRAINTS)
 	@test -n "$(PYTHON)" || { echo "need Python 3.11, 3.12 or 3.13 (set PYTHON=...)"; exit 1; }
@@ -40,6 +41,12 @@ lint: $(BIN)/.installed
 typecheck: $(BIN)/.installed
 	$(BIN)/mypy --version
 	$(BIN)/mypy
+
+# a fresh build each time: an incremental one would not repeat the warnings of unchanged pages
+docs: $(BIN)/.installed
+	rm -rf docs/_build
+	$(BIN)/python -m sphinx -b html -W --keep-going -q docs docs/_build/html
+	@echo "API reference: docs/_build/html/index.html"
 
 clean:
 	rm -rf $(VENV)

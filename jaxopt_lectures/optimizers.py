@@ -35,8 +35,14 @@ def sgd(
     nesterov: bool = False,
     accumulator_dtype: DTypeLike | None = None,
 ) -> GradientTransformation:
-    """Gradient descent (seed 003): ``θ_{t+1} = θ_t − η g_t``; with ``momentum=β``,
+    r"""Gradient descent (seed 003): ``θ_{t+1} = θ_t − η g_t``; with ``momentum=β``,
     ``m_t = β m_{t−1} + g_t``, ``θ_{t+1} = θ_t − η m_t`` (PyTorch's SGD, dampening 0).
+
+    .. math::
+
+        \theta_{t+1} = \theta_t - \eta\, g_t,
+        \qquad\text{with momentum } \beta:\quad
+        m_t = \beta\, m_{t-1} + g_t,\quad \theta_{t+1} = \theta_t - \eta\, m_t
 
     ``optax.sgd``'s arguments: ``momentum=None`` (or 0) keeps no state; ``accumulator_dtype``
     is the dtype ``m`` is stored in.
@@ -54,8 +60,17 @@ def sgd(
 def momentum(
     learning_rate: ScalarOrSchedule, beta: Scalar = 0.9, variant: str = "classic", nesterov: bool = False
 ) -> GradientTransformation:
-    """Gradient descent with momentum: ``θ_{t+1} = θ_t − η m_t`` (no optax counterpart:
+    r"""Gradient descent with momentum: ``θ_{t+1} = θ_t − η m_t`` (no optax counterpart:
     ``optax.sgd(η, momentum=β)`` is ``variant="classic"``).
+
+    .. math::
+
+        \theta_{t+1} = \theta_t - \eta\, m_t,\qquad
+        m_t = \begin{cases}
+        \beta\, m_{t-1} + g_t & \text{classic},\\
+        \beta\, m_{t-1} + (1 - \beta)\, g_t,\ m_0 = g_0 & \text{ema},\\
+        g_0 + g_1 + \dots + g_t & \text{sum}
+        \end{cases}
 
     ``variant`` picks the lecture's recurrence for ``m_t`` (``classic`` seed 003/004,
     ``ema`` and ``sum`` seed 001; formulas in ``add_momentum``).
@@ -71,7 +86,12 @@ def adagrad(
     *,
     eps_in_sqrt: bool = False,
 ) -> GradientTransformation:
-    """Adagrad (seed 003): ``r_t = r_{t−1} + g⊙g``, ``θ_{t+1} = θ_t − η/(δ + √r_t) · g_t``.
+    r"""Adagrad (seed 003): ``r_t = r_{t−1} + g⊙g``, ``θ_{t+1} = θ_t − η/(δ + √r_t) · g_t``.
+
+    .. math::
+
+        r_t = r_{t-1} + g_t \odot g_t,\qquad
+        \theta_{t+1} = \theta_t - \frac{\eta}{\delta + \sqrt{r_t}} \odot g_t
 
     optax's argument order; the lecture's defaults (``r_{−1} = 0``, ``δ = 1e-10`` outside the
     root, as PyTorch). ``optax.adagrad(η)`` is ``adagrad(η, 0.1, 1e-7, eps_in_sqrt=True)``.
@@ -96,7 +116,12 @@ def rmsprop(
     *,
     init: str = "zeros",
 ) -> GradientTransformation:
-    """RMSProp (seed 003): ``r_t = p r_{t−1} + (1 − p) g⊙g``, ``θ_{t+1} = θ_t − η/√(δ + r_t) · g``.
+    r"""RMSProp (seed 003): ``r_t = p r_{t−1} + (1 − p) g⊙g``, ``θ_{t+1} = θ_t − η/√(δ + r_t) · g``.
+
+    .. math::
+
+        r_t = p\, r_{t-1} + (1 - p)\, g_t \odot g_t,\qquad
+        \theta_{t+1} = \theta_t - \frac{\eta}{\sqrt{\delta + r_t}} \odot g_t
 
     ``optax.rmsprop``'s arguments and order. With ``momentum=β`` (PyTorch's order):
     ``b_t = β b_{t−1} + g/√(δ + r_t)``, ``θ_{t+1} = θ_t − η b_t``. ``init="first_grad"``
@@ -123,8 +148,18 @@ def adam(
     nesterov: bool = False,
     bias_correction: bool = True,
 ) -> GradientTransformation:
-    """Adam (seed 003, Kingma & Ba): RMSProp + momentum + bias correction,
+    r"""Adam (seed 003, Kingma & Ba): RMSProp + momentum + bias correction,
     ``θ_t = θ_{t−1} − α m̂_t / (√v̂_t + ε)`` (formulas in ``adam_leaf``).
+
+    .. math::
+
+        m_t = \beta_1 m_{t-1} + (1 - \beta_1)\, g_t,\qquad
+        v_t = \beta_2 v_{t-1} + (1 - \beta_2)\, g_t^2,
+
+        \hat m_t = \frac{m_t}{1 - \beta_1^t},\qquad
+        \hat v_t = \frac{v_t}{1 - \beta_2^t},
+
+        \theta_t = \theta_{t-1} - \alpha\, \frac{\hat m_t}{\sqrt{\hat v_t + \epsilon_{\mathrm{root}}} + \epsilon}
 
     ``optax.adam``'s arguments and order (``mu_dtype``: the dtype ``m`` is stored in;
     ``nesterov=True``: NAdam); ``bias_correction=False`` (keyword-only) is lecture 004's variant.
@@ -149,8 +184,15 @@ def adamw(
     nesterov: bool = False,
     bias_correction: bool = True,
 ) -> GradientTransformation:
-    """AdamW: Adam with decoupled weight decay,
+    r"""AdamW: Adam with decoupled weight decay,
     ``θ_t = θ_{t−1} − α (m̂_t / (√v̂_t + ε) + λ θ_{t−1})`` (seed 004's ``(1 − ηλ)θ``).
+
+    .. math::
+
+        \theta_t = \theta_{t-1} - \alpha \left(\frac{\hat m_t}{\sqrt{\hat v_t + \epsilon_{\mathrm{root}}} + \epsilon}
+        + \lambda\, \theta_{t-1}\right)
+
+        \text{with } \hat m_t, \hat v_t \text{ as in adam, and } \lambda \text{ only where the mask is True}
 
     ``optax.adamw``'s arguments, order and ``weight_decay`` default (1e-4; PyTorch's is
     1e-2). The decay is multiplied by the learning rate (optax's and PyTorch's convention);

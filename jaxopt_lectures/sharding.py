@@ -12,7 +12,7 @@ few scalars (counts, injected hyper-parameters). On a ``jax.sharding.Mesh``:
   parameters; the numbers are those of one device.
 
 :func:`init_sharded` creates the state directly with its shardings (``jit`` with
-``out_shardings``): given ``jax.ShapeDtypeStruct``s, no array is ever materialized whole on
+``out_shardings``): given ``jax.ShapeDtypeStruct`` leaves, no array is ever materialized whole on
 one device::
 
     mesh = data_mesh()                                   # all devices, axis "data"
