@@ -410,7 +410,7 @@ def global_norm_parts(tree: PyTree) -> tuple[jax.Array, jax.Array, jax.Array]:
     scale = jnp.max(jnp.stack([jnp.max(x, initial=0.0).astype(dtype) for x in real]))
     finite = jnp.isfinite(scale) & (scale > 0)
     safe = jnp.where(finite, scale, jnp.ones((), dtype))
-    total = sum(jnp.sum(jnp.square(x.astype(dtype) / safe)) for x in real)
+    total = jnp.sum(jnp.stack([jnp.sum(jnp.square(x.astype(dtype) / safe)) for x in real]))
     return safe, total, finite
 
 

@@ -494,9 +494,7 @@ def ill_conditioned(ds: Dataset, low: float = -2.0, high: float = 1.0, seed: int
     scale = 10.0**u
     mult = np.where(constant, 0.0, scale / np.where(constant, 1.0, std))
 
-    def transform(a: np.ndarray | None) -> np.ndarray | None:
-        if a is None:
-            return None
+    def transform(a: np.ndarray) -> np.ndarray:
         return ((_flat64(a) - mean) * mult).astype(np.float32).reshape(a.shape)
 
     return dataclasses.replace(
@@ -505,7 +503,7 @@ def ill_conditioned(ds: Dataset, low: float = -2.0, high: float = 1.0, seed: int
         x_train=transform(ds.x_train),
         x_val=transform(ds.x_val),
         x_test=transform(ds.x_test),
-        x_unlabeled=transform(ds.x_unlabeled),
+        x_unlabeled=None if ds.x_unlabeled is None else transform(ds.x_unlabeled),
         feature_scale=scale.astype(np.float32),
     )
 

@@ -644,7 +644,8 @@ class BatchSizeStudy:
 
     def verdict(self) -> str:
         """In one sentence: did the small batch generalize better at equal training loss (the
-        paired test of :mod:`.stats` on test accuracy across seeds), with a flatter minimum?"""
+        paired difference of test accuracy in points across seeds, superiority beyond
+        :data:`.stats.POINTS_MARGIN`), with a flatter minimum?"""
         small, large = min(self.batch_sizes), max(self.batch_sizes)
         rows = {r["batch_size"]: r for r in self.table()}
         from jaxopt_lectures.lab import stats
@@ -655,21 +656,30 @@ class BatchSizeStudy:
                 f"regime not reached: the batch sizes end at different training losses ({small}: {ts:.3f}, "
                 f"{large}: {tl:.3f}), so this is not Keskar et al.'s comparison; give more updates"
             )
-        acc = stats.compare(self.test_acc[large], self.test_acc[small], higher_is_better=True)
+        acc = stats.superiority(
+            stats.paired_points(self.test_acc[large], self.test_acc[small]), stats.POINTS_MARGIN, "higher"
+        )
         flatter = rows[small]["sharpness"] < rows[large]["sharpness"]
         sharp = (
             f"the small batch's minimum is {'flatter' if flatter else 'not flatter'} "
             f"(sharpness {rows[small]['sharpness']:.3g} against {rows[large]['sharpness']:.3g})"
         )
-        if acc.direction == 1:
+        lo, hi = acc.estimate.interval
+        gain = f"{acc.estimate.estimate:+.1f} points [{lo:+.1f}, {hi:+.1f}]"
+        if acc.result == "holds":
             return (
                 f"reproduced at this scale: at equal training loss the small batch reaches a higher test accuracy "
-                f"({rows[small]['test_acc']:.3f} against {rows[large]['test_acc']:.3f}); {sharp}"
+                f"({rows[small]['test_acc']:.3f} against {rows[large]['test_acc']:.3f}, {gain}); {sharp}"
+            )
+        if acc.result == "fails":
+            return (
+                f"not reproduced at this scale: at equal training loss the small batch gains less than "
+                f"{stats.POINTS_MARGIN:g} point of test accuracy ({rows[small]['test_acc']:.3f} against "
+                f"{rows[large]['test_acc']:.3f}, {gain}); {sharp}"
             )
         return (
-            f"not reproduced at this scale: at equal training loss the test accuracy does not differ in the small "
-            f"batch's favour ({rows[small]['test_acc']:.3f} against {rows[large]['test_acc']:.3f}, "
-            f"{'lower' if acc.direction == -1 else 'no significant difference'}); {sharp}"
+            f"inconclusive at this scale: the test accuracy gain of the small batch at equal training loss is "
+            f"{gain}, which neither clears nor excludes a {stats.POINTS_MARGIN:g}-point margin; {sharp}"
         )
 
 

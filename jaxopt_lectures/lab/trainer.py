@@ -379,7 +379,7 @@ def _unstack(tree, n):
 
 def train(
     model_fn: Callable[..., nnx.Module],
-    data: Dataset,
+    data: Dataset | Sequence[Dataset],
     optimizer: jol.GradientTransformation,
     epochs: int,
     batch_size: int | None = 32,

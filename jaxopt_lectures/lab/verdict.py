@@ -202,6 +202,7 @@ def _grid_edge(arm: dict, index: int) -> list[str]:
 
 def _half(result: stats.HalfResult, metric: str, tuned_on: str, extra: dict | None = None) -> dict:
     est = result.estimate
+    assert est is not None, "every judged half has an estimate"
     out = {
         "metric": metric,
         "tuned_on": tuned_on,
@@ -420,8 +421,8 @@ def check_regime(row: Row, base: dict, var: dict, halves: dict) -> dict:
         for p in base["points"]:
             eta = p["config"].get(key)
             early = [0 <= d < window for d in p["diverged_epoch"]]
-            q = vv.get(eta)
-            if q is not None and any(early) and all(d < 0 for d in q["diverged_epoch"]):
+            same_eta = vv.get(eta)
+            if same_eta is not None and any(early) and all(d < 0 for d in same_eta["diverged_epoch"]):
                 found.append(eta)
         out["reached"] = bool(found)
         out["detail"] = (
