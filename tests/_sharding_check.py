@@ -175,7 +175,9 @@ def check_recipe_spreads_rows():
     # the recipe runner puts a row's vmapped runs on the devices: same row as on one device
     from jaxopt_lectures.lab import recipe
 
-    entry = recipe.Entry(**{**recipe.REGISTRY["momentum"].__dict__, "quick_epochs": 1})
+    entry = recipe.Entry(
+        **{**recipe.REGISTRY["hinge"].__dict__, "quick_epochs": 1, "tune": {"optimizer.learning_rate": (0.01, 0.1)}}
+    )
     assert recipe._runs_mesh(entry.baseline, 6).shape == {"runs": 6}
     spread = recipe.run_entry(entry, [0, 1, 2], quick=True)
     original = jax.device_count
@@ -185,9 +187,9 @@ def check_recipe_spreads_rows():
         single = recipe.run_entry(entry, [0, 1, 2], quick=True)
     finally:
         jax.device_count = original
-    for metric in ("train", "val"):
-        for side in ("without", "with"):
-            np.testing.assert_allclose(spread[metric][side]["per_seed"], single[metric][side]["per_seed"], rtol=1e-5)
+    for side in ("without", "with"):
+        for a, b in zip(spread["arms"][side]["eta_curve"], single["arms"][side]["eta_curve"]):
+            np.testing.assert_allclose([a["train"], a["val"]], [b["train"], b["val"]], rtol=1e-5)
     print("OK recipe rows spread")
 
 
