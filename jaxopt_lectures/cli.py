@@ -29,7 +29,8 @@ def _recipe_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--quick",
         action="store_true",
-        help="smaller budgets: fewer epochs, smaller tuning grids, 3 seeds (verdicts may differ from the full table)",
+        help="fewer epochs and 3 seeds, the full table's grids, no extra seed blocks: it may only be less decided "
+        "(more inconclusive) than the full table",
     )
     p.add_argument(
         "--only", default="", metavar="NAMES", help="comma-separated technique names (default: all; see --list)"

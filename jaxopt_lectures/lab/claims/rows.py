@@ -79,7 +79,6 @@ class Row:
     tune: dict = dataclasses.field(default_factory=dict)  # path -> grid, both arms
     tune_variant: dict = dataclasses.field(default_factory=dict)  # path -> grid, the variant only
     tune_baseline: dict = dataclasses.field(default_factory=dict)  # path -> grid, the baseline only
-    quick_tune: dict | None = None  # smaller grids for --quick (default: every other point)
     budget: str = "updates"  # or "epochs"
     regime: str | None = None
     measure: str = "loss"  # "loss", "sparsity" (fraction of near-zero weights), "sharpness"
@@ -109,19 +108,11 @@ class Row:
         return self.quick_epochs if quick else self.full_epochs
 
     def grids(self, quick: bool) -> tuple[dict, dict]:
-        """``(baseline grid, variant grid)``: setting path -> candidate values."""
-
-        def shrink(grid):
-            if not quick:
-                return dict(grid)
-            out = {}
-            for k, v in grid.items():
-                keep = tuple(x for x in v if x in (self.quick_tune or {}).get(k, ()))
-                out[k] = keep or (tuple(v[::2]) if len(v) > 2 else tuple(v))
-            return out
-
-        both = shrink(self.tune)
-        return {**both, **shrink(self.tune_baseline)}, {**both, **shrink(self.tune_variant)}
+        """``(baseline grid, variant grid)``: setting path -> candidate values. ``--quick`` keeps
+        the full table's grids (it has fewer epochs and seeds: it may only be less decided)."""
+        del quick
+        both = dict(self.tune)
+        return {**both, **self.tune_baseline}, {**both, **self.tune_variant}
 
     @property
     def technique(self) -> str:
@@ -251,7 +242,6 @@ ROWS: list[Row] = [
         15,
         6,
         tune={LR: (3e-3, 1e-2, 3e-2, 1e-1)},
-        quick_tune={LR: (1e-2, 1e-1)},
         regime="instability",
         note="a deep MLP without normalization, Adam at high η; warm-up over the first 10% of the updates",
     ),
@@ -276,7 +266,6 @@ ROWS: list[Row] = [
         tune={LR: ETA_ADAM},
         tune_baseline={"optimizer.weight_decay": L2_GRID},
         tune_variant={"optimizer.weight_decay": (1e-2, 1e-1, 1.0)},
-        quick_tune={LR: (1e-3, 3e-3), "optimizer.weight_decay": (1e-4, 1e-1)},
         regime="overfits",
         note="Adam + L2 (λ in L2_GRID) against AdamW (λ in its own grid): each at its best λ",
     ),
@@ -289,7 +278,6 @@ ROWS: list[Row] = [
         6,
         tune={LR: ETA_ADAM},
         tune_variant={"optimizer.weight_decay": (1e-2, 1e-1, 1.0)},
-        quick_tune={LR: (1e-3, 3e-3), "optimizer.weight_decay": (1e-1,)},
         regime="overfits",
         note="the slide's literal comparison: AdamW against plain Adam",
     ),
@@ -302,7 +290,6 @@ ROWS: list[Row] = [
         6,
         tune={LR: ETA_ADAM},
         tune_variant={"hparams.dropout": (0.1, 0.3, 0.5)},
-        quick_tune={LR: (1e-3, 3e-3), "hparams.dropout": (0.3,)},
         regime="overfits",
     ),
     make_row(
@@ -314,7 +301,6 @@ ROWS: list[Row] = [
         6,
         tune={LR: ETA_SGD},
         tune_variant={"optimizer.weight_decay": (5e-5, 5e-4, 5e-3)},
-        quick_tune={LR: (0.03, 0.1), "optimizer.weight_decay": (5e-4,)},
         regime="overfits",
         note="SGD + momentum with λθ added to the gradient before the momentum (PyTorch's SGD weight_decay)",
     ),
@@ -327,7 +313,6 @@ ROWS: list[Row] = [
         6,
         tune={LR: ETA_ADAM},
         tune_variant={"hparams.l1": L2_GRID},
-        quick_tune={LR: (1e-3, 3e-3), "hparams.l1": (1e-4,)},
         regime="overfits",
     ),
     make_row(
@@ -339,7 +324,6 @@ ROWS: list[Row] = [
         6,
         tune={LR: ETA_ADAM},
         tune_variant={"hparams.l2": L2_GRID},
-        quick_tune={LR: (1e-3, 3e-3), "hparams.l2": (1e-4,)},
         regime="overfits",
         note="R(θ) = Σθ² added to the loss (the table's own example of parameter regularization)",
     ),
@@ -351,7 +335,6 @@ ROWS: list[Row] = [
         20,
         6,
         tune={LR: ETA_ADAM},
-        quick_tune={LR: (1e-3, 3e-3)},
         measure="sparsity",
         note="the same λ = 1e-4 for both penalties; measured: the fraction of weights with |w| < 1e-3",
     ),
@@ -363,7 +346,6 @@ ROWS: list[Row] = [
         20,
         6,
         tune={LR: ETA_ADAM},
-        quick_tune={LR: (1e-3, 3e-3)},
         regime="overfits",
         note="the epoch is chosen on the validation split; the verdict is read on the test split",
     ),
@@ -396,7 +378,6 @@ ROWS: list[Row] = [
         150,
         40,
         tune={LR: ETA_ADAM},
-        quick_tune={LR: (1e-3, 3e-3)},
         note="100 labeled digits, both arms trained to convergence; the variant first learns the rotation of 800 "
         "unlabeled ones",
     ),
@@ -409,7 +390,6 @@ ROWS: list[Row] = [
         20,
         6,
         tune={LR: (1e-3, 3e-3)},
-        quick_tune={LR: (1e-3,)},
         regime="overfits",
     ),
     make_row(
@@ -493,7 +473,6 @@ ROWS: list[Row] = [
         20,
         6,
         tune={LR: ETA_ADAM, "hparams.dropout": (0.1, 0.3, 0.5)},
-        quick_tune={LR: (1e-3, 3e-3), "hparams.dropout": (0.3,)},
         note="both arms use dropout (rate tuned); only the activation (and its matching init) differs",
     ),
     make_row(
@@ -504,7 +483,6 @@ ROWS: list[Row] = [
         20,
         6,
         tune={LR: ETA_ADAM},
-        quick_tune={LR: (1e-3, 3e-3)},
         design="demonstration",
         note="classic dropout (p = 0.5, set in the model: the test-time 1 − p reads the model's own rate) with and "
         "without multiplying by 1 − p at test time",
@@ -529,7 +507,6 @@ ROWS: list[Row] = [
         20,
         6,
         tune={LR: ETA + (1.0,)},
-        quick_tune={LR: (1e-2, 1e-1, 1.0)},
         note="each loss at its own η",
     ),
     make_row(
@@ -551,7 +528,6 @@ ROWS: list[Row] = [
         60,
         16,
         tune={LR: ETA_ADAM},
-        quick_tune={LR: (1e-3, 3e-3)},
         regime="overfits",
         note="equal updates: 600 examples for 60 epochs against 2400 for 15",
     ),
@@ -564,7 +540,6 @@ ROWS: list[Row] = [
         6,
         tune={LR: ETA_ADAM},
         tune_variant={"hparams.mixup_alpha": (0.1, 0.4, 1.0)},
-        quick_tune={LR: (1e-3, 3e-3), "hparams.mixup_alpha": (0.4,)},
         regime="overfits",
     ),
     make_row(
@@ -586,7 +561,6 @@ ROWS: list[Row] = [
         40,
         tune={LR: ETA_ADAM},
         tune_variant={"hparams.entropy_weight": (0.03, 0.1, 0.3)},
-        quick_tune={LR: (1e-3, 3e-3), "hparams.entropy_weight": (0.1,)},
     ),
     make_row(
         "graph",
@@ -597,7 +571,6 @@ ROWS: list[Row] = [
         40,
         tune={LR: ETA_ADAM},
         tune_variant={"hparams.graph_weight": (0.3, 1.0, 3.0)},
-        quick_tune={LR: (1e-3, 3e-3), "hparams.graph_weight": (1.0,)},
     ),
     make_row(
         "batch_size",
