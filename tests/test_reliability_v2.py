@@ -276,3 +276,30 @@ def test_l28_no_registry_row_asks_for_a_batch_larger_than_its_training_split():
             bs, spec = setting["batch_size"], setting["data"]
             n = len(plan.load_data(spec, 0).x_train)
             assert bs is None or 1 <= bs <= n, (row.name, bs, n)
+
+
+# --- the class of S01 for inject_hyperparams: a state from another build -------------------
+
+
+def test_s01_class_inject_hyperparams_refuses_a_state_built_with_other_values():
+    made_by = jol.inject_hyperparams(jol.adam)(learning_rate=0.1)
+    state = made_by.init(P)
+    with pytest.raises(ValueError, match=r"learning_rate=0\.1; this one is built with learning_rate=0\.01"):
+        jol.inject_hyperparams(jol.adam)(learning_rate=0.01).update(G, state, P)
+    with pytest.raises(ValueError, match=r"injected hyper-parameters are \['b1', .*this optimizer injects \['b2'"):
+        jol.inject_hyperparams(jol.adam, static_args=("b1",))(learning_rate=0.1).update(G, state, P)
+    with pytest.raises(ValueError, match=r"learning_rate=0\.1; this one is built with learning_rate=a schedule"):
+        jol.inject_hyperparams(jol.adam)(learning_rate=jol.schedules.cosine_decay(0.1, 10)).update(G, state, P)
+
+
+def test_s01_class_inject_hyperparams_keeps_values_set_on_the_state_and_under_jit_the_build_wins():
+    tx = jol.inject_hyperparams(jol.sgd)(learning_rate=0.1)
+    state = jol.set_state_field(tx.init(P), "learning_rate", 0.5)
+    u, state = tx.update(G, state, P)  # a value set on the running state is not another build
+    np.testing.assert_allclose(u["w"], -0.5)
+    other = jol.inject_hyperparams(jol.sgd)(learning_rate=0.01)
+    u, new = jax.jit(other.update)(G, tx.init(P), P)  # traced: cannot raise, so the build's value is used
+    np.testing.assert_allclose(u["w"], -0.01, rtol=1e-6)
+    assert float(new.hyperparams["learning_rate"]) == pytest.approx(0.01)
+    u, _ = other.update(G, new, P)  # and the state now belongs to that build
+    np.testing.assert_allclose(u["w"], -0.01, rtol=1e-6)

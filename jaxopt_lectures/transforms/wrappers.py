@@ -264,11 +264,15 @@ def _mean_dtype(g, acc):
 
 class InjectHyperparamsState(NamedTuple):
     """``hyperparams``: a dict of scalar arrays (read them for logging, change them with
-    ``set_state_field``); ``count``: steps made (the argument of scheduled ones)."""
+    ``set_state_field``); ``count``: steps made (the argument of scheduled ones);
+    ``made_with``: the values the optimizer was built with, in the order of the sorted
+    names (NaN for a schedule), so that a state is not stepped by an optimizer built with
+    other values (``()`` in a state built by hand: not checked)."""
 
     count: jax.Array  # type: ignore[assignment]  # optax's field name; it shadows tuple.count
     hyperparams: dict
     inner_state: Any
+    made_with: tuple = ()
 
 
 def inject_hyperparams(
@@ -330,23 +334,71 @@ def inject_hyperparams(
                     out[k] = jnp.asarray(v(count), hp_dtype)
             return out
 
+        names = sorted(dynamic)
+
+        def made_with():
+            return tuple(jnp.asarray(np.nan if callable(dynamic[k]) else dynamic[k], hp_dtype) for k in names)
+
         def init(params):
             count = jnp.zeros([], jnp.int32)
             hp = {k: jnp.asarray(v(count) if callable(v) else v, hp_dtype) for k, v in dynamic.items()}
-            return InjectHyperparamsState(count=count, hyperparams=hp, inner_state=factory(**static, **hp).init(params))
+            inner = factory(**static, **hp).init(params)
+            return InjectHyperparamsState(count=count, hyperparams=hp, inner_state=inner, made_with=made_with())
 
         def update(grads, state, params=None, **extra):
             check_state(state, InjectHyperparamsState, wrapped.__name__)
-            hp = values_at(state.count, state.hyperparams)
+            own = made_with() if len(state.made_with) else ()
+            hyperparams = _check_injected_state(state, names, own, wrapped.__name__)
+            hp = values_at(state.count, hyperparams)
             inner_tx = factory(**static, **hp)
             updates, inner = inner_tx.update(grads, state.inner_state, params, **extra)
-            return updates, InjectHyperparamsState(count=safe_increment(state.count), hyperparams=hp, inner_state=inner)
+            new = InjectHyperparamsState(safe_increment(state.count), hp, inner, own)
+            return updates, new
 
         return GradientTransformation(init, update)
 
     wrapped.__doc__ = f"{factory.__name__} with hyper-parameters in the state.\n\n{factory.__doc__ or ''}"
     wrapped.__name__ = f"injected_{factory.__name__}"
     return wrapped
+
+
+def _check_injected_state(state: InjectHyperparamsState, names: list, own: tuple, owner: str) -> dict:
+    """The state's hyper-parameters, after checking it was made by an optimizer built like
+    this one. Another set of injected names is refused (a name missing from the state would
+    silently take the factory's default). A value built otherwise (``learning_rate=1e-2``
+    where this optimizer has ``1e-3``) is refused outside ``jit``, naming both: the state's
+    stored value would silently win over the configuration. Under ``jit`` (traced values)
+    the configuration's value is used instead. Values changed with ``set_state_field`` are
+    not a different build (``made_with`` keeps the build's values) and stay in effect."""
+    if sorted(state.hyperparams) != names:
+        raise ValueError(
+            f"{owner} got a state whose injected hyper-parameters are {sorted(state.hyperparams)} where "
+            f"this optimizer injects {names}; was it made by this optimizer's init (same static_args)?"
+        )
+    if not own:  # a state built by hand, without made_with
+        return state.hyperparams
+    if len(state.made_with) != len(names):
+        raise ValueError(f"{owner}: the state's made_with has {len(state.made_with)} entries for {len(names)} names")
+    hyperparams = dict(state.hyperparams)
+    for name, saved, mine in zip(names, state.made_with, own):
+        if not isinstance(saved, jax.core.Tracer) and not isinstance(mine, jax.core.Tracer):
+            a, b = np.asarray(saved), np.asarray(mine)
+            if not np.array_equal(a, np.broadcast_to(b, a.shape), equal_nan=True):
+
+                def shown(x):
+                    x = np.unique(x)
+                    return "a schedule" if np.isnan(x).all() else ", ".join(f"{v:g}" for v in x.tolist())
+
+                raise ValueError(
+                    f"{owner}: this state was made by an optimizer built with {name}={shown(a)}; this one "
+                    f"is built with {name}={shown(b)}, and the state holds the values in use. Build the "
+                    "optimizer as before (change a running value with set_state_field), or start from this "
+                    "optimizer's init"
+                )
+            continue
+        same = (saved == mine) | (jnp.isnan(saved) & jnp.isnan(mine))
+        hyperparams[name] = jnp.where(same, hyperparams[name], mine).astype(hyperparams[name].dtype)
+    return hyperparams
 
 
 def _is_schedule(f) -> bool:
