@@ -5,8 +5,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import jaxopt_lectures as jol
+from jaxopt_lectures.fused import Packed
 
 P = {"w": jnp.ones(2)}
 G = {"w": jnp.ones(2)}
@@ -303,3 +306,104 @@ def test_s01_class_inject_hyperparams_keeps_values_set_on_the_state_and_under_ji
     assert float(new.hyperparams["learning_rate"]) == pytest.approx(0.01)
     u, _ = other.update(G, new, P)  # and the state now belongs to that build
     np.testing.assert_allclose(u["w"], -0.01, rtol=1e-6)
+
+
+def test_s01_class_partition_refuses_a_state_whose_labels_moved_naming_the_leaf():
+    """Already so (audit S04): each part's state holds its own leaves, so a moved label fails
+    the part's structure check, which names the leaf; pinned here for leaves of equal shapes."""
+    p = {"v": jnp.ones(2), "w": jnp.ones(2)}
+    made_by = jol.partition({"a": jol.adam(0.1), "b": jol.sgd(0.1, momentum=0.9)}, {"v": "a", "w": "b"})
+    swapped = jol.partition({"a": jol.adam(0.1), "b": jol.sgd(0.1, momentum=0.9)}, {"v": "b", "w": "a"})
+    with pytest.raises(ValueError, match=r"\['w'\]"):
+        swapped.update(p, made_by.init(p), p)
+    other_parts = jol.partition({"a": jol.adam(0.1), "c": jol.sgd(0.1)}, {"v": "a", "w": "c"})
+    with pytest.raises(ValueError, match=r"parts \['a', 'b'\] where the transforms are \['a', 'c'\]"):
+        other_parts.update(p, made_by.init(p), p)
+
+
+# --- property: a configuration change between saving and resuming a state ------------------
+
+HP = {"w": jnp.array([[1.0, -2.0], [0.5, 3.0]]), "b": jnp.array([0.25, -1.0])}
+
+
+def _grads(i):
+    return jax.tree.map(lambda x: jnp.sin(x * (i + 1)) + 0.1 * i, HP)
+
+
+def _build(family, c):
+    if family == "accumulate":
+        return jol.accumulate_gradients(jol.sgd(c["lr"]), c["k"])
+    if family == "inject":
+        return jol.inject_hyperparams(jol.adam)(learning_rate=c["lr"])
+    kw = {} if c["mask"] == "default" else {"mask": None}
+    return jol.fused_adamw(c["lr"], weight_decay=c["wd"], backend="xla", **kw)
+
+
+def _same_contents(family, tx2, state, params):
+    """The state ``tx2`` would hold with ``state``'s contents: what a correct resume continues."""
+    if family == "accumulate":
+        fresh = tx2.init(params)
+        return fresh._replace(mini_step=state.mini_step, acc_grads=state.acc_grads, inner_state=state.inner_state)
+    if family == "inject":
+        return state  # accepted only when built alike
+    fresh = tx2.init(params)
+
+    def repack(m, like):
+        return Packed.pack(m.unpack(), like.layout)
+
+    return fresh._replace(
+        count=state.count,
+        params=repack(state.params, fresh.params),
+        mu=repack(state.mu, fresh.mu),
+        nu=repack(state.nu, fresh.nu),
+    )
+
+
+def _run(family, tx, state, params, start, n):
+    for i in range(start, start + n):
+        if family == "fused":
+            state = tx.step(state, _grads(i))
+        else:
+            u, state = tx.update(_grads(i), state, params)
+            params = jol.apply_updates(params, u)
+    return (state.params.unpack() if family == "fused" else params), state
+
+
+CONFIGS = {
+    "accumulate": st.fixed_dictionaries({"lr": st.sampled_from([0.1, 0.05]), "k": st.integers(1, 4)}),
+    "inject": st.fixed_dictionaries({"lr": st.sampled_from([0.1, 0.01])}),
+    "fused": st.fixed_dictionaries(
+        {"lr": st.just(0.1), "wd": st.sampled_from([0.0, 0.5]), "mask": st.sampled_from(["default", "none"])}
+    ),
+}
+
+
+@settings(max_examples=40)
+@given(data=st.data())
+def test_property_a_changed_configuration_resumes_correctly_or_is_refused(data):
+    family = data.draw(st.sampled_from(sorted(CONFIGS)), label="family")
+    c1, c2 = data.draw(CONFIGS[family], label="saved with"), data.draw(CONFIGS[family], label="resumed with")
+    n1, n2 = data.draw(st.integers(0, 5), label="steps before"), data.draw(st.integers(1, 4), label="steps after")
+    tx1, tx2 = _build(family, c1), _build(family, c2)
+    params, state = _run(family, tx1, tx1.init(HP), HP, 0, n1)
+    try:
+        got, _ = _run(family, tx2, state, params, n1, n2)
+    except ValueError:
+        return  # refused: fine (the same configuration is never refused: the test below)
+    # accepted: the state must be one tx2 could have made, and continue as that one would
+    if family == "accumulate":
+        assert int(state.mini_step) < c2["k"], (c1, c2, int(state.mini_step))
+    if family == "inject":
+        assert c1 == c2
+    want, _ = _run(family, tx2, _same_contents(family, tx2, state, params), params, n1, n2)
+    jax.tree.map(np.testing.assert_array_equal, got, want)
+
+
+@settings(max_examples=10)
+@given(data=st.data())
+def test_property_the_same_configuration_is_never_refused(data):
+    family = data.draw(st.sampled_from(sorted(CONFIGS)), label="family")
+    c = data.draw(CONFIGS[family], label="config")
+    tx1, tx2 = _build(family, c), _build(family, c)
+    params, state = _run(family, tx1, tx1.init(HP), HP, 0, data.draw(st.integers(0, 5)))
+    _run(family, tx2, state, params, 0, 2)
