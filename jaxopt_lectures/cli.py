@@ -3,6 +3,7 @@
 jaxopt-lectures recipe                 # the lecture's concluding table, measured (3 seeds)
 jaxopt-lectures recipe --quick         # the same table on smaller budgets
 jaxopt-lectures recipe --only dropout,adam --seeds 5 --out results/
+jaxopt-lectures report results/        # rebuild results/index.html from results/recipe.json
 """
 
 from __future__ import annotations
@@ -113,7 +114,7 @@ def _run_recipe(args: argparse.Namespace) -> int:
     except KeyError as e:
         raise UsageError(str(e.args[0])) from None
     out = _writable_dir(args.out)
-    for name in ("recipe.md", "recipe.json", "recipe.csv", "recipe.png", "recipe_curves.png"):
+    for name in ("recipe.md", "recipe.json", "recipe.csv", "recipe.png", "recipe_curves.png", "index.html"):
         if (out / name).is_dir():  # audit case 78: found before training, not after
             raise UsageError(f"--out {str(out)!r}: {name} there is a directory; move it or choose another --out")
     from jaxopt_lectures.lab import enable_compilation_cache
@@ -136,6 +137,57 @@ def _run_recipe(args: argparse.Namespace) -> int:
     return 0
 
 
+def _report_parser(sub) -> None:
+    p = sub.add_parser(
+        "report",
+        help="rebuild DIR/index.html from DIR/recipe.json (no training)",
+        description=(
+            "Rebuild the HTML report of a finished `jaxopt-lectures recipe` run: reads DIR/recipe.json "
+            "and nothing else, writes DIR/index.html (one self-contained page: open it offline)."
+        ),
+    )
+    p.add_argument("dir", type=Path, metavar="DIR", help="a results folder holding recipe.json (e.g. results/)")
+    p.set_defaults(run=_run_report)
+
+
+def _run_report(args) -> int:
+    import json
+
+    source = args.dir / "recipe.json"
+    try:
+        table = json.loads(source.read_bytes().decode("utf-8"))
+    except FileNotFoundError:
+        raise UsageError(f"{str(source)!r} not found (run `jaxopt-lectures recipe --out {args.dir}` first)") from None
+    except OSError as e:
+        raise UsageError(f"{str(source)!r} cannot be read ({e.strerror or e})") from None
+    except ValueError as e:  # JSONDecodeError and UnicodeDecodeError
+        raise UsageError(f"{str(source)!r} is not valid JSON ({type(e).__name__}: {e})") from None
+    from jaxopt_lectures.lab import report
+
+    if (
+        not isinstance(table, dict)
+        or table.get("schema") != report.SCHEMA_VERSION
+        or not isinstance(table.get("rows"), list)
+    ):
+        found = table.get("schema") if isinstance(table, dict) else type(table).__name__
+        raise UsageError(
+            f"{str(source)!r} is not a recipe table of schema version {report.SCHEMA_VERSION} (found {found!r})"
+        )
+    from jaxopt_lectures.lab import html_report
+
+    target = args.dir / "index.html"
+    if target.is_dir():
+        raise UsageError(f"{str(target)!r} is a directory; move it aside")
+    try:
+        path = html_report.write_html(table, target)
+    except (KeyError, TypeError, IndexError, AttributeError, ValueError) as e:
+        raise UsageError(f"{str(source)!r} is not a complete recipe table ({type(e).__name__}: {e})") from None
+    except OSError as e:
+        raise UsageError(f"cannot write {str(target)!r} ({e.strerror or e})") from None
+    print(f"wrote {path}")
+    return 0
+
+
 def _device_line() -> str:
     """The backend and device the runs use, e.g. ``cpu (1 x cpu)`` or ``gpu (1 x NVIDIA H100)``."""
     import jax
@@ -151,6 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _recipe_parser(sub)
+    _report_parser(sub)
     from jaxopt_lectures import figures_cli  # no Flax or matplotlib here: they load inside the commands
 
     figures_cli.register(sub)
@@ -158,7 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 #: Top-level modules that only the ``[lab]`` extra installs.
-LAB_MODULES = frozenset({"flax", "orbax", "sklearn", "mnist1d", "tqdm", "matplotlib"})
+LAB_MODULES = frozenset({"flax", "orbax", "sklearn", "mnist1d", "tqdm", "matplotlib", "jinja2", "markupsafe"})
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -379,8 +379,9 @@ def write_reports(table: dict, out: Path) -> list[Path]:
     atomic_write(paths[0], markdown(table))
     atomic_write(paths[1], json.dumps(table, indent=1))
     atomic_write(paths[2], to_csv(table))
-    from jaxopt_lectures.lab import report_figures
+    from jaxopt_lectures.lab import html_report, report_figures
 
     report_figures.plot_bars(table, paths[3])
     report_figures.plot_curves(table, paths[4])
+    paths.append(html_report.write_html(table, out / "index.html"))  # the page: docs/img/report-*.png
     return paths
