@@ -74,10 +74,12 @@ def test_rerun_after_an_interruption_skips_finished_rows(tmp_path):
     )
     assert other["rows_reused"] == 0
     paths = report.write_reports(table, tmp_path)
-    assert [p.name for p in paths] == ["recipe.md", "recipe.json", "recipe.csv", "recipe.png", "recipe_curves.png"]
+    names = ["recipe.md", "recipe.json", "recipe.csv", "recipe.png", "recipe_curves.png", "index.html"]
+    assert [p.name for p in paths] == names
     assert json.loads(paths[1].read_text())["rows"][0]["name"] == "adagrad"
     assert paths[2].read_text().count("\n") == 1 + 2 * 3 and paths[3].stat().st_size > 10_000
     assert paths[4].stat().st_size > 10_000
+    assert 'id="row-momentum"' in paths[5].read_text(encoding="utf-8")  # the HTML report (issue 23)
 
 
 @pytest.mark.parametrize(

@@ -117,6 +117,10 @@ def claim_word(name: str, half: dict) -> str:
     return f"{what} (shown)"
 
 
+def _short(text: str, n: int = 34) -> str:
+    return text if len(text) <= n else text[: n - 1].rstrip() + "…"
+
+
 def claim_short(half: dict) -> str:
     """The direction the half is tested in, for the forest plot's labels."""
     kind, better = half.get("kind"), half.get("better")
@@ -243,10 +247,11 @@ def forest_plot(table: dict) -> str:
 
 def _forest_panel(items: list, scale: str) -> str:
     n = max(len(items), 1)
-    height = 0.24 * n + 1.4
-    fig = _figure(
-        8.0, height, {"left": 3.3 / 8.0, "right": 1 - 1.05 / 8.0, "bottom": 1.15 / height, "top": 1 - 0.1 / height}
-    )
+    labels = [f"{_short(r['technique'])} · {k} ({claim_short(h)})" for r, k, h in items]
+    left = min(0.075 * max([len(s) for s in labels] + [10]) + 0.2, 4.4)  # inches: ~0.075 per character at 8 pt
+    width, height = left + 4.6, 0.25 * n + 1.4
+    margins = {"left": left / width, "right": 1 - 1.5 / width, "bottom": 1.15 / height, "top": 1 - 0.1 / height}
+    fig = _figure(width, height, margins)
     ax = fig.add_subplot()
     ratio = scale == "ratio"
     lim_lo, lim_hi = (1 / 50, 50) if ratio else (-100.0, 100.0)
@@ -278,7 +283,7 @@ def _forest_panel(items: list, scale: str) -> str:
                 mew=1.3,
             )
         word = half_mark(r, h)["word"]
-        ax.text(1.01, y, f"{word}", transform=ax.get_yaxis_transform(), fontsize=7.5, va="center", color=color)
+        ax.text(1.01, y, word, transform=ax.get_yaxis_transform(), fontsize=8, va="center", color=color)
     if ratio:
         _log(ax, "x")
         finite = [v for v in ends if v is not None and math.isfinite(v) and v > 0]
@@ -293,7 +298,7 @@ def _forest_panel(items: list, scale: str) -> str:
         ax.set_xlim(-pad, pad)
         ax.axvline(0.0, color="black", lw=0.8)
         ax.set_xlabel("difference with − without, percentage points, 95% interval", fontsize=8)
-    ax.set_yticks(range(len(items)), [f"{r['technique']} · {k} ({claim_short(h)})" for r, k, h in items], fontsize=7.5)
+    ax.set_yticks(range(len(items)), labels, fontsize=8)
     for t, (r, _k, _h) in zip(ax.get_yticklabels(), items):
         t.set_url(f"#row-{r['name']}")
     ax.set_ylim(len(items) - 0.5, -0.5)
