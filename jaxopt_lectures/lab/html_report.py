@@ -66,8 +66,10 @@ def fmt(x, digits: int = 3) -> str:
         return str(x)
     if isinstance(x, int):
         return str(x)
-    if x != 0 and (abs(x) >= 1e5 or abs(x) < 1e-3):
+    if x != 0 and (abs(x) >= 1e6 or abs(x) < 1e-3):
         return f"{x:.{digits - 1}e}"
+    if abs(x) >= 10 ** (digits - 1):
+        return f"{x:.0f}"  # 252 s, 4130 s: whole numbers, never 4.13e+03
     return f"{x:.{digits}g}" if abs(x) >= 1 else f"{x:.{digits}f}".rstrip("0").rstrip(".") or "0"
 
 
@@ -166,7 +168,8 @@ def _svg(fig, salt: str, label: str) -> str:
     with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": salt}):
         fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": None})
     text = buf.getvalue()
-    text = _own_ids(text[text.index("<svg") :], re.sub(r"[^A-Za-z0-9_-]", "_", salt) + "-")
+    text = re.sub(r"<metadata>.*?</metadata>\s*", "", text[text.index("<svg") :], flags=re.S)
+    text = _own_ids(text, re.sub(r"[^A-Za-z0-9_-]", "_", salt) + "-")
     head_end = text.index(">")
     head = re.sub(r'\s(width|height)="[^"]*"', "", text[:head_end])
     safe = label.replace("&", "&amp;").replace('"', "&quot;").replace("<", "&lt;")
@@ -331,11 +334,11 @@ def _eta_x(points: list[dict]) -> tuple[list, str, bool]:
     return list(range(len(points))), "grid point", False
 
 
-def chosen_indices(row: dict, arm: str) -> dict[int, list[str]]:
-    """Which grid points of ``arm`` the halves picked (index -> what picked it)."""
+def chosen_indices(row: dict, arm: str, halves=HALF_ORDER) -> dict[int, list[str]]:
+    """Which grid points of ``arm`` the ``halves`` picked (index -> what picked it)."""
     out: dict[int, list[str]] = {}
     points = row["arms"][arm]["eta_curve"]
-    for name in HALF_ORDER:
+    for name in halves:
         h = row["halves"].get(name)
         if not h:
             continue
@@ -349,6 +352,13 @@ def chosen_indices(row: dict, arm: str) -> dict[int, list[str]]:
                 if p["config"] == cfg:
                     out.setdefault(i, []).append(why)
     return out
+
+
+def picks(row: dict, arm: str, split: str) -> dict[int, list[str]]:
+    """The points to ring on ``split``'s grid plot: those the half judged on it picked (the
+    training plot: optimization or the measure; validation: generalization), else every pick."""
+    halves = ("generalization",) if split == "val" else ("optimization", "measure")
+    return chosen_indices(row, arm, halves) or chosen_indices(row, arm)
 
 
 def eta_plot(row: dict, split: str) -> str:
@@ -369,9 +379,19 @@ def eta_plot(row: dict, split: str) -> str:
         all_x += xs
         all_y += ys
         ax.plot(xs, ys, ls, color=color, marker="o", ms=4, lw=1.3, label=name)
-        for i in chosen_indices(row, arm):
+        for i in picks(row, arm, split):
             if i < len(xs) and math.isfinite(ys[i]):
                 ax.plot([xs[i]], [ys[i]], "o", ms=10, mfc="none", mec=color, mew=1.6)
+                if len(points) > 1 and i in (0, len(points) - 1):  # the best may lie outside the grid
+                    ax.annotate(
+                        "⚑ edge",
+                        (xs[i], ys[i]),
+                        xytext=(0, 8),
+                        textcoords="offset points",
+                        fontsize=7,
+                        ha="center",
+                        color=COLORS["regime"],
+                    )
         for i, p in enumerate(points):
             if p.get("diverged"):
                 ax.annotate(
