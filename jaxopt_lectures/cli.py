@@ -137,7 +137,7 @@ def _run_recipe(args: argparse.Namespace) -> int:
     return 0
 
 
-def _report_parser(sub) -> None:
+def _report_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "report",
         help="rebuild DIR/index.html from DIR/recipe.json (no training)",
@@ -150,7 +150,7 @@ def _report_parser(sub) -> None:
     p.set_defaults(run=_run_report)
 
 
-def _run_report(args) -> int:
+def _run_report(args: argparse.Namespace) -> int:
     import json
 
     source = args.dir / "recipe.json"

@@ -140,7 +140,7 @@ def half_mark(row: dict, half: dict) -> dict:
     if row["label"] in ROW_STATUS:
         sym, word, cls = LABEL_MARKS[row["label"]]
         return {"sym": sym, "word": word, "cls": cls, "measured": half.get("result")}
-    sym, word, cls = RESULT_MARKS.get(half.get("result"), ("·", str(half.get("result")), "open"))
+    sym, word, cls = RESULT_MARKS.get(str(half.get("result")), ("·", str(half.get("result")), "open"))
     return {"sym": sym, "word": word, "cls": cls, "measured": None}
 
 
@@ -480,7 +480,7 @@ def _half_view(row: dict, name: str, h: dict) -> dict:
                 )
             target = t.get("target") or {}
             metric = {"train": "training loss ≤", "train_acc": "training accuracy ≥"}.get(
-                target.get("metric"), f"{target.get('metric')} at"
+                str(target.get("metric")), f"{target.get('metric')} at"
             )
             ttt.append(
                 {
