@@ -106,6 +106,28 @@ def test_overfitting_regime_needs_99_percent_training_accuracy_and_a_rising_vali
     assert "training accuracy" in out["regime"]["detail"]
 
 
+def test_a_regularizer_is_compared_with_the_baseline_that_fits_not_the_one_validation_stopped_early():
+    row = REGISTRY["dropout"]
+    rising = [list(np.r_[np.linspace(1.0, 0.5, 5), np.linspace(0.55, 0.9, 5)]) for _ in range(SEEDS)]
+    falling = [list(np.linspace(1.0, 0.7, 10)) for _ in range(SEEDS)]
+    base = arm(
+        [
+            point(1e-3, [None] * 5, noisy(0.4), noisy(0.7), val=[0.7] * 5, val_curve=falling),  # val-best, underfits
+            point(3e-3, [4] * 5, noisy(0.01), noisy(0.9), val=[0.9] * 5, val_curve=rising),  # fits, overfits
+        ]
+    )
+    var = arm(
+        [
+            point(1e-3, [None] * 5, noisy(0.5), noisy(0.8), val=[0.8] * 5),
+            point(3e-3, [6] * 5, noisy(0.05), noisy(0.6), val=[0.6] * 5),
+        ]
+    )
+    out = verdict.judge(row, base, var, range(5))
+    gen = out["halves"]["generalization"]
+    assert gen["chosen"] == {"without": {LR: 3e-3}, "with": {LR: 3e-3}}
+    assert out["regime"]["reached"] is True and gen["result"] == "holds" and "fits" in gen["tuned_on"]
+
+
 def test_a_step_scale_claim_is_compared_at_equal_eta():
     row = REGISTRY["bias_correction"]
     assert row.design == "equal_eta"

@@ -16,7 +16,11 @@ Each half of a lecture claim is tuned and judged on its own metric (teaching-tru
   budget is flagged "saturated": its final loss measures margin growth, not optimization.
 * **Generalization** ("better generalization" = a lower validation loss) is tuned on the
   validation split and judged on the untouched test split: each arm at its grid point of
-  lowest mean validation cross-entropy, compared on test cross-entropy. Test error, with each
+  lowest mean validation cross-entropy, compared on test cross-entropy. A claim whose regime
+  is overfitting (the regularizers) compares the baseline where it fits the training data (its
+  training-best η: picking η on validation loss at a fixed budget would itself be early
+  stopping, and that baseline never overfits) with the variant at the same η, its strength
+  picked on validation: the lecture's recipe, regularize once training is good (004 l.353). Test error, with each
   arm picked on validation *accuracy*, is printed beside it in points; a row whose
   cross-entropy half holds while the error shows no gain is flagged "calibration only".
 * Positive measures (losses, updates, sharpness) are compared as paired log-ratios
@@ -60,6 +64,7 @@ EQUAL_LOSS_RATIO = 1.25
 #: lecture's steep-and-flat loss surface, 000 around line 146: g⁰ = (500, 0.4)).
 ILL_CONDITIONED = 1e4
 CHANCE_LOSS = math.log(10.0)
+LR_KEY = "optimizer.learning_rate"
 #: Every label a row can get.
 LABELS = (
     "yes",
@@ -140,13 +145,24 @@ def _train_best(arm: dict) -> int:
     return _pick(scores)
 
 
-def _val_best(arm: dict, key: str = "val") -> int:
-    pts = arm["points"]
+def _val_best(arm: dict, key: str = "val", among: Sequence[int] | None = None) -> int:
+    """The grid point (of ``among``, default all) with the lowest mean validation loss (``key=
+    "val"``) or the highest mean validation accuracy (``"val_acc"``), as the table always picks."""
+    index = list(range(len(arm["points"]))) if among is None else list(among)
+    pts = [arm["points"][i] for i in index]
     val = np.array([_arr(p[key]) for p in pts])
     div = np.array([[d >= 0 for d in p["diverged_epoch"]] for p in pts])
-    if key == "val":
-        return stats.pick_grid_point(val, div)
-    return stats.pick_grid_point(-val, div)  # accuracy: the highest mean
+    return index[stats.pick_grid_point(val if key == "val" else -val, div)]
+
+
+def _fitted_pair(base: dict, var: dict, key: str) -> tuple[int, int]:
+    """The overfitting regime's comparison (seed 004 l.353: regularize once training is good):
+    the baseline at the η where it fits the training data best (its training-best point), the
+    variant at that same η with its own strength picked on validation (``key``)."""
+    ib = _train_best(base)
+    eta = base["points"][ib]["config"].get(LR_KEY)
+    same = [i for i, p in enumerate(var["points"]) if p["config"].get(LR_KEY) == eta]
+    return ib, _val_best(var, key, same or None)
 
 
 def declare_target(base: dict) -> tuple[str, float]:
@@ -328,7 +344,7 @@ def _saturated(base: dict, index: int) -> bool:
 def equal_eta_ratio(base: dict, var: dict) -> tuple[stats.Estimate, list]:
     """Per seed, the geometric mean over the η both arms share of the final training loss (a run
     that diverged counts as the chance loss, ln 10: it did not train), then the paired ratio."""
-    key = "optimizer.learning_rate"
+    key = LR_KEY
     vb = {p["config"].get(key): p for p in base["points"]}
     vv = {p["config"].get(key): p for p in var["points"]}
     shared = [eta for eta in vb if eta in vv]
@@ -344,9 +360,13 @@ def equal_eta_ratio(base: dict, var: dict) -> tuple[stats.Estimate, list]:
 
 
 def generalization_half(row: Row, claim: quotes.Claim, base: dict, var: dict) -> dict:
-    ib, iv = _val_best(base), _val_best(var)
+    """Test cross-entropy, each arm picked on validation; for a claim whose regime is
+    overfitting, the baseline where it fits the training data and the variant at its η
+    (:func:`_fitted_pair`), so that the compared baseline is the one that overfits."""
+    fitted = row.regime == "overfits"
+    ib, iv = _fitted_pair(base, var, "val") if fitted else (_val_best(base), _val_best(var))
     est = stats.paired_ratio(_arr(base["points"][ib]["test"]), _arr(var["points"][iv]["test"]))
-    ab, av = _val_best(base, "val_acc"), _val_best(var, "val_acc")
+    ab, av = _fitted_pair(base, var, "val_acc") if fitted else (_val_best(base, "val_acc"), _val_best(var, "val_acc"))
     acc = stats.paired_points(_arr(base["points"][ab]["test_acc"]), _arr(var["points"][av]["test_acc"]))
     result = _kind_test(claim.val, est, row.design == "tie")
     extra = {
@@ -361,7 +381,12 @@ def generalization_half(row: Row, claim: quotes.Claim, base: dict, var: dict) ->
         "grid_edge": {"without": _grid_edge(base, ib), "with": _grid_edge(var, iv)},
         "calibration_only": bool(claim.val == "better" and result.result == "holds" and not acc.interval[0] > 0),
     }
-    return _half(result, "test cross-entropy", "validation cross-entropy (each arm)", extra)
+    tuned_on = (
+        "the baseline at its training-best η (where it fits), the variant's strength on validation at that η"
+        if fitted
+        else "validation cross-entropy (each arm)"
+    )
+    return _half(result, "test cross-entropy", tuned_on, extra)
 
 
 def measure_half(row: Row, base: dict, var: dict) -> dict:
@@ -415,7 +440,7 @@ def check_regime(row: Row, base: dict, var: dict, halves: dict) -> dict:
         out["detail"] = f"the compared constant-η run's training loss fell {drop:.0%} over the last quarter"
     elif row.regime == "instability":
         window = max(int(math.ceil(0.1 * base["epochs"])), 1)
-        key = "optimizer.learning_rate"
+        key = LR_KEY
         vv = {p["config"].get(key): p for p in var["points"]}
         found = []
         for p in base["points"]:
