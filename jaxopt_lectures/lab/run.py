@@ -56,15 +56,22 @@ SHARPNESS_EPS, SHARPNESS_DRAWS = 0.05, 4
 #: The rule, in words: part of every row's fingerprint, so rows judged by another rule are redone.
 RULE = (
     "v2: optimization = updates to a declared training target (each arm at its fastest point), "
-    "generalization = test cross-entropy (each arm picked on validation); paired log-ratios, "
-    "superiority / non-superiority / equivalence against stated margins, more seeds while inconclusive"
+    "generalization = test cross-entropy (each arm picked on validation; a regularizer against the "
+    "baseline where it fits); paired log-ratios, superiority / non-superiority / equivalence against "
+    "stated margins, more seeds while inconclusive, Benjamini-Hochberg over the table"
 )
 CHANCE_LOSS = math.log(10.0)
 
 
+#: The layout of a cached arm's results (bumped when :func:`_arm_result` changes): part of every
+#: arm's fingerprint, so an arm cached by another layout is trained again. The verdict rule is
+#: not: an arm is what was trained, and a new rule judges the same arms again.
+ARM_FORMAT = 2
+
+
 def arm_fingerprint(setting: dict, grid: dict, epochs: int, seeds: Sequence[int], measure: str) -> str:
     blob = json.dumps(
-        [setting, {k: list(v) for k, v in grid.items()}, epochs, list(seeds), measure, jol.__version__, RULE],
+        [setting, {k: list(v) for k, v in grid.items()}, epochs, list(seeds), measure, jol.__version__, ARM_FORMAT],
         sort_keys=True,
         default=str,
     )
