@@ -178,6 +178,7 @@ def run_table(
         "wall_s": round(time.perf_counter() - start, 2),
         "compile_s": round(sum(results[e.name]["compile_s"] for e in pending), 2),
         "extra_seeds_s": round(sum(results[e.name].get("extra_seeds_s", 0.0) for e in pending), 2),
+        "settings_s": round(sum(results[e.name].get("settings_s", 0.0) for e in pending), 2),
         "compiles": sum(results[e.name].get("compiles", 0) for e in pending),
         "rows_reused": reused,
         "arms": len({a["fingerprint"] for r in rows for a in r["arms"].values()}),
@@ -283,7 +284,8 @@ def _footer(table: dict) -> list[str]:
         ),
         f"Wall time {table['wall_s']:.0f} s: compiling {table['compile_s']:.0f} s"
         + (f" summed over {table['jobs']} worker processes" if table.get("jobs", 1) > 1 else "")
-        + f", extra seed blocks {table.get('extra_seeds_s', 0):.0f} s; {table.get('compiles', 0)} XLA compilations"
+        + f", extra seed blocks {table.get('extra_seeds_s', 0):.0f} s, the optimizer rows' other settings "
+        + f"{table.get('settings_s', 0):.0f} s (both summed over workers); {table.get('compiles', 0)} XLA compilations"
         + (f"; {table['programs']} training programs for {table['arms']} arms" if table.get("programs") else "")
         + (f" ({table['rows_reused']} rows reused from an earlier run)." if table["rows_reused"] else "."),
         f"Rule: {table['rule']}.",

@@ -521,6 +521,7 @@ def run_row(row: Row, seeds: Sequence[int], quick: bool, progress: bool = False)
     out["extra_seeds_s"] = round(extra_s, 2)
     out["setting"] = row.setting_name
     out["settings"] = {}
+    t0 = time.perf_counter()
     for name in row.settings:  # the same comparison elsewhere, reported beside (first block of seeds)
         other = row.in_setting(name)
         b, v = run_arms(
@@ -530,6 +531,7 @@ def run_row(row: Row, seeds: Sequence[int], quick: bool, progress: bool = False)
         if judged["label"] == "regime not reached":  # a control is *meant* to lack the regime: its halves say it
             judged["label"] = stats.row_label([h["result"] for h in judged["halves"].values()])
         out["settings"][name] = {k: judged[k] for k in ("label", "halves", "regime", "flags", "arms", "curves")}
+    out["settings_s"] = round(time.perf_counter() - t0, 2)
     return out
 
 
