@@ -1,12 +1,12 @@
-"""The README's "Checkpointing a jol optimizer state in your own Flax loop" runs as written."""
+"""docs/flax-orbax.md's "Checkpointing a jol optimizer state in your own Flax loop" runs as written."""
 
 import re
 from pathlib import Path
 
 import jax
 
-README = Path(__file__).resolve().parents[1] / "README.md"
-TITLE = "### Checkpointing a jol optimizer state in your own Flax loop"
+README = Path(__file__).resolve().parents[1] / "docs" / "flax-orbax.md"  # moved there from the README
+TITLE = "## Checkpointing a jol optimizer state in your own Flax loop"
 
 
 def snippet() -> str:
