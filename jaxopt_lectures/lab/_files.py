@@ -1,13 +1,26 @@
-"""One way to write a file that readers never see half-written (reports, rows, figures,
-the data cache, a checkpoint epoch's list of file hashes)."""
+"""The lab's one way to touch files: write them so readers never see them half-written
+(reports, rows, arms, figures, the data cache, a checkpoint epoch's list of file hashes), read
+them without ever blocking on a FIFO or device, keep finished work when a write fails, and
+hold locks that say who holds them."""
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
+import socket
+import stat
+import sys
 import tempfile
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: no locks
+    fcntl = None  # type: ignore[assignment]
 
 
 def umask() -> int:
@@ -50,3 +63,160 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], object], *
     finally:
         os.close(dir_fd)
     return path
+
+
+# ---------------------------------------------------------------------------------------
+# Reading, locking and keeping finished work: every row, arm, lock and cache file of the lab
+# goes through these (audit v2, issue 21 item 3).
+
+#: write failures that leave finished work worth keeping (the result stays in memory).
+WRITE_FAILURES = frozenset(
+    getattr(errno, name) for name in ("ENOSPC", "EROFS", "EACCES", "EPERM", "EDQUOT", "EFBIG") if hasattr(errno, name)
+)
+
+
+class NotARegularFile(OSError):
+    """A FIFO, device, socket or folder where the lab expects a file: refused without
+    reading (a FIFO would block forever), the path named in a one-line message."""
+
+
+def _kind(mode: int) -> str:
+    for test, name in (
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISDIR, "a folder"),
+        (stat.S_ISLNK, "a symbolic link"),
+    ):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+def _not_regular(path: str | os.PathLike, mode: int) -> NotARegularFile:
+    return NotARegularFile(f"{path}: {_kind(mode)}, not a regular file; refusing to use it")
+
+
+def open_regular(path: str | os.PathLike, *, follow: bool = True) -> BinaryIO:
+    """``open(path, "rb")`` that never blocks on a FIFO or device: opened with ``O_NONBLOCK``
+    (``O_NOFOLLOW`` too unless ``follow``), then :class:`NotARegularFile` unless ``fstat``
+    says it is a regular file; the returned file reads normally (blocking mode restored)."""
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+    if not follow:
+        flags |= getattr(os, "O_NOFOLLOW", 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError as e:
+        if e.errno == errno.ELOOP and not follow:
+            raise _not_regular(path, stat.S_IFLNK) from None
+        raise
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise _not_regular(path, st.st_mode)
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def read_bytes(path: str | os.PathLike, *, follow: bool = True) -> bytes:
+    """The contents of the regular file ``path`` (:func:`open_regular`)."""
+    with open_regular(path, follow=follow) as f:
+        return f.read()
+
+
+def write_or_keep(path: str | os.PathLike, data: bytes, say: Callable[[str], object], *, what: str = "result") -> bool:
+    """:func:`atomic_write` ``data`` to ``path``; when the disk is full, read-only or not
+    writable (:data:`WRITE_FAILURES`) say so in one line naming the path and return ``False``:
+    the caller keeps the finished ``what`` in memory. Other errors propagate."""
+    try:
+        atomic_write(path, lambda f: f.write(data))
+    except OSError as e:
+        if e.errno not in WRITE_FAILURES:
+            raise
+        say(f"warning: could not write {path} ({os.strerror(e.errno or 0)}); the {what} is kept in memory only")
+        return False
+    return True
+
+
+def holder(path: str | os.PathLike) -> str:
+    """Who holds the lock file ``path``, from the pid its holder wrote: ``"pid 123"``, with
+    ``", stopped"`` when that process is stopped (Ctrl-Z), or ``"an unknown process"``."""
+    try:
+        text = read_bytes(path, follow=False).decode("ascii", "replace").split()
+        pid = int(text[0])
+    except (OSError, ValueError, IndexError):
+        return "an unknown process"
+    state = _proc_state(pid)
+    return f"pid {pid}" + (", stopped" if state in ("T", "t") else "")
+
+
+def _proc_state(pid: int) -> str | None:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[0].decode()
+    except (OSError, IndexError):
+        return None
+
+
+class LockTimeout(TimeoutError):
+    """A lock still held by another process past the timeout (the message names it)."""
+
+
+@contextlib.contextmanager
+def locked(
+    path: str | os.PathLike,
+    *,
+    timeout: float | None,
+    say: Callable[[str], object] = lambda m: print(m, file=sys.stderr, flush=True),
+    poll_s: float = 0.2,
+    what: str = "lock",
+) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``path`` (created mode 0600, never through a link, a
+    non-regular file refused without blocking) with this process's pid written in it.
+
+    A lock held by another process is never waited on silently: one line names its holder
+    (:func:`holder`); past ``timeout`` seconds (``0``: do not wait; ``None``: forever)
+    :class:`LockTimeout` is raised naming the path and the holder. Closing releases it."""
+    path = Path(path)
+    flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+    flags |= getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path, flags, 0o600)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise _not_regular(path, stat.S_IFLNK) from None
+        raise
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise _not_regular(path, st.st_mode)
+        if fcntl is not None:
+            deadline = None if timeout is None else time.monotonic() + timeout
+            said = False
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    who = holder(path)
+                    if deadline is not None and time.monotonic() >= deadline:
+                        raise LockTimeout(
+                            f"{path}: {what} held by {who}"
+                            + (f" for over {timeout:g} s" if timeout else "")
+                            + (" (stopped: resume it with fg, or end it)" if who.endswith("stopped") else "")
+                        ) from None
+                    if not said:
+                        said = True
+                        limit = "" if timeout is None else f" (at most {timeout:g} s)"
+                        say(f"waiting for {path}: {what} held by {who}{limit}")
+                    time.sleep(poll_s)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()} {socket.gethostname()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock

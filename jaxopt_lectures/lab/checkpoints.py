@@ -27,9 +27,11 @@ state lands split over its mesh again, not on the default device).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -37,15 +39,33 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-__all__ = ["Checkpoints", "CheckpointMismatch", "compare_fingerprints", "load", "save"]
+__all__ = [
+    "CheckpointDamaged",
+    "CheckpointInUse",
+    "CheckpointMismatch",
+    "Checkpoints",
+    "compare_fingerprints",
+    "load",
+    "save",
+]
 
 _FORMAT = "jaxopt_lectures.checkpoint/2"
 _STATE, _EXTRA, _META = "state", "extra", "meta"
 _HASHES = "sha256.json"
+_LOCK = ".lock"
 
 
 class CheckpointMismatch(ValueError):
     """The checkpoint was written by another run (other settings, seeds, data or version)."""
+
+
+class CheckpointDamaged(ValueError):
+    """An epoch of the checkpoint cannot be trusted: a file damaged or missing, its integrity
+    record (``sha256.json``) missing, its metadata unreadable."""
+
+
+class CheckpointInUse(RuntimeError):
+    """Another process is writing this checkpoint directory (one writer per directory)."""
 
 
 def _layout(tree: Any) -> list[list]:
@@ -73,7 +93,7 @@ def _target(leaf: Any) -> Any:
 
 def _unreadable(path: str | os.PathLike, step: int | None, error: BaseException) -> ValueError:
     where = f"{path} (epoch {step})" if step is not None else str(path)
-    return ValueError(
+    return CheckpointDamaged(
         f"{where}: not a readable checkpoint ({type(error).__name__}: {error}); delete it or pass "
         "checkpoint_mode='fresh' to start over."
     )
@@ -97,11 +117,20 @@ def _write_hashes(step_dir: Path) -> None:
 
 def _check_hashes(step_dir: Path) -> None:
     """Raise ``ValueError`` naming the first file of the epoch that is missing or differs
-    from its recorded SHA-256 (nothing to check if no hashes were recorded)."""
-    try:
-        recorded = json.loads((step_dir / _HASHES).read_text())
-    except FileNotFoundError:
+    from its recorded SHA-256, or saying that the record itself is missing (audit v2 C05: a
+    missing record switched the check off, so a swapped state item resumed silently). With
+    several hosts no record is written (each sees only its own shards): nothing to check."""
+    if jax.process_count() > 1:
         return
+    try:
+        recorded = json.loads((step_dir / _HASHES).read_bytes())
+    except FileNotFoundError:
+        raise ValueError(
+            f"{_HASHES} is missing (the epoch's integrity record: without it nothing shows the files are "
+            "the ones saved)"
+        ) from None
+    if not isinstance(recorded, dict):
+        raise ValueError(f"{_HASHES} is not a JSON object")
     found = _file_hashes(step_dir)
     for name, digest in recorded.items():
         if name not in found:
@@ -144,6 +173,10 @@ class Checkpoints:
 
     Saves are synchronous: when :meth:`save` returns, the epoch is on disk (renamed into
     place), so training may donate the state's buffers right after.
+
+    One writer per directory: :meth:`lock` (called by the first :meth:`save`; the trainer
+    calls it before restoring) holds ``<directory>/.lock`` until :meth:`close`, with the
+    holder's pid in it; a second writer gets :class:`CheckpointInUse` naming that pid.
     """
 
     def __init__(
@@ -166,6 +199,24 @@ class Checkpoints:
             _META: ocp.JsonCheckpointHandler(),
         }
         self._manager = ocp.CheckpointManager(self.path, options=options, item_handlers=handlers)
+        self._lock: contextlib.ExitStack | None = None
+
+    def lock(self) -> None:
+        """Become the directory's only writer until :meth:`close` (created if missing);
+        :class:`CheckpointInUse` naming the holder when another process is writing it."""
+        if self._lock is not None:
+            return
+        from jaxopt_lectures.lab import _files
+
+        self.path.mkdir(parents=True, exist_ok=True)
+        stack = contextlib.ExitStack()
+        try:
+            stack.enter_context(_files.locked(self.path / _LOCK, timeout=0, what="checkpoint directory in use"))
+        except _files.LockTimeout as e:
+            raise CheckpointInUse(
+                f"{e}; one writer per checkpoint directory: wait for it to finish, or use another directory"
+            ) from None
+        self._lock = stack
 
     def __enter__(self) -> Checkpoints:
         return self
@@ -175,6 +226,9 @@ class Checkpoints:
 
     def close(self) -> None:
         self._manager.close()
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
 
     def latest_epoch(self) -> int | None:
         """The last finished epoch on disk (``None``: none, or ``fresh``)."""
@@ -196,11 +250,15 @@ class Checkpoints:
         epoch = int(epoch)
         if epoch < 0:
             raise ValueError(f"epoch={epoch} is out of range; allowed: integers >= 0.")
-        self.path.mkdir(parents=True, exist_ok=True)
+        self.lock()
         if self._fresh:  # another run's epochs go only once this run has one of its own to write
             for step in self._manager.all_steps(read=True):
                 self._manager.delete(step)
             self._fresh = False
+        else:  # resumed from an older epoch (the later ones damaged): they are replaced
+            for step in self._manager.all_steps(read=True):
+                if step >= epoch:
+                    self._manager.delete(step)
         extra = {str(k): np.asarray(v) for k, v in (extra or {}).items()}
         meta = {
             "format": _FORMAT,
@@ -227,11 +285,36 @@ class Checkpoints:
         Raises ``ValueError`` naming the first mismatch when the checkpoint was written for a
         different model, optimizer or number of runs, :class:`CheckpointMismatch` when its
         fingerprint differs from this run's, and ``ValueError`` naming the directory when it
-        is damaged (a file truncated or missing, the metadata unreadable).
+        is damaged (a file truncated or missing, its integrity record missing, the metadata
+        unreadable): :class:`CheckpointDamaged`. Without ``epoch``, a damaged latest epoch is
+        passed over with a ``RuntimeWarning`` for the newest intact one (audit v2 C03); only
+        when every epoch is damaged is the latest one's error raised.
         """
-        step = self.latest_epoch() if epoch is None else int(epoch)
-        if step is None:
+        if epoch is not None:
+            return self._restore(template, int(epoch))
+        steps = self.epochs()
+        if not steps:
             raise FileNotFoundError(f"{self.path}: no finished checkpoint epoch to restore.")
+        damaged: list[str] = []
+        for step in reversed(steps):
+            try:
+                restored = self._restore(template, step)
+            except CheckpointDamaged as e:
+                if not damaged:
+                    first = e
+                damaged.append(str(step))
+                continue
+            if damaged:
+                warnings.warn(
+                    f"{self.path}: epoch {', '.join(damaged)} damaged ({first}); resuming from epoch {step}, the "
+                    "newest intact one",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+            return restored
+        raise first
+
+    def _restore(self, template: Any, step: int) -> tuple[Any, int, dict]:
         where = f"{self.path} (epoch {step})"
         try:
             _check_hashes(self.path / str(step))

@@ -528,36 +528,43 @@ def train(
         ckpt = checkpoints.Checkpoints(
             checkpoint, fingerprint=fingerprint, keep=checkpoint_keep, fresh=checkpoint_mode == "fresh"
         )
-        latest = ckpt.latest_epoch()
-        if latest is not None:
-            state, start = _restore(ckpt, state, history, _epoch_to_resume(ckpt, latest, epochs))
-            history.epochs_done = start
+        try:
+            ckpt.lock()  # one writer per checkpoint directory (audit v2 C10), held until ckpt.close()
+            latest = ckpt.latest_epoch()
+            if latest is not None:
+                state, start = _restore(ckpt, state, history, _epoch_to_resume(ckpt, latest, epochs))
+                history.epochs_done = start
+        except BaseException:
+            ckpt.close()
+            raise
 
-    run_epoch, end_epoch = _programs(setup, use_vmap, patience, seed_data, n_runs, n_seed)
-    run_keys = _host_keys(state.key)  # the batch order of run r in epoch e follows from them
-    bar = _progress(range(start, epochs), progress, n_runs, progress_desc)
-    for epoch in bar:
-        batches = epoch_indices(run_keys, epoch, len(data.x_train), setup.num_batches, setup.batch_size)
-        state = run_epoch(state, batches, hp)
-        was_active = np.asarray(state.active).reshape(n_cfg, n_seed)
-        state, (tl, ta, vl, va, better) = end_epoch(state)
-        _record(history, epoch, state, was_active, n_cfg, n_seed, tl, ta, vl, va, better)
-        history.epochs_done = epoch + 1
-        if hasattr(bar, "set_postfix"):
-            bar.set_postfix(
-                runs=n_runs,
-                train=f"{np.nanmean(history.train_loss[..., epoch]):.4f}",
-                val=f"{np.nanmean(history.val_loss[..., epoch]):.4f}",
-            )
-        if ckpt is not None and ((epoch + 1) % checkpoint_every == 0 or epoch + 1 == epochs):
-            ckpt.save(state, epoch + 1, _history_arrays(history))
-        if on_epoch_end is not None:
-            history.state = state
-            on_epoch_end(epoch, history)
-        if not np.asarray(state.active).any():
-            break
-    if ckpt is not None:
-        ckpt.close()
+    try:
+        run_epoch, end_epoch = _programs(setup, use_vmap, patience, seed_data, n_runs, n_seed)
+        run_keys = _host_keys(state.key)  # the batch order of run r in epoch e follows from them
+        bar = _progress(range(start, epochs), progress, n_runs, progress_desc)
+        for epoch in bar:
+            batches = epoch_indices(run_keys, epoch, len(data.x_train), setup.num_batches, setup.batch_size)
+            state = run_epoch(state, batches, hp)
+            was_active = np.asarray(state.active).reshape(n_cfg, n_seed)
+            state, (tl, ta, vl, va, better) = end_epoch(state)
+            _record(history, epoch, state, was_active, n_cfg, n_seed, tl, ta, vl, va, better)
+            history.epochs_done = epoch + 1
+            if hasattr(bar, "set_postfix"):
+                bar.set_postfix(
+                    runs=n_runs,
+                    train=f"{np.nanmean(history.train_loss[..., epoch]):.4f}",
+                    val=f"{np.nanmean(history.val_loss[..., epoch]):.4f}",
+                )
+            if ckpt is not None and ((epoch + 1) % checkpoint_every == 0 or epoch + 1 == epochs):
+                ckpt.save(state, epoch + 1, _history_arrays(history))
+            if on_epoch_end is not None:
+                history.state = state
+                on_epoch_end(epoch, history)
+            if not np.asarray(state.active).any():
+                break
+    finally:
+        if ckpt is not None:
+            ckpt.close()
     if patience is not None:
         state = state._replace(params=state.best_params, batch_stats=state.best_batch_stats)
     history.state = state
