@@ -5,6 +5,7 @@ on 75af9b4 and passes now.
 """
 
 import os
+import re
 import shutil
 import stat
 import subprocess
@@ -101,40 +102,71 @@ def planted(tmp_path):
     return target, marker
 
 
-def test_case_136_group_or_world_writable_library_is_not_loaded(planted):
+@pytest.fixture
+def rebuilds(monkeypatch):
+    """An unusable cached library is moved aside and rebuilt once (audit v2 L16); here the
+    rebuild is a stub that fails, so the XLA path is taken and nothing real is loaded."""
+    calls = []
+
+    def build(cxx, target):
+        calls.append(target)
+        raise RuntimeError("rebuild stub")
+
+    monkeypatch.setattr(_kernels, "build", build)
+    return calls
+
+
+def _warned(rec, pattern):
+    messages = [str(w.message) for w in rec]
+    assert any(re.search(pattern, m) for m in messages), messages
+    assert any("XLA path (RuntimeError: rebuild stub)" in m for m in messages), messages
+
+
+def _moved_aside(target, rebuilds):
+    assert rebuilds == [target] and not os.path.lexists(target)
+    assert [p.name for p in target.parent.iterdir() if p.name.startswith(target.name + ".damaged-")]
+
+
+def test_case_136_group_or_world_writable_library_is_not_loaded(planted, rebuilds):
     target, marker = planted
     target.chmod(0o666)
-    with pytest.warns(RuntimeWarning, match=r"XLA path \(UnsafeCacheError: kernel library .* writable by group"):
+    with pytest.warns(RuntimeWarning) as rec:
         assert _kernels.load() is None
+    _warned(rec, rf"{target} was not usable \(UnsafeCacheError: kernel library .* writable by group.*moved it to")
     assert not marker.exists()
+    _moved_aside(target, rebuilds)
 
 
-def test_case_136_library_of_another_user_is_not_loaded(planted, monkeypatch):
+def test_case_136_library_of_another_user_is_not_loaded(planted, monkeypatch, rebuilds):
     target, marker = planted
     target.chmod(0o700)
-    real_fstat = os.fstat
+    real_fstat, planted_ino = os.fstat, os.stat(target).st_ino
 
     def fstat(fd):
         s = real_fstat(fd)
-        if stat.S_ISREG(s.st_mode) and s.st_ino == os.stat(target).st_ino:
+        if stat.S_ISREG(s.st_mode) and s.st_ino == planted_ino:
             return os.stat_result((s.st_mode, s.st_ino, s.st_dev, s.st_nlink, s.st_uid + 4242, *tuple(s)[5:]))
         return s
 
     monkeypatch.setattr(os, "fstat", fstat)
-    with pytest.warns(RuntimeWarning, match=r"kernel library .* is owned by uid \d+, not by the current user"):
+    with pytest.warns(RuntimeWarning) as rec:
         assert _kernels.load() is None
+    _warned(rec, r"kernel library .* is owned by uid \d+, not by the current user")
     assert not marker.exists()
+    _moved_aside(target, rebuilds)
 
 
-def test_case_136_symlinked_library_is_not_loaded(planted, tmp_path):
+def test_case_136_symlinked_library_is_not_loaded(planted, tmp_path, rebuilds):
     target, marker = planted
     elsewhere = tmp_path / "elsewhere.so"
     shutil.move(target, elsewhere)
     elsewhere.chmod(0o700)
     target.symlink_to(elsewhere)
-    with pytest.warns(RuntimeWarning, match="is a symbolic link; refusing"):
+    with pytest.warns(RuntimeWarning) as rec:
         assert _kernels.load() is None
-    assert not marker.exists()
+    _warned(rec, "is a symbolic link; refusing")
+    assert not marker.exists() and elsewhere.exists()  # the link moved aside, its target untouched
+    _moved_aside(target, rebuilds)
 
 
 def test_case_136_build_uses_an_unpredictable_temp_name_and_renames(tmp_path):
@@ -153,12 +185,13 @@ def test_case_136_build_uses_an_unpredictable_temp_name_and_renames(tmp_path):
     assert tmp_name != str(folder / f".{target.name}.{os.getpid()}.tmp")
     assert not tmp_name.endswith(f".{os.getpid()}.tmp") and not os.path.exists(tmp_name)
     assert _mode(folder) == 0o700 and _mode(target) == 0o700
-    assert sorted(p.name for p in folder.iterdir()) == [target.name]
+    # with the SHA-256 recorded at build time, checked before every load (audit v2 L17)
+    assert sorted(p.name for p in folder.iterdir()) == [target.name, target.name + ".sha256"]
     # a failed build leaves no temporary file behind
     cxx.write_text("#!/bin/sh\nexit 3\n")
     with pytest.raises(RuntimeError, match=r"failed \(3\)"):
         _kernels.build(str(cxx), folder / "other.so")
-    assert sorted(p.name for p in folder.iterdir()) == [target.name]
+    assert sorted(p.name for p in folder.iterdir()) == [target.name, target.name + ".sha256"]
 
 
 # ---------------------------------------------------------------- 74: unusable cache folder

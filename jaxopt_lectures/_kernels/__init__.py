@@ -25,6 +25,7 @@ says why. Callers fall back to the pure-JAX path.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import hashlib
@@ -35,6 +36,7 @@ import stat
 import subprocess
 import tempfile
 import threading
+import time
 import warnings
 from pathlib import Path
 
@@ -213,6 +215,8 @@ def build(cxx: str, target: Path) -> None:
         os.chmod(tmp, 0o700)
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
+            digest = hashlib.file_digest(f, "sha256").hexdigest()
+        _write_record(_record_path(target), digest)  # checked before every dlopen (audit v2 L17)
         os.replace(tmp, target)
         _fsync_dir(target.parent)
     finally:
@@ -220,11 +224,61 @@ def build(cxx: str, target: Path) -> None:
             tmp.unlink()
 
 
+class DamagedLibraryError(RuntimeError):
+    """The cached library is not the one built: its SHA-256 differs from the record written
+    at build time, or the record is missing (a truncated ``.so`` would kill the process with
+    SIGBUS inside ``dlopen``: audit v2 L17)."""
+
+
+class _NoRecordError(DamagedLibraryError):
+    """A library built before the records were kept: rebuilt quietly (nothing is wrong)."""
+
+
+def _record_path(library: Path) -> Path:
+    return library.with_name(library.name + ".sha256")
+
+
+def _write_record(path: Path, digest: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(digest + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.lexists(tmp):
+            os.unlink(tmp)
+
+
+def _read_record(path: Path) -> str:
+    """The recorded SHA-256 (``DamagedLibraryError`` if missing, not a regular file, or not
+    one); opened without blocking on a FIFO and without following a link."""
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path, flags)
+    except FileNotFoundError:
+        raise _NoRecordError(f"no SHA-256 record {path}") from None
+    except OSError as e:
+        raise DamagedLibraryError(f"its SHA-256 record {path} cannot be read ({e.strerror})") from None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise DamagedLibraryError(f"its SHA-256 record {path} is not a regular file")
+        text = os.read(fd, 200).decode("ascii", "replace").strip()
+    finally:
+        os.close(fd)
+    if len(text) != 64:
+        raise DamagedLibraryError(f"its SHA-256 record {path} is not a SHA-256")
+    return text
+
+
 def open_library(path: Path) -> ctypes.CDLL:
     """``dlopen`` of ``path`` after checking it: opened without following a symbolic link, it
     must be a regular file owned by the current user and not group/world writable
-    (:class:`UnsafeCacheError` otherwise). The checked file itself is loaded (through
-    ``/proc/self/fd`` where there is one), so it cannot be swapped between check and load."""
+    (:class:`UnsafeCacheError` otherwise), whose SHA-256 is the one recorded when it was built
+    (:class:`DamagedLibraryError` otherwise). The checked file itself is loaded (through
+    ``/proc/self/fd`` where there is one), so it cannot be swapped between check and load; a
+    failed ``dlopen`` raises ``OSError`` naming ``path``, not the ``/proc`` name."""
     flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
     try:
         fd = os.open(path, flags)
@@ -237,8 +291,19 @@ def open_library(path: Path) -> ctypes.CDLL:
         if not stat.S_ISREG(st.st_mode):
             raise UnsafeCacheError(f"kernel library {path} is not a regular file; refusing to load it")
         check_private(path, st, "kernel library")
+        recorded = _read_record(_record_path(path))
+        with os.fdopen(os.dup(fd), "rb") as f:
+            found = hashlib.file_digest(f, "sha256").hexdigest()
+        if found != recorded:
+            raise DamagedLibraryError(
+                f"kernel library {path} is damaged ({st.st_size} bytes; its SHA-256 differs from the one recorded "
+                "when it was built)"
+            )
         by_fd = f"/proc/self/fd/{fd}"
-        return ctypes.CDLL(by_fd if os.path.exists(by_fd) else str(path))
+        try:
+            return ctypes.CDLL(by_fd if os.path.exists(by_fd) else str(path))
+        except OSError as e:
+            raise OSError(f"kernel library {path} cannot be loaded: {str(e).replace(by_fd, str(path))}") from None
     finally:
         os.close(fd)
 
@@ -263,11 +328,86 @@ def _load_uncached() -> ctypes.CDLL:
     if cxx is None:
         raise _Unavailable(f"no C++ compiler: {os.environ.get('CXX') or 'g++'} is not on the PATH")
     path = library_path(cxx)
-    if not os.path.lexists(path):
-        build(cxx, path)
-    lib = open_library(path)
+    with _build_lock(path):
+        try:
+            if not os.path.lexists(path):
+                build(cxx, path)
+            lib = open_library(path)
+        except _NoRecordError:  # built by an earlier version: replaced quietly, atomically
+            build(cxx, path)
+            lib = open_library(path)
+        except (OSError, DamagedLibraryError) as e:  # damaged, a link, a folder, unloadable: rebuilt once
+            aside = _move_aside(path)
+            warnings.warn(
+                f"jaxopt_lectures: the cached kernel library {path} was not usable ({type(e).__name__}: {e}); "
+                f"moved it to {aside} and rebuilding it",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+            build(cxx, path)
+            lib = open_library(path)
     _register(lib)
     return lib
+
+
+def _move_aside(path: Path) -> Path | None:
+    """Rename the unusable cache entry ``path`` (whatever it is) out of the way, with its
+    record; ``None`` when nothing was there."""
+    aside = path.with_name(f"{path.name}.damaged-{os.getpid()}-{int(time.time())}")
+    try:
+        os.rename(path, aside)
+    except FileNotFoundError:
+        return None
+    finally:
+        try:
+            os.unlink(_record_path(path))
+        except FileNotFoundError:
+            pass
+    return aside
+
+
+@contextlib.contextmanager
+def _build_lock(path: Path):
+    """One process at a time checks, moves aside and builds ``path`` (``<path>.lock``, with
+    the holder's pid in it); a wait longer than a build is said once and then skipped."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        yield
+        return
+    flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+    try:
+        fd = os.open(path.with_name(path.name + ".lock"), flags | getattr(os, "O_CLOEXEC", 0), 0o600)
+    except OSError:  # no lock to be had: build unlocked (every write is still atomic)
+        yield
+        return
+    try:
+        deadline, said = time.monotonic() + BUILD_TIMEOUT_S + 60, False
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+                break
+            except BlockingIOError:
+                if not said and time.monotonic() > deadline - BUILD_TIMEOUT_S - 50:  # after 10 s
+                    said = True
+                    warnings.warn(
+                        f"jaxopt_lectures: waiting for another process building the kernel ({path}.lock)",
+                        RuntimeWarning,
+                        stacklevel=4,
+                    )
+                if time.monotonic() > deadline:
+                    warnings.warn(
+                        f"jaxopt_lectures: {path}.lock still held after {BUILD_TIMEOUT_S + 60} s; going on without it",
+                        RuntimeWarning,
+                        stacklevel=4,
+                    )
+                    break
+                time.sleep(0.1)
+        yield
+    finally:
+        os.close(fd)
 
 
 def load() -> ctypes.CDLL | None:
