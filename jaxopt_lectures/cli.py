@@ -9,6 +9,7 @@ jaxopt-lectures report results/        # rebuild results/index.html from results
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 from pathlib import Path
@@ -130,7 +131,13 @@ def _run_recipe(args: argparse.Namespace) -> int:
 
     os.environ.setdefault(run.ARM_CACHE_ENV, str(out / "arms"))  # rows sharing an arm train it once
     table = report.run_table(entries, seeds, args.quick, out, progress=not args.no_progress, jobs=args.jobs)
-    paths = report.write_reports(table, out)
+    try:
+        paths = report.write_reports(table, out)
+    except OSError as e:  # a full disk or read-only --out (audit v2 L05): the table is still shown
+        print()
+        print(report.terminal(table), end="")
+        print(f"jaxopt-lectures recipe: error: could not write the reports in {out} ({e})", file=sys.stderr)
+        return 1
     print()
     print(report.terminal(table), end="")
     print("wrote " + ", ".join(str(p) for p in paths))
@@ -218,7 +225,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return args.run(args)
+        code = args.run(args)
+        sys.stdout.flush()  # a closed stdout fails here, inside the handlers below, not at exit
+        return code
     except UsageError as e:
         print(f"jaxopt-lectures {args.command}: error: {e}", file=sys.stderr)
         return EXIT_USAGE
@@ -234,6 +243,36 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("\ninterrupted: finished rows are saved; rerun the same command to resume.", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # stdout closed by its reader (`| head`): one line, no traceback (audit v2)
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing more to flush at exit
+        print(f"jaxopt-lectures {args.command}: stdout was closed; finished rows are saved", file=sys.stderr)
+        return 1
+    except (RuntimeError, AssertionError) as e:
+        if not _backend_failure(e):
+            raise
+        first = (str(e).strip().splitlines() or [""])[0]
+        print(
+            f"jaxopt-lectures {args.command}: error: JAX could not start a backend ({type(e).__name__}"
+            f"{': ' + first if first else ''}); check JAX_PLATFORMS={os.environ.get('JAX_PLATFORMS', '')!r}",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+
+
+def _backend_failure(e: BaseException) -> bool:
+    """Whether ``e`` came from JAX failing to start its backend (a bad ``JAX_PLATFORMS``, a
+    platform without its plugin: audit v2 L20): then asking for the devices fails too. (JAX
+    filters its own frames out of tracebacks, so they cannot tell.)"""
+    if "jax" not in sys.modules:
+        return False
+    import jax
+
+    try:
+        jax.devices()
+    except Exception:  # noqa: BLE001 - any failure here is the backend's
+        return True
+    return False
 
 
 if __name__ == "__main__":

@@ -2,16 +2,26 @@
 that cannot lie (C03, C05, C10), the lab's files (L05-L13), the kernel cache (L16, L17) and
 worker processes (L03, L20); each test named after its case."""
 
+import contextlib
+import errno
 import functools
+import json
+import os
+import signal
 import subprocess
 import sys
+import threading
+import time
+import types
+from pathlib import Path
 
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 import jaxopt_lectures as jol
-from jaxopt_lectures.lab import checkpoints
+from jaxopt_lectures.lab import _files, checkpoints
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +102,7 @@ def test_c05_a_missing_record_on_the_latest_epoch_falls_back_to_the_previous(tmp
 
 _HOLD = """
 import sys, time
-from jaxopt_lectures.lab import checkpoints
+from jaxopt_lectures.lab import _files, checkpoints
 ck = checkpoints.Checkpoints(sys.argv[1])
 ck.lock()
 print("locked", flush=True)
@@ -126,3 +136,387 @@ def test_c10_a_refused_run_releases_nothing_it_did_not_hold_and_a_failed_run_rel
         _train(digits200, 3, ck)
     with checkpoints.Checkpoints(ck) as c:  # free again in this very process
         c.lock()
+
+
+# --- the lab's files: one module, non-regular files refused without blocking -----------------
+
+
+def _within(seconds, fn, *args, **kw):
+    """``fn(*args, **kw)``, failing (not hanging) if it takes longer than ``seconds``."""
+    out: dict = {}
+
+    def target():
+        try:
+            out["value"] = fn(*args, **kw)
+        except BaseException as e:  # noqa: BLE001 - re-raised below
+            out["error"] = e
+
+    t = threading.Thread(target=target, daemon=True)
+    t.start()
+    t.join(seconds)
+    assert not t.is_alive(), f"{fn.__name__} blocked for over {seconds} s"
+    if "error" in out:
+        raise out["error"]
+    return out["value"]
+
+
+def _fake_run(calls):
+    from _arms import arm, point
+
+    from jaxopt_lectures.lab import verdict
+
+    def fake(entry, seeds, quick, progress):
+        calls.append(entry.name)
+        n = len(seeds)
+        base = arm([point(0.1, [8] * n, [1.0] * n, [1.5] * n)])
+        var = arm([point(0.1, [4] * n, [0.5] * n, [1.5] * n)])
+        return verdict.judge(entry, base, var, seeds)
+
+    return fake
+
+
+def _table(out, calls, logs):
+    from jaxopt_lectures.lab import recipe, report
+
+    return report.run_table(
+        recipe.select(["adam"]), [0, 1], True, out, progress=False, run_entry=_fake_run(calls), log=logs.append
+    )
+
+
+def test_l08_a_fifo_at_a_row_file_is_refused_without_blocking_and_the_row_redone(tmp_path):
+    (tmp_path / "rows").mkdir()
+    os.mkfifo(tmp_path / "rows" / "adam.json")
+    calls, logs = [], []
+    table = _within(60, _table, tmp_path, calls, logs)
+    assert calls == ["adam"] and table["rows"][0]["name"] == "adam"
+    assert [line for line in logs if "a FIFO, not a regular file" in line and "rows/adam.json" in line]
+    assert json.loads((tmp_path / "rows" / "adam.json").read_text())["name"] == "adam"  # replaced by the row
+
+
+def test_l08_read_bytes_refuses_fifos_devices_folders_and_links_naming_the_path(tmp_path):
+    os.mkfifo(tmp_path / "fifo")
+    (tmp_path / "dir").mkdir()
+    (tmp_path / "real").write_bytes(b"x")
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    for name, kind in [("fifo", "a FIFO"), ("dir", "a folder"), ("link", "a symbolic link")]:
+        with pytest.raises(_files.NotARegularFile, match=rf"^{tmp_path / name}: {kind}, not a regular file"):
+            _within(10, _files.read_bytes, tmp_path / name, follow=False)
+    with pytest.raises(_files.NotARegularFile, match="/dev/null: a character device"):
+        _within(10, _files.read_bytes, "/dev/null")
+    assert _files.read_bytes(tmp_path / "link") == b"x"  # followed where asked (user data)
+
+
+def test_l09_a_fifo_or_a_partial_arm_file_is_retrained_without_blocking(tmp_path, capsys):
+    from jaxopt_lectures.lab import run
+
+    spec = types.SimpleNamespace(fingerprint="f" * 16)
+    os.mkfifo(tmp_path / "fifo.json")
+    assert _within(10, run._cache_read, tmp_path / "fifo.json", spec, "g") is None
+    assert f"{tmp_path / 'fifo.json'}: a FIFO, not a regular file" in capsys.readouterr().err
+    # L12: the right fingerprint and program, other keys missing: retrained, not a KeyError later
+    (tmp_path / "partial.json").write_text(json.dumps({"fingerprint": spec.fingerprint, "program": "g"}))
+    assert run._cache_read(tmp_path / "partial.json", spec, "g") is None
+    whole = {"fingerprint": spec.fingerprint, "program": "g", **{k: [] for k in run.ARM_KEYS}}
+    (tmp_path / "whole.json").write_text(json.dumps(whole))
+    assert run._cache_read(tmp_path / "whole.json", spec, "g") == whole
+
+
+@pytest.mark.parametrize("errno_name", ["ENOSPC", "EROFS", "EACCES"])
+def test_l05_l06_a_failed_row_write_keeps_the_trained_row_and_says_so_in_one_line(tmp_path, monkeypatch, errno_name):
+    code = getattr(errno, errno_name)
+
+    def full(path, write, **kw):
+        raise OSError(code, os.strerror(code))
+
+    monkeypatch.setattr(_files, "atomic_write", full)
+    calls, logs = [], []
+    table = _table(tmp_path, calls, logs)
+    assert calls == ["adam"] and table["rows"][0]["name"] == "adam"  # the finished row is in the table
+    warned = [line for line in logs if line.startswith("warning: could not write")]
+    assert warned == [
+        f"warning: could not write {tmp_path / 'rows' / 'adam.json'} ({os.strerror(code)}); "
+        "the row is kept in memory only"
+    ]
+
+
+def test_l05_reports_that_cannot_be_written_still_print_the_table(tmp_path, monkeypatch, capsys):
+    from jaxopt_lectures import cli
+    from jaxopt_lectures.lab import report
+
+    calls = []
+    real = report.run_table
+    monkeypatch.setattr(report, "run_table", lambda *a, **kw: real(*a, **{**kw, "run_entry": _fake_run(calls)}))
+
+    def full(table, out):
+        raise OSError(errno.ENOSPC, "No space left on device", str(out / "recipe.png"))
+
+    monkeypatch.setattr(report, "write_reports", full)
+    assert cli.main(["recipe", "--quick", "--only", "adam", "--seeds", "2", "--out", str(tmp_path)]) == 1
+    out, err = capsys.readouterr()
+    assert "Adam (vs SGD)" in out and "Rule:" in out  # the table
+    assert err.strip().splitlines()[-1].startswith("jaxopt-lectures recipe: error: could not write the reports in")
+    assert "No space left on device" in err and "Traceback" not in err
+
+
+# --- locks that say who holds them ------------------------------------------------------------
+
+_HOLD_LOCK = """
+import sys, time
+from jaxopt_lectures.lab import _files
+with _files.locked(sys.argv[1], timeout=0):
+    print("locked", flush=True)
+    time.sleep(60)
+"""
+
+
+@pytest.fixture
+def held(tmp_path):
+    """A lock file held by another process (its pid written in it)."""
+    path = tmp_path / "arms" / "program-g.lock"
+    path.parent.mkdir()
+    p = subprocess.Popen([sys.executable, "-c", _HOLD_LOCK, str(path)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert p.stdout.readline().strip() == "locked"
+        yield path, p
+    finally:
+        p.send_signal(signal.SIGCONT)
+        p.kill()
+        p.wait()
+        p.stdout.close()
+
+
+def test_l13_a_lock_held_by_a_stopped_run_is_named_and_not_waited_on(held, monkeypatch, capsys):
+    from jaxopt_lectures.lab import run
+
+    path, p = held
+    p.send_signal(signal.SIGSTOP)
+    monkeypatch.setenv(run.LOCK_TIMEOUT_ENV, "600")
+    t0 = time.monotonic()
+    with run._program_lock(path.parent, "g"):
+        pass
+    assert time.monotonic() - t0 < 10
+    err = capsys.readouterr().err
+    assert f"{path}: program lock held by pid {p.pid}, stopped (stopped: resume it with fg" in err
+    assert "training the program here without it" in err
+
+
+def test_l13_a_lock_held_past_the_timeout_is_given_up_with_a_message(held, monkeypatch, capsys):
+    from jaxopt_lectures.lab import run
+
+    path, p = held
+    monkeypatch.setenv(run.LOCK_TIMEOUT_ENV, "0.5")
+    with run._program_lock(path.parent, "g"):
+        pass
+    err = capsys.readouterr().err.splitlines()
+    assert err == [
+        f"waiting for {path}: program lock held by pid {p.pid} (at most 0.5 s)",
+        f"warning: {path}: program lock held by pid {p.pid} for over 0.5 s; training the program here without it",
+    ]
+    with pytest.raises(_files.LockTimeout, match=f"held by pid {p.pid}"):
+        with _files.locked(path, timeout=0):
+            pass
+
+
+def test_l07_l10_an_unusable_arm_lock_is_skipped_with_one_line(tmp_path, capsys):
+    from jaxopt_lectures.lab import run
+
+    arms = tmp_path / "arms"
+    arms.mkdir()
+    victim = tmp_path / "victim"
+    victim.write_text("precious")
+    (arms / "program-g.lock").symlink_to(victim)  # L10: a planted link
+    with run._program_lock(arms, "g"):
+        pass
+    assert victim.read_text() == "precious"
+    assert "program-g.lock: a symbolic link, not a regular file" in capsys.readouterr().err
+    (tmp_path / "file").write_text("")  # L07: the arms folder cannot be made (as read-only would)
+    with run._program_lock(tmp_path / "file" / "arms", "g"):
+        pass
+    assert "training the program here without it" in capsys.readouterr().err
+
+
+# --- L16, L17: the kernel cache -----------------------------------------------------------
+
+_STEP = """
+import warnings, jax.numpy as jnp, jaxopt_lectures as jol
+from jaxopt_lectures import _kernels
+warnings.simplefilter("always")
+o = jol.fused_adam(0.1)
+w = jol.jit_step(o)(o.init({"w": jnp.ones(4)}), {"w": jnp.ones(4)}).params.unpack()["w"][0]
+print(float(w), _kernels.available())
+"""
+
+
+def _step(cache):
+    env = {**os.environ, "JAXOPT_LECTURES_CACHE": str(cache), "JAXOPT_LECTURES_KERNELS": "1"}
+    return subprocess.run([sys.executable, "-c", _STEP], env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_l17_l16_a_damaged_kernel_library_is_moved_aside_and_rebuilt_once(tmp_path):
+    from jaxopt_lectures import _kernels
+
+    if _kernels.compiler() is None:
+        pytest.skip("no C++ compiler")
+    cache = tmp_path / "cache"
+    first = _step(cache)
+    assert first.returncode == 0 and first.stdout.split()[1] == "True", first.stderr
+    (so,) = cache.glob("fused_step-*.so")
+    blob = so.read_bytes()
+    so.write_bytes(blob[:80_000])  # L17: truncated, SIGBUS in dlopen before
+    truncated = _step(cache)
+    assert truncated.returncode == 0, truncated.stderr
+    assert truncated.stdout == first.stdout  # the kernel again, same numbers
+    assert f"the cached kernel library {so} was not usable (DamagedLibraryError" in truncated.stderr
+    assert "/proc/self/fd" not in truncated.stderr
+    assert len(list(cache.glob(so.name + ".damaged-*"))) == 1
+    again = _step(cache)  # rebuilt once: no warning any more
+    assert again.returncode == 0 and "not usable" not in again.stderr and again.stdout == first.stdout
+    so.unlink()
+    so.mkdir()  # L16: a folder at the name
+    folder = _step(cache)
+    assert folder.returncode == 0 and folder.stdout == first.stdout
+    assert f"{so} was not usable (UnsafeCacheError: kernel library {so} is not a regular file" in folder.stderr
+
+
+# --- L03, L20: processes --------------------------------------------------------------------
+
+
+def test_l03_a_worker_whose_parent_is_already_gone_exits_at_once():
+    code = "from jaxopt_lectures.lab import report; report._worker_init(1); print('alive')"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 1 and "alive" not in out.stdout
+
+
+_POOL = """
+import multiprocessing, os, sys, time
+from concurrent.futures import ProcessPoolExecutor
+from jaxopt_lectures.lab import report
+pool = ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn"), initializer=report._worker_init,
+                           initargs=(os.getpid(),))
+futures = [pool.submit(time.sleep, 60) for _ in range(2)]
+print(" ".join(str(p) for p in pool._processes), flush=True)
+time.sleep(60)
+"""
+
+
+def _gone(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except FileNotFoundError:
+        return True
+
+
+def test_l03_workers_killed_with_their_parent_while_still_importing_do_not_live_on():
+    parent = subprocess.Popen([sys.executable, "-c", _POOL], stdout=subprocess.PIPE, text=True)
+    try:
+        workers = [int(p) for p in parent.stdout.readline().split()]
+        assert len(workers) == 2
+        parent.kill()  # the workers are still importing jax and the lab
+        parent.wait()
+        deadline = time.monotonic() + 60
+        while not all(_gone(w) for w in workers) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert all(_gone(w) for w in workers), [w for w in workers if not _gone(w)]
+    finally:
+        parent.kill()
+        parent.stdout.close()
+        for w in workers if "workers" in dir() else []:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(w, signal.SIGKILL)
+
+
+@pytest.mark.parametrize("platform", ["nonsense", "cuda"])
+def test_l20_a_bad_jax_platforms_ends_with_one_line(platform, tmp_path):
+    env = {**os.environ, "JAX_PLATFORMS": platform}
+    out = subprocess.run(
+        [sys.executable, "-m", "jaxopt_lectures.cli", "schedules", "--out", str(tmp_path)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 2
+    (line,) = out.stderr.strip().splitlines()
+    assert line.startswith("jaxopt-lectures schedules: error: JAX could not start a backend")
+    assert f"JAX_PLATFORMS={platform!r}" in line
+
+
+def test_l20_a_closed_stdout_ends_with_one_line():
+    p = subprocess.Popen(
+        [sys.executable, "-m", "jaxopt_lectures.cli", "recipe", "--list"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    p.stdout.close()  # the reader is gone before anything is written (as `| head -0`)
+    err = p.stderr.read()
+    p.stderr.close()
+    assert p.wait(timeout=120) == 1
+    assert err.strip() == "jaxopt-lectures recipe: stdout was closed; finished rows are saved"
+
+
+# --- the class: random non-regular files at every lab path ------------------------------------
+
+
+def _plant_obstacle(path, kind, scratch):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "folder":
+        path.mkdir()
+    elif kind == "link to a fifo":
+        os.mkfifo(scratch / f"fifo-{path.name}")
+        path.symlink_to(scratch / f"fifo-{path.name}")
+    elif kind == "link to /dev/zero":  # endless if read
+        path.symlink_to("/dev/zero")
+    elif kind == "dangling link":
+        path.symlink_to(scratch / "nowhere")
+
+
+_KINDS = ["fifo", "folder", "link to a fifo", "link to /dev/zero", "dangling link"]
+_WHERE = ["row", "arm", "program lock", "checkpoint lock", "data cache"]
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(where=st.lists(st.sampled_from(_WHERE), min_size=1, max_size=3, unique=True), kind=st.sampled_from(_KINDS))
+def test_property_non_regular_files_at_lab_paths_never_hang_or_lose_a_finished_row(where, kind, capsys):
+    import tempfile
+
+    from jaxopt_lectures.lab import data, run
+
+    with tempfile.TemporaryDirectory() as d:
+        out, scratch = Path(d) / "out", Path(d)
+        paths = {
+            "row": out / "rows" / "adam.json",
+            "arm": out / "arms" / f"{'f' * 16}.json",
+            "program lock": out / "arms" / "program-g.lock",
+            "checkpoint lock": out / "ck" / ".lock",
+            "data cache": out / "cache" / "mnist1d_20_42.npz",
+        }
+        for w in where:
+            _plant_obstacle(paths[w], kind, scratch)
+        calls, logs = [], []
+        table = _within(60, _table, out, calls, logs)  # a row planted over is redone, never lost
+        assert calls == ["adam"] and [r["name"] for r in table["rows"]] == ["adam"]
+        saved = _files.read_bytes(paths["row"], follow=False)  # and on disk, a regular file now
+        assert json.loads(saved)["name"] == "adam"
+        spec = types.SimpleNamespace(fingerprint="f" * 16)
+        assert _within(10, run._cache_read, paths["arm"], spec, "g") is None
+
+        def lock():
+            with run._program_lock(paths["program lock"].parent, "g"):
+                return True
+
+        assert _within(10, lock)
+        if "checkpoint lock" in where and kind != "dangling link":
+            with pytest.raises(OSError, match=r"\.lock: .*not a regular file"):
+                _within(10, checkpoints.Checkpoints(out / "ck").lock)
+        else:
+            with checkpoints.Checkpoints(out / "ck") as ck:
+                _within(10, ck.lock)
+        if "data cache" in where and kind in ("fifo", "link to a fifo", "link to /dev/zero"):
+            with pytest.raises((OSError, data.DataError), match="not a regular file"):
+                with _within(10, data._open_npz, paths["data cache"]):
+                    pass
+    capsys.readouterr()

@@ -180,7 +180,8 @@ def locked(
     non-regular file refused without blocking) with this process's pid written in it.
 
     A lock held by another process is never waited on silently: one line names its holder
-    (:func:`holder`); past ``timeout`` seconds (``0``: do not wait; ``None``: forever)
+    (:func:`holder`); past ``timeout`` seconds (``0``: do not wait; ``None``: forever), or at
+    once when the holder is stopped (Ctrl-Z) and ``timeout`` is not ``None``,
     :class:`LockTimeout` is raised naming the path and the holder. Closing releases it."""
     path = Path(path)
     flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
@@ -188,8 +189,8 @@ def locked(
     try:
         fd = os.open(path, flags, 0o600)
     except OSError as e:
-        if e.errno == errno.ELOOP:
-            raise _not_regular(path, stat.S_IFLNK) from None
+        if e.errno in (errno.ELOOP, errno.EISDIR):
+            raise _not_regular(path, stat.S_IFLNK if e.errno == errno.ELOOP else stat.S_IFDIR) from None
         raise
     try:
         st = os.fstat(fd)
@@ -204,11 +205,12 @@ def locked(
                     break
                 except BlockingIOError:
                     who = holder(path)
-                    if deadline is not None and time.monotonic() >= deadline:
+                    stopped = who.endswith("stopped")  # waiting on a stopped process helps nobody
+                    if deadline is not None and (stopped or time.monotonic() >= deadline):
                         raise LockTimeout(
                             f"{path}: {what} held by {who}"
-                            + (f" for over {timeout:g} s" if timeout else "")
-                            + (" (stopped: resume it with fg, or end it)" if who.endswith("stopped") else "")
+                            + (f" for over {timeout:g} s" if timeout and not stopped else "")
+                            + (" (stopped: resume it with fg, or end it)" if stopped else "")
                         ) from None
                     if not said:
                         said = True

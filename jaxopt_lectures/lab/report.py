@@ -40,10 +40,13 @@ def load_finished(
     version and rule; ``None`` (redo the row) if it is missing, another run's, or unreadable:
     a damaged file (not UTF-8, not JSON, not an object, keys missing) gets a one-line warning."""
     path = _row_path(out, entry.name)
-    if not path.exists():
+    if not os.path.lexists(path):
         return None
-    try:
-        row = json.loads(path.read_bytes().decode("utf-8"))
+    try:  # a FIFO or device there is refused without blocking (audit v2 L08)
+        row = json.loads(_files.read_bytes(path, follow=False).decode("utf-8"))
+    except _files.NotARegularFile as e:
+        (warn or _stderr)(f"{e}; redoing the row")
+        return None
     except (OSError, ValueError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         (warn or _stderr)(f"{path}: unreadable ({type(e).__name__}); redoing the row")
         return None
@@ -74,19 +77,39 @@ def timed_run(entry: recipe.Entry, seeds, quick: bool, progress: bool, run_entry
     return row
 
 
-def _worker_init() -> None:
+def _worker_init(parent: int | None = None) -> None:
+    """A worker's first act: tie its life to ``parent`` (the pid of the process that started
+    it, passed by the pool as ``initargs``), then turn on the compilation cache."""
+    _die_with_parent(parent)
     from jaxopt_lectures.lab import enable_compilation_cache
 
-    _die_with_parent()
     enable_compilation_cache()
 
 
-def _die_with_parent(poll_s: float = 1.0) -> None:
+def _die_with_parent(parent: int | None = None, poll_s: float = 1.0) -> None:
     """A worker exits when the process that started it is gone (audit case 84: after a
-    ``kill -9`` of ``recipe`` its workers were reparented and lived on, ~470 MB each)."""
+    ``kill -9`` of ``recipe`` its workers were reparented and lived on, ~470 MB each).
+
+    ``parent`` is the starter's pid as it passed it: a worker whose parent died while it was
+    still importing (audit v2 L03) sees another parent already and exits at once, where
+    ``os.getppid()`` read now would be the adoptive one. On Linux the kernel also sends
+    SIGKILL when the parent ends (``prctl(PR_SET_PDEATHSIG)``); elsewhere a thread polls."""
     import threading
 
-    parent = os.getppid()
+    parent = os.getppid() if parent is None else parent
+    if os.getppid() != parent:
+        os._exit(1)
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+            import signal
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(1, int(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):  # pragma: no cover - no prctl: the thread below suffices
+            pass
+        if os.getppid() != parent:  # died between the check and the prctl
+            os._exit(1)
 
     def watch():
         while True:
@@ -132,7 +155,8 @@ def run_table(
             if path.is_dir() and not path.is_symlink():  # audit case 91: keep the training, move the obstacle
                 path.rename(path.with_name(f"{path.name}.not-a-row-{os.getpid()}"))
                 log(f"warning: {path} was a directory; moved it aside")
-            atomic_write(path, json.dumps(row, indent=1))
+            # a full disk or unwritable rows/ (audit v2 L05, L06): the row trained, keep it and say so
+            _files.write_or_keep(path, json.dumps(row, indent=1).encode("utf-8"), log, what="row")
         results[entry.name] = row
         cells = row_cells(row)
         log(
@@ -149,7 +173,10 @@ def run_table(
         from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
         ctx = multiprocessing.get_context("spawn")  # JAX does not survive fork
-        with ProcessPoolExecutor(max_workers=min(jobs, len(pending)), mp_context=ctx, initializer=_worker_init) as pool:
+        pool = ProcessPoolExecutor(
+            max_workers=min(jobs, len(pending)), mp_context=ctx, initializer=_worker_init, initargs=(os.getpid(),)
+        )
+        with pool:
             order = recipe.dispatch_order(pending, seeds, quick) if run_entry is recipe.run_entry else pending
             futures = {pool.submit(timed_run, e, seeds, quick, False, run_entry): e for e in order}
             bar = _bar(len(pending), progress)

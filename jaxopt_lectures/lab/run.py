@@ -27,6 +27,7 @@ import hashlib
 import json
 import math
 import os
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -247,31 +248,47 @@ def group_id(members: Sequence[ArmSpec]) -> str:
     return hashlib.sha256(" ".join(m.fingerprint for m in members).encode()).hexdigest()[:16]
 
 
+#: Keys every cached arm must have to be reused (anything less is retrained: audit v2 L12).
+ARM_KEYS = ("chosen", "grid", "epochs", "train", "val", "val_acc", "test", "test_acc", "diverged", "curves", "points")
+#: How long a worker waits for another process's program lock (env
+#: ``JAXOPT_LECTURES_LOCK_TIMEOUT``, seconds) before training the group itself.
+LOCK_TIMEOUT_ENV, LOCK_TIMEOUT_S = "JAXOPT_LECTURES_LOCK_TIMEOUT", 3600.0
+
+
 def _cache_read(path: Path | None, spec: ArmSpec, gid: str) -> dict | None:
+    """The cached arm, or ``None`` (train it): missing, unreadable, another run's or
+    incomplete. A FIFO or device there is refused without blocking (audit v2 L09)."""
     if path is None:
         return None
     try:
-        cached = json.loads(path.read_text())
-    except (OSError, ValueError):
+        cached = json.loads(_files.read_bytes(path, follow=False))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as e:
+        print(f"warning: {path}: unreadable arm ({e}); training it again", file=sys.stderr)
         return None
     ok = isinstance(cached, dict) and cached.get("fingerprint") == spec.fingerprint and cached.get("program") == gid
-    return cached if ok else None
+    return cached if ok and all(k in cached for k in ARM_KEYS) else None
 
 
 @contextlib.contextmanager
 def _program_lock(cache: Path | None, gid: str):
-    """One process at a time trains a program group (the others wait, then read its arms)."""
+    """One process at a time trains a program group (the others wait, then read its arms).
+    Never silently (audit v2 L13): a wait names the holder's pid; a holder stopped (Ctrl-Z)
+    or still there after ``JAXOPT_LECTURES_LOCK_TIMEOUT`` seconds, or a lock that cannot be
+    made (read-only arms folder, a planted link: L07, L10), means one line and training the
+    group here without it (arm files are written atomically: the same numbers either way)."""
     if cache is None or fcntl is None:
         yield
         return
-    cache.mkdir(parents=True, exist_ok=True)
-    # never through a planted link (the out folder's other files are written the same careful way)
-    fd = os.open(cache / f"program-{gid}.lock", os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+    timeout = float(os.environ.get(LOCK_TIMEOUT_ENV) or LOCK_TIMEOUT_S)
+    with contextlib.ExitStack() as stack:
+        try:
+            cache.mkdir(parents=True, exist_ok=True)
+            stack.enter_context(_files.locked(cache / f"program-{gid}.lock", timeout=timeout, what="program lock"))
+        except OSError as e:
+            print(f"warning: {e}; training the program here without it", file=sys.stderr, flush=True)
         yield
-    finally:
-        os.close(fd)  # closing releases the lock
 
 
 def run_arms(
@@ -304,7 +321,7 @@ def run_arms(
                         if path(m) is not None:
                             try:
                                 _files.atomic_write(path(m), lambda f, r=result: f.write(json.dumps(r).encode()))
-                            except OSError:
+                            except OSError:  # the arm cache is optional: the result is kept in memory
                                 pass
         if hit is not None:
             done[spec.fingerprint] = hit
