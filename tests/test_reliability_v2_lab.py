@@ -98,6 +98,26 @@ def test_c05_a_missing_record_on_the_latest_epoch_falls_back_to_the_previous(tmp
     assert epoch == 1 and float(state["w"][0]) == 1.0
 
 
+# --- C09: a disk that fills during a save ---------------------------------------------------
+
+
+def test_c09_a_failed_save_names_the_checkpoint_and_the_earlier_epoch_resumes(tmp_path, monkeypatch):
+    template = {"w": jnp.zeros(3)}
+    with checkpoints.Checkpoints(tmp_path / "ck", keep=2) as ck:
+        ck.save({"w": jnp.ones(3)}, 1)
+
+        def full(step_dir):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+        monkeypatch.setattr(checkpoints, "_write_hashes", full)
+        with pytest.raises(OSError, match=r"ck \(epoch 2\): could not save the checkpoint \(No space left on device"):
+            ck.save({"w": jnp.full(3, 2.0)}, 2)
+    monkeypatch.undo()
+    with pytest.warns(RuntimeWarning, match="epoch 2 damaged .*sha256.json is missing.*resuming from epoch 1"):
+        state, epoch, _ = checkpoints.load(tmp_path / "ck", template)
+    assert epoch == 1 and float(state["w"][0]) == 1.0
+
+
 # --- C10: one writer per checkpoint directory -------------------------------------------------
 
 _HOLD = """

@@ -204,7 +204,7 @@ class Checkpoints:
     def lock(self) -> None:
         """Become the directory's only writer until :meth:`close` (created if missing);
         :class:`CheckpointInUse` naming the holder when another process is writing it."""
-        if self._lock is not None:
+        if self._lock is not None or jax.process_count() > 1:  # several hosts write one directory together
             return
         from jaxopt_lectures.lab import _files
 
@@ -272,10 +272,15 @@ class Checkpoints:
             items[_STATE] = ocp.args.StandardSave(state)
         if extra:
             items[_EXTRA] = ocp.args.StandardSave(extra)
-        self._manager.save(epoch, args=ocp.args.Composite(**items), force=True)
-        self._manager.wait_until_finished()
-        if jax.process_count() == 1:  # with several hosts, each sees only its own shard files
-            _write_hashes(self.path / str(epoch))
+        try:
+            self._manager.save(epoch, args=ocp.args.Composite(**items), force=True)
+            self._manager.wait_until_finished()
+            if jax.process_count() == 1:  # with several hosts, each sees only its own shard files
+                _write_hashes(self.path / str(epoch))
+        except OSError as e:  # a full disk (audit v2 C09): the earlier epochs are intact; say where
+            raise OSError(
+                e.errno, f"{self.path} (epoch {epoch}): could not save the checkpoint ({e.strerror or e})"
+            ) from e
         return self.path / str(epoch)
 
     def restore(self, template: Any, epoch: int | None = None) -> tuple[Any, int, dict]:
