@@ -98,6 +98,22 @@ def test_c05_a_missing_record_on_the_latest_epoch_falls_back_to_the_previous(tmp
     assert epoch == 1 and float(state["w"][0]) == 1.0
 
 
+# --- C06: the stored dtypes, not only what meta says ----------------------------------------
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "int32"])
+def test_c06_a_meta_dtype_changed_after_saving_is_refused(tmp_path, dtype):
+    checkpoints.save(tmp_path / "ck", {"w": jnp.full(16, 1.7), "n": {"b": jnp.ones(2)}}, 1)
+    meta_file = tmp_path / "ck" / "1" / "meta" / "metadata"
+    meta = json.loads(meta_file.read_text())
+    meta["layout"] = [[n, s, dtype if n == "['w']" else d] for n, s, d in meta["layout"]]
+    meta_file.write_text(json.dumps(meta))
+    checkpoints._write_hashes(tmp_path / "ck" / "1")  # the hashes recomputed: only the dtypes can tell
+    template = {"w": jnp.zeros(16, dtype), "n": {"b": jnp.zeros(2)}}
+    with pytest.raises(ValueError, match=rf"\['w'\] is stored as float32, but .* say {dtype}"):
+        checkpoints.load(tmp_path / "ck", template)
+
+
 # --- C09: a disk that fills during a save ---------------------------------------------------
 
 

@@ -139,6 +139,35 @@ def _check_hashes(step_dir: Path) -> None:
             raise ValueError(f"{name} is damaged (its SHA-256 differs from the one recorded when it was saved)")
 
 
+def _names(path: Any) -> tuple[str, ...]:
+    return tuple(str(getattr(k, "key", getattr(k, "name", getattr(k, "idx", k)))) for k in path)
+
+
+def _check_stored_dtypes(where: str, manager: Any, step: int, template: Any) -> None:
+    """Compare the dtype each array was *stored* with (Orbax's own array metadata) with the
+    template's: the layout in ``meta`` is only what the saver said (audit v2 C06: a ``meta``
+    edited from float32 to bfloat16 or int32, hashes recomputed, restored the float32 data
+    cast silently). Paths are matched by their key names (Orbax stores containers as dicts)."""
+    try:
+        stored = manager.item_metadata(step)[_STATE]
+    except Exception:  # noqa: BLE001 - no array metadata to compare: the restore itself still checks shapes
+        return
+    leaves = jax.tree_util.tree_flatten_with_path(
+        getattr(stored, "tree", stored), is_leaf=lambda x: hasattr(x, "dtype") and hasattr(x, "shape")
+    )[0]
+    found = {_names(p): m.dtype for p, m in leaves if hasattr(m, "dtype")}
+    for p, leaf in jax.tree_util.tree_flatten_with_path(template)[0]:
+        want = getattr(leaf, "dtype", None)
+        got = found.get(_names(p))
+        if want is None or got is None or jax.dtypes.issubdtype(want, jax.dtypes.prng_key):
+            continue
+        if np.dtype(got) != np.dtype(want):
+            raise ValueError(
+                f"{where}: {jax.tree_util.keystr(p)} is stored as {np.dtype(got)}, but the checkpoint's "
+                f"metadata and this run say {np.dtype(want)} (the metadata was changed after saving)."
+            )
+
+
 def compare_fingerprints(path: str | os.PathLike, saved: dict | None, expected: dict | None) -> None:
     """Raise :class:`CheckpointMismatch` naming each field where two fingerprints differ."""
     if expected is None:
@@ -211,7 +240,7 @@ class Checkpoints:
         self.path.mkdir(parents=True, exist_ok=True)
         stack = contextlib.ExitStack()
         try:
-            stack.enter_context(_files.locked(self.path / _LOCK, timeout=0, what="checkpoint directory in use"))
+            stack.enter_context(_files.locked(self.path / _LOCK, timeout=0, what="writer's lock"))
         except _files.LockTimeout as e:
             raise CheckpointInUse(
                 f"{e}; one writer per checkpoint directory: wait for it to finish, or use another directory"
@@ -347,6 +376,8 @@ class Checkpoints:
                 raise ValueError(f"{where}: {name} has shape {tuple(shape)}, expected {tuple(want_shape)}.")
             if dtype != want_dtype:
                 raise ValueError(f"{where}: {name} has dtype {dtype}, expected {want_dtype}.")
+        if layout:
+            _check_stored_dtypes(where, self._manager, step, template)
         items = {_STATE: ocp.args.StandardRestore(jax.tree.map(_target, template))} if layout else {}
         if extra_names:
             items[_EXTRA] = ocp.args.StandardRestore()
