@@ -46,6 +46,27 @@ def _halve_largest_state_file(step_dir):
     f.write_bytes(f.read_bytes()[: f.stat().st_size // 2])
 
 
+# --- C02: checkpoint settings checked before any work ---------------------------------------
+
+
+@pytest.mark.parametrize(
+    "kw, message",
+    [
+        ({"epochs": 2, "checkpoint_every": 0}, r"checkpoint_every=0 is out of range; allowed: integers >= 1"),
+        ({"epochs": 2, "checkpoint_every": 1.5}, r"checkpoint_every=1.5 is out of range"),
+        ({"epochs": -1}, r"epochs=-1 is out of range; allowed: integers >= 0"),
+    ],
+)
+def test_c02_checkpoint_every_and_epochs_are_checked_before_training(tmp_path, digits200, monkeypatch, kw, message):
+    from jaxopt_lectures.lab import models, trainer
+
+    monkeypatch.setattr(trainer, "_programs", lambda *a: pytest.fail("trained before the check"))
+    mlp = functools.partial(models.MLP, (64, 16, 10))
+    with pytest.raises(ValueError, match=message):
+        trainer.train(mlp, digits200, jol.sgd(0.1), seeds=(0,), checkpoint=tmp_path / "ck", progress=False, **kw)
+    assert not (tmp_path / "ck").exists()
+
+
 # --- C03: a damaged latest epoch falls back to the newest intact one --------------------------
 
 

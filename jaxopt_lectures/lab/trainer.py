@@ -466,6 +466,10 @@ def train(
         The number of runs must be a multiple of that axis's size. For one run split over
         devices (data parallelism) see :mod:`jaxopt_lectures.lab.parallel`.
     """
+    for name, value, low in (("epochs", epochs, 0), ("checkpoint_every", checkpoint_every, 1)):
+        # before any work (audit v2 C02: checkpoint_every=0 divided by zero after the first epoch trained)
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+            raise ValueError(f"{name}={value!r} is out of range; allowed: integers >= {low}.")
     if compilation_cache:
         enable_compilation_cache()
     seeds = tuple(int(s) for s in seeds)
