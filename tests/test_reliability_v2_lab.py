@@ -435,6 +435,43 @@ def test_l17_l16_a_damaged_kernel_library_is_moved_aside_and_rebuilt_once(tmp_pa
     assert f"{so} was not usable (UnsafeCacheError: kernel library {so} is not a regular file" in folder.stderr
 
 
+# --- L22, L23: the cache folder's name ------------------------------------------------------
+
+
+def test_l22_a_tilde_is_expanded_and_a_relative_xdg_cache_home_ignored(monkeypatch, tmp_path):
+    from jaxopt_lectures import _kernels
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("JAXOPT_LECTURES_CACHE", "~/jl-cache")
+    assert _kernels.cache_dir() == tmp_path / "jl-cache"
+    monkeypatch.setenv("JAXOPT_LECTURES_CACHE", " ")
+    monkeypatch.setenv("XDG_CACHE_HOME", "xdgrel")
+    assert _kernels.cache_dir() == tmp_path / ".cache" / "jaxopt_lectures"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert _kernels.cache_dir() == tmp_path / "xdg" / "jaxopt_lectures"
+
+
+def test_l23_a_non_utf8_cache_folder_turns_the_compilation_cache_off_with_a_warning(monkeypatch, tmp_path):
+    from jaxopt_lectures.lab import _paths
+
+    monkeypatch.setenv("JAXOPT_LECTURES_CACHE", str(tmp_path) + "/cache\udcff")  # the byte 0xff, as os.environ has it
+    calls = {}
+    monkeypatch.setattr(_paths.jax.config, "update", lambda k, v: calls.__setitem__(k, v))
+    with pytest.warns(RuntimeWarning, match="not a UTF-8 name"):
+        assert _paths.enable_compilation_cache() is None
+    assert not calls
+
+
+def test_item3_a_fifo_at_a_figure_path_is_replaced_without_blocking(tmp_path):
+    from jaxopt_lectures.lab import figures
+
+    plt = figures._pyplot()
+    os.mkfifo(tmp_path / "f.png")
+    fig = plt.figure()
+    _within(30, figures._save, fig, tmp_path / "f.png")
+    assert _files.read_bytes(tmp_path / "f.png", follow=False).startswith(b"\x89PNG")
+
+
 # --- L03, L20: processes --------------------------------------------------------------------
 
 

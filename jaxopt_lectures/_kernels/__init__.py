@@ -71,11 +71,15 @@ _cache_warned: set = set()  # cache folders already reported unusable in this pr
 
 def cache_dir() -> Path:
     """The package's cache folder (built kernels here; the lab's data sets and compiled
-    programs too): ``$JAXOPT_LECTURES_CACHE`` if set, else ``$XDG_CACHE_HOME/jaxopt_lectures``,
-    else ``~/.cache/jaxopt_lectures``. Not created here (see :func:`private_dir`)."""
-    if os.environ.get(CACHE_ENV):
-        return Path(os.environ[CACHE_ENV])
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    programs too): ``$JAXOPT_LECTURES_CACHE`` if set (``~`` expanded, made absolute), else
+    ``$XDG_CACHE_HOME/jaxopt_lectures`` when that is absolute (the XDG spec ignores a relative
+    one), else ``~/.cache/jaxopt_lectures``. Not created here (see :func:`private_dir`)."""
+    own = os.environ.get(CACHE_ENV, "").strip()
+    if own:  # "~/x" as written in a quoted assignment means the home folder (audit v2 L22)
+        return Path(os.path.expanduser(own)).absolute()
+    base = os.environ.get("XDG_CACHE_HOME", "").strip()
+    if not os.path.isabs(base):  # the XDG spec: a relative path is invalid and ignored
+        base = os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "jaxopt_lectures"
 
 

@@ -55,6 +55,16 @@ def enable_compilation_cache(path: str | os.PathLike | None = None, min_compile_
             target = None
     if target is None:
         return None
+    try:  # XLA takes the folder as UTF-8 text (audit v2 L23: a non-UTF-8 name crashed training)
+        str(target).encode("utf-8")
+    except UnicodeEncodeError:
+        warnings.warn(
+            f"jaxopt_lectures: the compilation cache folder {target!r} is not a UTF-8 name, which XLA cannot "
+            "take; programs are recompiled in every process",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+        return None
     jax.config.update("jax_compilation_cache_dir", str(target))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", float(min_compile_secs))
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)

@@ -74,10 +74,13 @@ def _pyplot():
 
 
 def _save(fig, path: Path) -> Path:
+    from jaxopt_lectures.lab._files import atomic_write
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    _pyplot().close(fig)
+    try:  # atomically, never through a link or into a FIFO planted at the name (issue 21 item 3)
+        atomic_write(path, lambda f: fig.savefig(f, format=path.suffix[1:] or "png", dpi=110, bbox_inches="tight"))
+    finally:
+        _pyplot().close(fig)
     return path
 
 
