@@ -130,15 +130,14 @@ def read_bytes(path: str | os.PathLike, *, follow: bool = True) -> bytes:
 
 
 def write_or_keep(path: str | os.PathLike, data: bytes, say: Callable[[str], object], *, what: str = "result") -> bool:
-    """:func:`atomic_write` ``data`` to ``path``; when the disk is full, read-only or not
-    writable (:data:`WRITE_FAILURES`) say so in one line naming the path and return ``False``:
-    the caller keeps the finished ``what`` in memory. Other errors propagate."""
+    """:func:`atomic_write` ``data`` to ``path``; when that fails (the disk full, read-only or
+    not writable: :data:`WRITE_FAILURES`; or a file where its folder should be) say so in one
+    line naming the path and return ``False``: the caller keeps the finished ``what`` in memory."""
     try:
         atomic_write(path, lambda f: f.write(data))
     except OSError as e:
-        if e.errno not in WRITE_FAILURES:
-            raise
-        say(f"warning: could not write {path} ({os.strerror(e.errno or 0)}); the {what} is kept in memory only")
+        why = os.strerror(e.errno) if e.errno else str(e)
+        say(f"warning: could not write {path} ({why}); the {what} is kept in memory only")
         return False
     return True
 

@@ -281,7 +281,10 @@ def _program_lock(cache: Path | None, gid: str):
     if cache is None or fcntl is None:
         yield
         return
-    timeout = float(os.environ.get(LOCK_TIMEOUT_ENV) or LOCK_TIMEOUT_S)
+    try:
+        timeout = float(os.environ.get(LOCK_TIMEOUT_ENV) or LOCK_TIMEOUT_S)
+    except ValueError:
+        timeout = LOCK_TIMEOUT_S
     with contextlib.ExitStack() as stack:
         try:
             cache.mkdir(parents=True, exist_ok=True)
