@@ -69,11 +69,6 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], object], *
 # Reading, locking and keeping finished work: every row, arm, lock and cache file of the lab
 # goes through these (audit v2, issue 21 item 3).
 
-#: write failures that leave finished work worth keeping (the result stays in memory).
-WRITE_FAILURES = frozenset(
-    getattr(errno, name) for name in ("ENOSPC", "EROFS", "EACCES", "EPERM", "EDQUOT", "EFBIG") if hasattr(errno, name)
-)
-
 
 class NotARegularFile(OSError):
     """A FIFO, device, socket or folder where the lab expects a file: refused without
@@ -131,7 +126,7 @@ def read_bytes(path: str | os.PathLike, *, follow: bool = True) -> bytes:
 
 def write_or_keep(path: str | os.PathLike, data: bytes, say: Callable[[str], object], *, what: str = "result") -> bool:
     """:func:`atomic_write` ``data`` to ``path``; when that fails (the disk full, read-only or
-    not writable: :data:`WRITE_FAILURES`; or a file where its folder should be) say so in one
+    not writable: ENOSPC, EROFS, EACCES; or a file where its folder should be) say so in one
     line naming the path and return ``False``: the caller keeps the finished ``what`` in memory."""
     try:
         atomic_write(path, lambda f: f.write(data))
