@@ -255,6 +255,9 @@ ARM_KEYS = ("chosen", "grid", "epochs", "train", "val", "val_acc", "test", "test
 LOCK_TIMEOUT_ENV, LOCK_TIMEOUT_S = "JAXOPT_LECTURES_LOCK_TIMEOUT", 3600.0
 
 
+_warned: set[str] = set()  # arm files already said to be unreadable in this process
+
+
 def _cache_read(path: Path | None, spec: ArmSpec, gid: str) -> dict | None:
     """The cached arm, or ``None`` (train it): missing, unreadable, another run's or
     incomplete. A FIFO or device there is refused without blocking (audit v2 L09)."""
@@ -265,7 +268,10 @@ def _cache_read(path: Path | None, spec: ArmSpec, gid: str) -> dict | None:
     except FileNotFoundError:
         return None
     except (OSError, ValueError) as e:
-        print(f"warning: {path}: unreadable arm ({e}); training it again", file=sys.stderr)
+        if str(path) not in _warned:  # read again under the program lock: said once
+            _warned.add(str(path))
+            why = str(e) if isinstance(e, _files.NotARegularFile) else f"{path}: unreadable arm ({type(e).__name__})"
+            print(f"warning: {why}; training it again", file=sys.stderr)
         return None
     ok = isinstance(cached, dict) and cached.get("fingerprint") == spec.fingerprint and cached.get("program") == gid
     return cached if ok and all(k in cached for k in ARM_KEYS) else None
