@@ -37,6 +37,17 @@ def momentum_ema(theta, grad, steps, eta, beta):
     return out
 
 
+def momentum_ema_nesterov(theta, grad, steps, eta, beta):
+    out, m = [], None
+    for t in range(steps):
+        g = grad(theta)
+        m = g if t == 0 else beta * m + (1 - beta) * g  # seed 001's EMA momentum
+        step = beta * m + (1 - beta) * g  # Nesterov's look-ahead: the gradient with its own coefficient (1 − β)
+        theta = theta - eta * step
+        out.append(theta)
+    return out
+
+
 def momentum_sum(theta, grad, steps, eta):
     out, m = [], np.zeros_like(theta)
     for _ in range(steps):

@@ -63,6 +63,10 @@ LECTURE_CASES = {
         jol.sgd(0.05, momentum=0.9, nesterov=True),
         functools.partial(ref.momentum_classic, eta=0.05, gamma=0.9, nesterov=True),
     ),
+    "momentum_ema_nesterov": (  # mutation sample M13: the gradient's coefficient must be 1 − β, not 1
+        jol.momentum(0.1, beta=0.7, variant="ema", nesterov=True),
+        functools.partial(ref.momentum_ema_nesterov, eta=0.1, beta=0.7),
+    ),
     "momentum_ema": (
         jol.momentum(0.1, beta=0.7, variant="ema"),
         functools.partial(ref.momentum_ema, eta=0.1, beta=0.7),
@@ -229,3 +233,14 @@ def test_linear_warmup_and_step_decay_formulas():
     np.testing.assert_allclose([float(warm(c)) for c in range(7)], [0, 0.25, 0.5, 0.75, 1, 1, 1])
     step = jol.schedules.step_decay(1.0, step_size=3, decay_rate=0.1)
     np.testing.assert_allclose([float(step(c)) for c in range(7)], [1, 1, 1, 0.1, 0.1, 0.1, 0.01], rtol=1e-6)
+
+
+def test_join_switches_at_its_boundary_not_a_step_late():
+    """Mutation sample M31: ``join`` hands over at count == boundary (a jump there shows it), so
+    ``warmup_cosine_decay(..., warmup_steps=0)`` starts at the peak, not at ``init_value``."""
+    s = jol.schedules.join([jol.schedules.constant(1.0), jol.schedules.constant(5.0)], [3])
+    assert [float(s(c)) for c in range(5)] == [1.0, 1.0, 1.0, 5.0, 5.0]
+    w = jol.schedules.warmup_cosine_decay(0.0, 0.1, 0, 100)
+    assert float(w(0)) == pytest.approx(0.1) and float(w(1)) < 0.1
+    w = jol.schedules.warmup_cosine_decay(0.0, 0.1, 4, 100)
+    assert [float(w(c)) for c in range(5)] == pytest.approx([0.0, 0.025, 0.05, 0.075, 0.1])
