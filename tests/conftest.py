@@ -49,3 +49,11 @@ def backend(request):
     if request.param == "kernel":
         request.getfixturevalue("kernel")
     return request.param
+
+
+@pytest.fixture(scope="module")
+def digits200():
+    """The digits with 200 training examples: the small data set of the reliability cases."""
+    from jaxopt_lectures.lab import data
+
+    return data.load_digits(train_size=200)

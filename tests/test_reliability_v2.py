@@ -192,13 +192,6 @@ def test_n13_clip_by_global_norm_rescales_huge_norms_like_float64(values, dtype,
 # --- C01: resuming with fewer epochs than the checkpoint holds -----------------------------
 
 
-@pytest.fixture(scope="module")
-def digits200():
-    from jaxopt_lectures.lab import data
-
-    return data.load_digits(train_size=200)
-
-
 def _train_mlp(ds, epochs, checkpoint=None, keep=2):
     import functools
 

@@ -19,25 +19,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
+from test_reliability_v2 import _train_mlp as _train  # the one-MLP run of the library-side cases
 
 import jaxopt_lectures as jol
 from jaxopt_lectures.lab import _files, checkpoints
-
-
-@pytest.fixture(scope="module")
-def digits200():
-    from jaxopt_lectures.lab import data
-
-    return data.load_digits(train_size=200)
-
-
-def _train(ds, epochs, checkpoint=None, keep=2):
-    from jaxopt_lectures.lab import models, trainer
-
-    mlp = functools.partial(models.MLP, (64, 16, 10))
-    return trainer.train(
-        mlp, ds, jol.sgd(0.1), epochs=epochs, seeds=(0,), checkpoint=checkpoint, checkpoint_keep=keep, progress=False
-    )
 
 
 def _halve_largest_state_file(step_dir):
