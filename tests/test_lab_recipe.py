@@ -310,3 +310,65 @@ def test_a_figure_command_run_as_python_m_gives_one_line_not_a_traceback(tmp_pat
     )
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     assert "--seeds 0 is out of range" in proc.stderr
+
+
+def _borderline_run(calls):
+    """A fake row runner: on one block of seeds every half of ``adam`` holds alone (p = 0.02 <
+    α/2) but not after the table's correction beside ``momentum``'s undecided halves (p = 0.5;
+    Benjamini-Hochberg over 8 p-values: 0.02 x 8/2 = 0.08 > α); a second block decides it."""
+
+    def fake(entry, seeds, quick, progress, blocks=1):
+        calls.append((entry.name, blocks))
+        row = verdict.judge(entry, *arm_pair(1.0, len(seeds)), seeds)
+        p = 0.5 if entry.name != "adam" else 0.02 if blocks == 1 else 1e-4
+        for h in row["halves"].values():
+            h.update(result="holds" if p < 0.025 else "inconclusive", p_holds=p, p_fails=1 - p)
+        row.update(seed_blocks=blocks, extendable=entry.name == "adam" and blocks < 2)
+        return row
+
+    return fake
+
+
+def test_a_half_undecided_after_the_correction_gets_another_block_of_seeds(tmp_path):
+    calls, logs = [], []
+    entries = recipe.select(["adam", "momentum"])
+    table = report.run_table(
+        entries, [0, 1], False, tmp_path, progress=False, run_entry=_borderline_run(calls), log=logs.append
+    )
+    # decided alone on the first block, inconclusive in the corrected table: one more block, then decided
+    assert calls == [("adam", 1), ("momentum", 1), ("adam", 2)]
+    assert table["rows"][0]["seed_blocks"] == 2 and table["rows"][0]["label"] == "yes"
+    assert any("inconclusive after the table's correction" in line and "adam" in line for line in logs), logs
+    assert json.loads((tmp_path / "rows" / "adam.json").read_text())["seed_blocks"] == 2
+    # the saved row is the extended one: a rerun reuses it and asks for nothing
+    again = report.run_table(
+        entries, [0, 1], False, tmp_path, progress=False, run_entry=_borderline_run(calls), log=logs.append
+    )
+    assert len(calls) == 3 and again["rows"][0]["label"] == "yes"
+
+
+def test_a_row_that_does_not_grow_is_asked_once_and_a_row_at_the_cap_never():
+    calls = []
+
+    def stuck(entry, seeds, quick, progress, blocks=1):  # ignores ``blocks``: never more seeds
+        calls.append((entry.name, blocks))
+        return _borderline_run([])(entry, seeds, quick, progress)
+
+    two = recipe.select(["adam", "momentum"])
+    table = report.run_table(two, [0, 1], False, None, progress=False, run_entry=stuck)
+    assert calls == [("adam", 1), ("momentum", 1), ("adam", 2)] and table["rows"][0]["label"] == "inconclusive"
+    capped = []
+
+    def at_cap(entry, seeds, quick, progress, blocks=1):
+        row = _borderline_run(capped)(entry, seeds, quick, progress, blocks)
+        row["extendable"] = False
+        return row
+
+    report.run_table(two, [0, 1], False, None, progress=False, run_entry=at_cap)
+    assert capped == [("adam", 1), ("momentum", 1)]
+
+
+def test_run_row_takes_at_least_the_blocks_asked_and_stops_at_the_cap():
+    seeds = list(range(stats_cap := run.stats.SEED_SCHEDULE[-1]))
+    assert run.max_seed_blocks(seeds) == 1 and run.max_seed_blocks(seeds[:5]) == stats_cap // 5
+    assert run.max_seed_blocks(seeds[:3]) == stats_cap // 3 and run.max_seed_blocks([]) >= 1

@@ -53,9 +53,10 @@ __all__ = [
 ]
 
 
-def run_entry(entry: Row, seeds: Sequence[int], quick: bool, progress: bool = False) -> dict:
-    """Train both arms of one row on ``seeds`` and judge them (see :func:`.run.run_row`)."""
-    return run_row(entry, seeds, quick, progress)
+def run_entry(entry: Row, seeds: Sequence[int], quick: bool, progress: bool = False, blocks: int = 1) -> dict:
+    """Train both arms of one row on ``seeds`` (at least ``blocks`` blocks of them) and judge
+    them (see :func:`.run.run_row`)."""
+    return run_row(entry, seeds, quick, progress, blocks)
 
 
 def select(names: Sequence[str] | None) -> list[Row]:

@@ -7,6 +7,7 @@ rows whose fingerprint (settings, seeds, budget) matches and gives the same tabl
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -65,11 +66,18 @@ def _stderr(message: str) -> None:
     print(f"warning: {message}", file=sys.stderr)
 
 
-def timed_run(entry: recipe.Entry, seeds, quick: bool, progress: bool, run_entry: Callable = recipe.run_entry) -> dict:
-    """One row, with its wall and compile time and its fingerprint (a worker process's job)."""
+def timed_run(
+    entry: recipe.Entry, seeds, quick: bool, progress: bool, run_entry: Callable = recipe.run_entry, blocks: int = 1
+) -> dict:
+    """One row, with its wall and compile time and its fingerprint (a worker process's job);
+    ``blocks`` > 1 asks for at least that many blocks of seeds (:func:`.run.run_row`)."""
     recipe.CompileTimer.install()
     t0, c0, n0 = time.perf_counter(), recipe.CompileTimer.total(), recipe.CompileTimer.count()
-    row = run_entry(entry, seeds, quick, progress)
+    row = (
+        run_entry(entry, seeds, quick, progress)
+        if blocks <= 1
+        else run_entry(entry, seeds, quick, progress, blocks=blocks)
+    )
     row["wall_s"] = round(time.perf_counter() - t0, 2)
     row["compile_s"] = round(recipe.CompileTimer.total() - c0, 2)
     row["compiles"] = recipe.CompileTimer.count() - n0
@@ -149,7 +157,9 @@ def run_table(
         else:
             pending.append(entry)
 
-    def finish(entry: recipe.Entry, row: dict) -> None:
+    spent = dict.fromkeys(("compile_s", "extra_seeds_s", "settings_s", "compiles"), 0.0)
+
+    def finish(entry: recipe.Entry, row: dict, more: bool = False) -> None:
         if out is not None:
             path = _row_path(out, entry.name)
             if path.is_dir() and not path.is_symlink():  # audit case 91: keep the training, move the obstacle
@@ -158,44 +168,59 @@ def run_table(
             # a full disk or unwritable rows/ (audit v2 L05, L06): the row trained, keep it and say so
             _files.write_or_keep(path, json.dumps(row, indent=1).encode("utf-8"), log, what="row")
         results[entry.name] = row
+        for k in spent:
+            spent[k] += row.get(k, 0.0)
         cells = row_cells(row)
+        where = f"+{len(row.get('seeds', ())) - len(seeds)} seeds" if more else f"{len(results)}/{len(entries)}"
         log(
-            f"[{len(results)}/{len(entries)}] {entry.name}: optimization {cells[3]}; generalization {cells[4]} "
+            f"[{where}] {entry.name}: optimization {cells[3]}; generalization {cells[4]} "
             f"-> {row['label']} in {row['wall_s']:.1f}s"
         )
 
-    if jobs <= 1 or len(pending) <= 1:
-        for entry in pending:
-            log(f"    running {entry.name}: {entry.technique}")
-            finish(entry, timed_run(entry, seeds, quick, progress, run_entry))
-    else:
-        import multiprocessing
-        from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+    with contextlib.ExitStack() as stack:
+        pool = None
 
-        ctx = multiprocessing.get_context("spawn")  # JAX does not survive fork
-        pool = ProcessPoolExecutor(
-            max_workers=min(jobs, len(pending)), mp_context=ctx, initializer=_worker_init, initargs=(os.getpid(),)
-        )
-        with pool:
-            order = recipe.dispatch_order(pending, seeds, quick) if run_entry is recipe.run_entry else pending
-            futures = {pool.submit(timed_run, e, seeds, quick, False, run_entry): e for e in order}
-            bar = _bar(len(pending), progress)
-            try:
-                remaining = set(futures)
-                while remaining:
-                    done, remaining = wait(remaining, return_when=FIRST_COMPLETED)
-                    for fut in done:
-                        finish(futures[fut], fut.result())
-                        if bar is not None:
-                            bar.update(1)
-                            bar.set_postfix_str(futures[fut].name)
-            except BaseException:
-                pool.shutdown(wait=False, cancel_futures=True)
-                raise
-            finally:
-                if bar is not None:
-                    bar.close()
-    rows = verdict.decide_table([results[e.name] for e in entries])
+        def execute(todo: list[tuple[recipe.Entry, int]]) -> None:
+            """Run ``(entry, blocks)`` pairs, in the worker pool when there are several."""
+            nonlocal pool
+            if jobs <= 1 or len(todo) <= 1:
+                for entry, blocks in todo:
+                    log(f"    running {entry.name}: {entry.technique}")
+                    finish(entry, timed_run(entry, seeds, quick, progress, run_entry, blocks), blocks > 1)
+                return
+            if pool is None:
+                import multiprocessing
+                from concurrent.futures import ProcessPoolExecutor
+
+                ctx = multiprocessing.get_context("spawn")  # JAX does not survive fork
+                pool = stack.enter_context(
+                    ProcessPoolExecutor(
+                        max_workers=min(jobs, len(todo)),
+                        mp_context=ctx,
+                        initializer=_worker_init,
+                        initargs=(os.getpid(),),
+                    )
+                )
+            _run_in_pool(pool, todo, seeds, quick, run_entry, finish, progress)
+
+        execute([(e, 1) for e in pending])
+        rows = verdict.decide_table([results[e.name] for e in entries])
+        # The seed schedule decided on the corrected table (:func:`.stats.simulate_table`): a half
+        # decided alone but inconclusive after the multiplicity correction gets another block of
+        # seeds too, then the table is decided again, until every such row is decided or at the cap.
+        asked: dict[str, int] = {}
+        while more := [
+            (e, r.get("seed_blocks", 1) + 1)
+            for e, r in zip(entries, rows)
+            if wants_more_seeds(r) and asked.get(e.name, 0) < r.get("seed_blocks", 1) + 1
+        ]:
+            log(
+                f"    {len(more)} row(s) inconclusive after the table's correction get more seeds: "
+                + ", ".join(e.name for e, _ in more)
+            )
+            asked.update((e.name, b) for e, b in more)  # each count asked once: no loop on a row that cannot grow
+            execute(more)
+            rows = verdict.decide_table([results[e.name] for e in entries])
     return {
         "schema": SCHEMA_VERSION,
         "rows": rows,
@@ -203,10 +228,10 @@ def run_table(
         "seeds": list(seeds),
         "jobs": jobs,
         "wall_s": round(time.perf_counter() - start, 2),
-        "compile_s": round(sum(results[e.name]["compile_s"] for e in pending), 2),
-        "extra_seeds_s": round(sum(results[e.name].get("extra_seeds_s", 0.0) for e in pending), 2),
-        "settings_s": round(sum(results[e.name].get("settings_s", 0.0) for e in pending), 2),
-        "compiles": sum(results[e.name].get("compiles", 0) for e in pending),
+        "compile_s": round(spent["compile_s"], 2),
+        "extra_seeds_s": round(spent["extra_seeds_s"], 2),
+        "settings_s": round(spent["settings_s"], 2),
+        "compiles": int(spent["compiles"]),
         "rows_reused": reused,
         "arms": len({a["fingerprint"] for r in rows for a in r["arms"].values()}),
         "programs": len({a["program"] for r in rows for a in r["arms"].values() if a.get("program")}),
@@ -215,6 +240,40 @@ def run_table(
         "null_table": verdict.null_table_counts(rows),
         "rule": recipe.RULE,
     }
+
+
+def wants_more_seeds(row: dict) -> bool:
+    """Does this (table-decided) row get another block of seeds? Yes when it takes more
+    (``extendable``, set by :func:`.run.run_row`: below the cap, not a demonstration or measure
+    row, not ``--quick``) and a half is inconclusive after the correction."""
+    return bool(row.get("extendable")) and any(h.get("result") == "inconclusive" for h in row["halves"].values())
+
+
+def _run_in_pool(pool, todo, seeds, quick: bool, run_entry: Callable, finish: Callable, progress: bool) -> None:
+    """``todo``'s rows in the worker ``pool``, each finished (saved, logged) as it completes."""
+    from concurrent.futures import FIRST_COMPLETED, wait
+
+    entries = [e for e, _ in todo]
+    blocks = dict((e.name, b) for e, b in todo)
+    order = recipe.dispatch_order(entries, seeds, quick) if run_entry is recipe.run_entry else entries
+    futures = {pool.submit(timed_run, e, seeds, quick, False, run_entry, blocks[e.name]): e for e in order}
+    bar = _bar(len(todo), progress)
+    try:
+        remaining = set(futures)
+        while remaining:
+            done, remaining = wait(remaining, return_when=FIRST_COMPLETED)
+            for fut in done:
+                e = futures[fut]
+                finish(e, fut.result(), blocks[e.name] > 1)
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix_str(e.name)
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    finally:
+        if bar is not None:
+            bar.close()
 
 
 def _bar(total: int, progress: bool):

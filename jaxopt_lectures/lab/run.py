@@ -521,20 +521,32 @@ def merge_arms(first: dict, more: dict) -> dict:
     return out
 
 
-def run_row(row: Row, seeds: Sequence[int], quick: bool, progress: bool = False) -> dict:
+def max_seed_blocks(seeds: Sequence[int]) -> int:
+    """How many blocks of ``seeds`` a row may use: :data:`.stats.SEED_SCHEDULE`'s cap in
+    blocks of ``len(seeds)`` (at least the first block)."""
+    return max(1, stats.SEED_SCHEDULE[-1] // max(1, len(seeds)))
+
+
+def run_row(row: Row, seeds: Sequence[int], quick: bool, progress: bool = False, blocks: int = 1) -> dict:
     """Train both arms of ``row`` on ``seeds``, judge them (:func:`.verdict.judge`), and while a
     half is still inconclusive (its interval touches its margin) add a block of seeds, up to
     :data:`.stats.SEED_SCHEDULE`'s cap (not with ``quick``, which may only be less decided;
     not for demonstrations or measure rows, whose measure is taken at each block's own
     validation pick). The blocks' arms are trained on their own
-    (an extension is not merged into other rows' programs)."""
+    (an extension is not merged into other rows' programs).
+
+    ``blocks``: use at least this many blocks of seeds (within the cap). The table asks for one
+    more block when a half decided alone is inconclusive after the table's multiplicity
+    correction (:func:`.report.run_table`), the rule :func:`.stats.simulate_table` simulates;
+    blocks already trained are read back from the arm cache. ``out["extendable"]`` says whether
+    the row takes more seeds at all."""
     seeds = tuple(int(s) for s in seeds)
     base, var = run_arms(row_arms(row, seeds, quick), seeds, table_arms(seeds, quick), progress, row.name)
     out = verdict.judge(row, base, var, seeds)
     used, stage, extra_s = seeds, 0, 0.0
     extendable = not quick and row.design != "demonstration" and row.name not in verdict.MEASURE_CLAIMS
-    while extendable and any(h["result"] == "inconclusive" for h in out["halves"].values()):
-        if len(used) + len(seeds) > max(stats.SEED_SCHEDULE[-1], len(seeds)):
+    while extendable and (stage + 1 < blocks or any(h["result"] == "inconclusive" for h in out["halves"].values())):
+        if stage + 1 >= max_seed_blocks(seeds):
             break
         stage += 1
         more = extension_seeds(seeds, stage)
@@ -544,6 +556,7 @@ def run_row(row: Row, seeds: Sequence[int], quick: bool, progress: bool = False)
         base, var, used = merge_arms(base, b2), merge_arms(var, v2), used + more
         out = verdict.judge(row, base, var, used)
     out["seed_blocks"] = 1 + stage
+    out["extendable"] = extendable and 1 + stage < max_seed_blocks(seeds)
     out["extra_seeds_s"] = round(extra_s, 2)
     out["setting"] = row.setting_name
     out["settings"] = {}
