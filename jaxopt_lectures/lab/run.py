@@ -59,7 +59,7 @@ RULE = (
     "v2: optimization = updates to a declared training target (each arm at its fastest point), "
     "generalization = test cross-entropy (each arm picked on validation; a regularizer against the "
     "baseline where it fits); paired log-ratios, superiority / non-superiority / equivalence against "
-    "stated margins, more seeds while inconclusive, Benjamini-Hochberg over the table"
+    "stated margins, Benjamini-Hochberg over the table, more seeds while inconclusive after it"
 )
 CHANCE_LOSS = math.log(10.0)
 
