@@ -247,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         check_numbers(args)  # every declared CLI number, before any work
-        code = args.run(args)
+        code = _run_once_more_without_the_cache(args)
         sys.stdout.flush()  # a closed stdout fails here, inside the handlers below, not at exit
         return code
     except UsageError as e:
@@ -280,6 +280,34 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return EXIT_USAGE
+
+
+def _run_once_more_without_the_cache(args: argparse.Namespace) -> int:
+    """``args.run(args)``; if it fails while the lab's compilation cache is on and holds entries,
+    the cache is moved aside (one warning line names both folders) and the command runs once
+    more, compiling afresh (audit v2 L15: entries rotated between keys made every run fail,
+    with nothing pointing at the cache). Finished rows are saved, so a rerun resumes."""
+    try:
+        return args.run(args)
+    except (UsageError, OSError, MemoryError, ImportError):
+        raise
+    except Exception as e:
+        if "jaxopt_lectures.lab._paths" not in sys.modules or _backend_failure(e):
+            raise
+        from jaxopt_lectures.lab import _paths
+
+        moved = _paths.set_aside_compilation_cache()
+        if moved is None:
+            raise
+        first = (str(e).strip().splitlines() or [""])[0][:200]
+        print(
+            f"jaxopt-lectures {args.command}: warning: failed ({type(e).__name__}: {first}) with JAX's "
+            f"compilation cache {moved[0]}, whose entries may be damaged or stale; moved it to {moved[1]} "
+            "(delete it when done) and running once more with an empty cache",
+            file=sys.stderr,
+            flush=True,
+        )
+    return args.run(args)
 
 
 def _backend_failure(e: BaseException) -> bool:

@@ -606,6 +606,83 @@ def test_property_non_regular_files_at_lab_paths_never_hang_or_lose_a_finished_r
     capsys.readouterr()
 
 
+# --- L15: compilation-cache entries under the wrong keys --------------------------------------
+
+
+def _double_plus_one(v):
+    return v * 2.0 + 1.0
+
+
+def _shift_and_sum(v):
+    return v - 3.0, v.sum()
+
+
+def test_l15_rotated_compilation_cache_entries_are_set_aside_and_the_command_run_once_more(
+    tmp_path, monkeypatch, capsys
+):
+    import jax
+    from jax.experimental.compilation_cache import compilation_cache
+
+    from jaxopt_lectures import cli, figures_cli
+    from jaxopt_lectures.lab import _paths
+
+    monkeypatch.setenv("JAXOPT_LECTURES_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(_paths, "_enabled", None)
+    keys = ("jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs")
+    saved = {k: getattr(jax.config, k) for k in keys}
+    x = np.arange(3.0, dtype=np.float32)
+    got = []
+
+    def command(args):  # a command with two small programs, one output and two
+        _paths.enable_compilation_cache(min_compile_secs=0.0)
+        got.append((np.asarray(jax.jit(_double_plus_one)(x)), np.asarray(jax.jit(_shift_and_sum)(x)[0])))
+        return 0
+
+    monkeypatch.setattr(figures_cli, "_run_schedules", command)
+    compilation_cache.reset_cache()
+    jax.clear_caches()
+    folder = tmp_path / "cache" / "jax"
+    try:
+        assert cli.main(["schedules"]) == 0  # fills the cache
+        entries = sorted(folder.glob("*-cache"))
+        assert len(entries) == 2, entries
+        contents = [e.read_bytes() for e in entries]
+        for e, c in zip(entries, contents[1:] + contents[:1]):  # valid executables under each other's keys
+            e.write_bytes(c)
+        jax.clear_caches()  # as in a new process: programs come from the cache
+        assert cli.main(["schedules"]) == 0
+    finally:
+        for k, v in saved.items():
+            jax.config.update(k, v)
+        compilation_cache.reset_cache()
+        jax.clear_caches()
+    err = capsys.readouterr().err
+    [aside] = folder.parent.glob("jax.set-aside-*")
+    assert err.count("\n") == 1 and err.startswith("jaxopt-lectures schedules: warning: failed (")
+    assert f"compilation cache {folder}," in err and f"moved it to {aside}" in err and "once more" in err
+    assert sorted(p.name for p in aside.iterdir()) == [e.name for e in entries]  # kept for a look
+    assert sorted(folder.glob("*-cache")) == entries  # compiled again, under the right keys
+    np.testing.assert_array_equal(got[-1][0], [1.0, 3.0, 5.0])
+    np.testing.assert_array_equal(got[-1][1], [-3.0, -2.0, -1.0])
+
+
+def test_l15_a_failure_without_the_lab_cache_is_not_retried(tmp_path, monkeypatch):
+    from jaxopt_lectures import cli, figures_cli
+    from jaxopt_lectures.lab import _paths
+
+    monkeypatch.setattr(_paths, "_enabled", None)
+    calls = []
+
+    def command(args):
+        calls.append(1)
+        raise ValueError("a bug")
+
+    monkeypatch.setattr(figures_cli, "_run_schedules", command)
+    with pytest.raises(ValueError, match="a bug"):
+        cli.main(["schedules"])
+    assert calls == [1]
+
+
 # --- L26, L29, L30: every CLI number has a range, shown in --help, checked before any work ---
 
 
