@@ -817,3 +817,21 @@ def test_l29_a_landscape_with_overflowed_losses_is_still_drawn(tmp_path):
     for result in ({"a": ls}, {"a": flat}, {"a": ls, "b": flat}):
         [png] = figures.plot_landscapes(result, tmp_path)
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+# --- L33: the footer names the workers used --------------------------------------------------
+
+
+def test_l33_one_pending_row_runs_here_and_the_footer_says_no_worker_was_used(tmp_path):
+    from jaxopt_lectures.lab import recipe, report
+
+    calls, logs = [], []
+    table = report.run_table(
+        recipe.select(["adam"]), [0, 1], True, tmp_path, False, _fake_run(calls), logs.append, jobs=4
+    )
+    assert calls == ["adam"] and table["jobs"] == 1
+    footer = report.terminal(table)
+    assert "in this process (no worker processes)" in footer and "worker processes," not in footer
+    assert "summed over workers" not in footer
+    table["jobs"] = 2  # as two workers would have written it
+    assert "summed over 2 worker processes" in report.terminal(table)

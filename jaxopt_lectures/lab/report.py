@@ -164,7 +164,9 @@ def run_table(
             f"-> {row['label']} in {row['wall_s']:.1f}s"
         )
 
-    if jobs <= 1 or len(pending) <= 1:
+    # the worker processes actually used (audit v2 L33): one row left, or --jobs 1, runs here
+    workers = min(jobs, len(pending)) if jobs > 1 and len(pending) > 1 else 1
+    if workers == 1:
         for entry in pending:
             log(f"    running {entry.name}: {entry.technique}")
             finish(entry, timed_run(entry, seeds, quick, progress, run_entry))
@@ -174,7 +176,7 @@ def run_table(
 
         ctx = multiprocessing.get_context("spawn")  # JAX does not survive fork
         pool = ProcessPoolExecutor(
-            max_workers=min(jobs, len(pending)), mp_context=ctx, initializer=_worker_init, initargs=(os.getpid(),)
+            max_workers=workers, mp_context=ctx, initializer=_worker_init, initargs=(os.getpid(),)
         )
         with pool:
             order = recipe.dispatch_order(pending, seeds, quick) if run_entry is recipe.run_entry else pending
@@ -201,7 +203,7 @@ def run_table(
         "rows": rows,
         "quick": quick,
         "seeds": list(seeds),
-        "jobs": jobs,
+        "jobs": workers,
         "wall_s": round(time.perf_counter() - start, 2),
         "compile_s": round(sum(results[e.name]["compile_s"] for e in pending), 2),
         "extra_seeds_s": round(sum(results[e.name].get("extra_seeds_s", 0.0) for e in pending), 2),
@@ -296,6 +298,7 @@ def _footer(table: dict) -> list[str]:
     rows = table["rows"]
     counts = table.get("labels") or {k: sum(r["label"] == k for r in rows) for k in LABELS}
     null = table.get("null_table") or {}
+    workers = table.get("jobs", 1)  # the worker processes used (audit v2 L33)
     lines = [
         f"{len(rows)} rows, seeds {table['seeds']} (+ blocks while inconclusive), "
         f"{'quick' if table['quick'] else 'full'} budget: "
@@ -310,9 +313,10 @@ def _footer(table: dict) -> list[str]:
             else ""
         ),
         f"Wall time {table['wall_s']:.0f} s: compiling {table['compile_s']:.0f} s"
-        + (f" summed over {table['jobs']} worker processes" if table.get("jobs", 1) > 1 else "")
+        + (f" summed over {workers} worker processes" if workers > 1 else " in this process (no worker processes)")
         + f", extra seed blocks {table.get('extra_seeds_s', 0):.0f} s, the optimizer rows' other settings "
-        + f"{table.get('settings_s', 0):.0f} s (both summed over workers); {table.get('compiles', 0)} XLA compilations"
+        + f"{table.get('settings_s', 0):.0f} s{' (both summed over workers)' if workers > 1 else ''}; "
+        + f"{table.get('compiles', 0)} XLA compilations"
         + (f"; {table['programs']} training programs for {table['arms']} arms" if table.get("programs") else "")
         + (f" ({table['rows_reused']} rows reused from an earlier run)." if table["rows_reused"] else "."),
         f"Rule: {table['rule']}.",
