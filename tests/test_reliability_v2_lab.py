@@ -835,3 +835,26 @@ def test_l33_one_pending_row_runs_here_and_the_footer_says_no_worker_was_used(tm
     assert "summed over workers" not in footer
     table["jobs"] = 2  # as two workers would have written it
     assert "summed over 2 worker processes" in report.terminal(table)
+
+
+# --- L34: the numeric mode is part of a row's and an arm's fingerprint --------------------------
+
+
+def test_l34_rows_made_with_x64_are_not_reused_by_a_float32_rerun(tmp_path):
+    import jax
+
+    from jaxopt_lectures.lab import recipe, run
+
+    calls, logs = [], []
+    entry = recipe.select(["adam"])[0]
+    with jax.enable_x64(True):
+        x64 = recipe.row_fingerprint(entry, [0, 1], True)
+        arm64 = run.arm_fingerprint({"a": 1}, {}, 3, [0], "loss")
+        _table(tmp_path, calls, logs)
+        _table(tmp_path, calls, logs)  # the same mode: reused
+    assert calls == ["adam"] and any("finished earlier, reusing" in line for line in logs)
+    assert recipe.row_fingerprint(entry, [0, 1], True) != x64
+    assert run.arm_fingerprint({"a": 1}, {}, 3, [0], "loss") != arm64
+    assert run.numeric_mode() == []  # float32 fingerprints are those of before
+    _table(tmp_path, calls, logs)
+    assert calls == ["adam", "adam"]  # trained again, not "finished earlier"
