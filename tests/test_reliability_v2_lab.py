@@ -1,6 +1,7 @@
 """The lab's cases of the reliability audit v2 (shared/reviews/reliability-v2.md): resumes
 that cannot lie (C03, C05, C10), the lab's files (L05-L13), the kernel cache (L16, L17) and
-worker processes (L03, L20); each test named after its case."""
+worker processes (L03, L20), the compilation cache (L15), CLI numbers (L26, L29, L30), the footer
+(L33) and the numeric mode (L34); each test named after its case."""
 
 import contextlib
 import errno
