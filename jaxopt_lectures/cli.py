@@ -14,7 +14,24 @@ import os
 import sys
 from pathlib import Path
 
-from jaxopt_lectures._cli_common import EXIT_USAGE, UsageError, writable_dir as _writable_dir
+from jaxopt_lectures._cli_common import (
+    EXIT_USAGE,
+    MAX_SEED,
+    MAX_SEEDS,
+    Bounds,
+    UsageError,
+    add_number,
+    check,
+    check_numbers,
+    writable_dir as _writable_dir,
+)
+
+#: ``recipe --seeds``: a count, or a list of seeds. A row still inconclusive adds blocks of seeds
+#: ``1000 * k + seed`` (``run.extension_seeds``, k < ``stats.SEED_SCHEDULE[-1]``), which must
+#: still be seeds (tests/test_reliability_v2_lab.py checks the margin).
+SEED_COUNT = Bounds(1, MAX_SEEDS)
+RECIPE_SEED = Bounds(0, MAX_SEED - 10_000)
+JOBS = Bounds(1, 64)
 
 
 def _recipe_parser(sub: argparse._SubParsersAction) -> None:
@@ -41,7 +58,8 @@ def _recipe_parser(sub: argparse._SubParsersAction) -> None:
         "--seeds",
         default=None,
         metavar="N|LIST",
-        help="a count N (seeds 0..N-1; default 5, or 3 with --quick) or a comma-separated list of seeds, "
+        help=f"a count N (seeds 0..N-1; default 5, or 3 with --quick; N {SEED_COUNT.describe()}) or a "
+        f"comma-separated list of at most {MAX_SEEDS} distinct seeds ({RECIPE_SEED.describe()}), "
         "e.g. 5,6,7,8,9 to rerun the table on a disjoint seed set; each seed has its own data split",
     )
     p.add_argument(
@@ -57,13 +75,14 @@ def _recipe_parser(sub: argparse._SubParsersAction) -> None:
         metavar="DIR",
         help="where recipe.md/.json/.csv/.png and the per-row files go (default: results/)",
     )
-    p.add_argument(
+    add_number(
+        p,
         "--jobs",
-        type=int,
-        default=min(os.cpu_count() or 1, 4),
-        metavar="J",
-        help="rows trained at once in worker processes (default: cores, at most 4); compiling "
+        JOBS,
+        min(os.cpu_count() or 1, 4),
+        "rows trained at once in worker processes (default: cores, at most 4); compiling "
         "is single-threaded, so J = cores finishes sooner",
+        metavar="J",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--list", action="store_true", help="list the techniques and exit")
@@ -71,7 +90,8 @@ def _recipe_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def parse_seeds(text: str | None, quick: bool) -> list[int]:
-    """``--seeds``: a count N (seeds 0..N-1) or a comma-separated list of distinct seeds >= 0."""
+    """``--seeds``: a count N (seeds 0..N-1) or a comma-separated list of distinct seeds, each
+    count and seed checked against its range (:data:`SEED_COUNT`, :data:`RECIPE_SEED`)."""
     if text is None:
         return list(range(3 if quick else 5))
     parts = [p.strip() for p in str(text).split(",")]
@@ -80,18 +100,19 @@ def parse_seeds(text: str | None, quick: bool) -> list[int]:
     except ValueError:
         raise UsageError(f"--seeds {text!r} is not a count or a comma-separated list of integers") from None
     if len(values) == 1 and "," not in str(text):
-        if values[0] < 1:
-            raise UsageError(f"--seeds {values[0]} is out of range; allowed: integers >= 1")
+        check("seeds", values[0], SEED_COUNT)
         return list(range(values[0]))
-    if any(v < 0 for v in values) or len(set(values)) != len(values):
-        raise UsageError(f"--seeds {text!r}: a list needs distinct seeds >= 0")
+    if len(set(values)) != len(values):
+        raise UsageError(f"--seeds {text!r}: a list needs distinct seeds")
+    if len(values) > MAX_SEEDS:
+        raise UsageError(f"--seeds lists {len(values)} seeds; allowed: at most {MAX_SEEDS}")
+    for v in values:
+        check("seeds", v, RECIPE_SEED, why="a seed of the list")
     return values
 
 
 def _run_recipe(args: argparse.Namespace) -> int:
     seeds = parse_seeds(args.seeds, args.quick)
-    if args.jobs < 1:
-        raise UsageError(f"--jobs {args.jobs} is out of range; allowed: integers >= 1")
     names = [n.strip() for n in args.only.split(",") if n.strip()]
     if args.only.strip() and not names:
         raise UsageError(f"--only {args.only!r} names no technique; leave it out for all, or see --list")
@@ -225,7 +246,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        code = args.run(args)
+        check_numbers(args)  # every declared CLI number, before any work
+        code = _run_once_more_without_the_cache(args)
         sys.stdout.flush()  # a closed stdout fails here, inside the handlers below, not at exit
         return code
     except UsageError as e:
@@ -258,6 +280,34 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return EXIT_USAGE
+
+
+def _run_once_more_without_the_cache(args: argparse.Namespace) -> int:
+    """``args.run(args)``; if it fails while the lab's compilation cache is on and holds entries,
+    the cache is moved aside (one warning line names both folders) and the command runs once
+    more, compiling afresh (audit v2 L15: entries rotated between keys made every run fail,
+    with nothing pointing at the cache). Finished rows are saved, so a rerun resumes."""
+    try:
+        return args.run(args)
+    except (UsageError, OSError, MemoryError, ImportError):
+        raise
+    except Exception as e:
+        if "jaxopt_lectures.lab._paths" not in sys.modules or _backend_failure(e):
+            raise
+        from jaxopt_lectures.lab import _paths
+
+        moved = _paths.set_aside_compilation_cache()
+        if moved is None:
+            raise
+        first = (str(e).strip().splitlines() or [""])[0][:200]
+        print(
+            f"jaxopt-lectures {args.command}: warning: failed ({type(e).__name__}: {first}) with JAX's "
+            f"compilation cache {moved[0]}, whose entries may be damaged or stale; moved it to {moved[1]} "
+            "(delete it when done) and running once more with an empty cache",
+            file=sys.stderr,
+            flush=True,
+        )
+    return args.run(args)
 
 
 def _backend_failure(e: BaseException) -> bool:

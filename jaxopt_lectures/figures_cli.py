@@ -9,22 +9,43 @@ inside the commands. Every command takes ``--out`` and ``--seed`` and prints wha
 from __future__ import annotations
 
 import argparse
-import math
 from pathlib import Path
+
+from jaxopt_lectures._cli_common import MAX_SEED, MAX_SEEDS, Bounds, UsageError, add_number, check
+
+# The allowed values of the figure commands' numbers (audit v2 L29, L30: past these a run ran out
+# of memory or failed after training). Shown in --help, checked before any work (_cli_common).
+STEPS = Bounds(1, 1_000_000)  # paths: each optimizer keeps its whole path
+SCHEDULE_STEPS = Bounds(10, 1_000_000)
+SEED = Bounds(0, MAX_SEED)
+SEEDS = Bounds(1, MAX_SEEDS)
+EPOCHS = Bounds(1, 10_000)
+DEPTH = Bounds(8, 110)  # ResNet depths 6n + 2 up to He et al.'s ResNet-110
+WIDTH = Bounds(1, 256)
+RESOLUTION = Bounds(3, 101)  # resolution² loss evaluations
+SPAN = Bounds(0, 1000, integer=False, low_open=True)  # in units of filter-normalized directions
+LAYERS = Bounds(1, 100)  # gradients --depths: hidden layers
+BATCH = Bounds(1, 1_000_000)  # and at most the training split, checked once the data is loaded (L28)
+UPDATES = Bounds(1, 1_000_000)
 
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--out", type=Path, default=Path("figures"), metavar="DIR", help="where the PNGs go (default: figures/)"
     )
-    p.add_argument("--seed", type=int, default=0, help="seed of the data and the initialization (default 0)")
+    add_number(p, "--seed", SEED, 0, "seed of the data and the initialization")
 
 
-def _positive(name: str, value: int, low: int = 1) -> None:
-    from jaxopt_lectures._cli_common import UsageError
-
-    if value < low:
-        raise UsageError(f"--{name} {value} is out of range; allowed: integers >= {low}")
+def _seed_range(args) -> tuple[int, ...]:
+    """``--seeds`` seeds from ``--seed``: the last one must still be a seed."""
+    last = args.seed + args.seeds - 1
+    check(
+        "seed",
+        args.seed,
+        Bounds(0, MAX_SEED - args.seeds + 1),
+        why=f"with --seeds {args.seeds} the last seed is {last}",
+    )
+    return tuple(range(args.seed, args.seed + args.seeds))
 
 
 def _report(paths) -> int:
@@ -40,7 +61,6 @@ def _out(args) -> Path:
 
 
 def _run_paths(args) -> int:
-    _positive("steps", args.steps)
     out = _out(args)
     from jaxopt_lectures.lab import figures
 
@@ -52,17 +72,8 @@ def _run_paths(args) -> int:
 
 
 def _run_landscape(args) -> int:
-    _positive("epochs", args.epochs)
-    _positive("resolution", args.resolution, 3)
-    _positive("width", args.width)
-    if not (math.isfinite(args.span) and args.span > 0):
-        from jaxopt_lectures._cli_common import UsageError
-
-        raise UsageError(f"--span {args.span} is out of range; allowed: finite numbers > 0")
-    if args.depth < 8 or (args.depth - 2) % 6:
-        from jaxopt_lectures._cli_common import UsageError
-
-        raise UsageError(f"--depth {args.depth} is out of range; allowed: 6n + 2 (8, 14, 20, 26, 32, ...)")
+    if (args.depth - 2) % 6:
+        raise UsageError(f"--depth {args.depth} is out of range; allowed: 6n + 2 in [8, 110] (8, 14, 20, 26, 32, ...)")
     resolution = args.resolution + (args.resolution % 2 == 0)
     out = _out(args)
     from jaxopt_lectures.lab import enable_compilation_cache, figures
@@ -86,15 +97,14 @@ def _run_landscape(args) -> int:
 
 
 def _run_gradients(args) -> int:
-    _positive("epochs", args.epochs, 0)
     try:
         depths = tuple(int(d) for d in args.depths.split(","))
     except ValueError:
-        from jaxopt_lectures._cli_common import UsageError
-
         raise UsageError(f"--depths {args.depths!r} must be comma-separated integers, e.g. 5,10,20") from None
     for d in depths:
-        _positive("depths", d)
+        check("depths", d, LAYERS)
+    if len(depths) > 10:
+        raise UsageError(f"--depths {args.depths!r} names {len(depths)} depths; allowed: at most 10")
     out = _out(args)
     from jaxopt_lectures.lab import enable_compilation_cache, figures
 
@@ -106,22 +116,13 @@ def _run_gradients(args) -> int:
 
 
 def _run_batch_size(args) -> int:
-    _positive("updates", args.updates)
-    _positive("seeds", args.seeds)
-    _positive("small", args.small)
-    _positive("large", args.large)
+    seeds = _seed_range(args)
     from jaxopt_lectures.lab import data
 
     ds = data.load_digits(seed=args.seed)  # the study's data: the batch sizes are checked against it first
     n = len(ds.x_train)
     for name in ("small", "large"):
-        if getattr(args, name) > n:
-            from jaxopt_lectures._cli_common import UsageError
-
-            raise UsageError(
-                f"--{name} {getattr(args, name)} is out of range; allowed: integers in [1, {n}] "
-                "(the size of the digits training split)"
-            )
+        check(name, getattr(args, name), Bounds(1, n), why="the size of the digits training split")
     out = _out(args)
     from jaxopt_lectures.lab import enable_compilation_cache, figures
 
@@ -129,7 +130,7 @@ def _run_batch_size(args) -> int:
     study = figures.batch_size_study(
         (args.small, args.large),
         updates=args.updates,
-        seeds=tuple(range(args.seed, args.seed + args.seeds)),
+        seeds=seeds,
         data=ds,
         progress=True,
     )
@@ -144,10 +145,7 @@ def _run_batch_size(args) -> int:
 
 
 def _run_conditioning(args) -> int:
-    _positive("seeds", args.seeds)
-    _positive("epochs", args.epochs)
-    _positive("seed", args.seed, 0)
-    _positive("scale-seed", args.scale_seed, 0)
+    seeds = _seed_range(args)
     out = _out(args)
     import time
 
@@ -156,7 +154,7 @@ def _run_conditioning(args) -> int:
     enable_compilation_cache()
     start = time.perf_counter()
     study = figures.optimizer_conditioning(
-        seeds=tuple(range(args.seed, args.seed + args.seeds)),
+        seeds=seeds,
         epochs=args.epochs,
         scale_seed=args.scale_seed,
         progress=True,
@@ -177,7 +175,6 @@ def _run_conditioning(args) -> int:
 
 
 def _run_schedules(args) -> int:
-    _positive("steps", args.steps, 10)
     out = _out(args)
     from jaxopt_lectures.lab import figures
 
@@ -193,7 +190,7 @@ def register(sub) -> None:
         "lecture's linear-regression toy, drawn on the loss surface over (w, b).",
     )
     _common(p)
-    p.add_argument("--steps", type=int, default=1000, help="updates per optimizer (default 1000)")
+    add_number(p, "--steps", STEPS, 1000, "updates per optimizer")
     p.set_defaults(run=_run_paths)
 
     p = sub.add_parser(
@@ -205,11 +202,11 @@ def register(sub) -> None:
         "003) is ResNet-56: --depth 56, better on a GPU and trained to convergence.",
     )
     _common(p)
-    p.add_argument("--depth", type=int, default=20, help="ResNet depth 6n+2 (default 20)")
-    p.add_argument("--width", type=int, default=8, help="channels of the first stage (default 8)")
-    p.add_argument("--epochs", type=int, default=4, help="training epochs (default 4)")
-    p.add_argument("--resolution", type=int, default=13, help="grid points per axis, odd (default 13)")
-    p.add_argument("--span", type=float, default=1.0, help="the grid covers [-span, span] (default 1)")
+    add_number(p, "--depth", DEPTH, 20, "ResNet depth 6n+2")
+    add_number(p, "--width", WIDTH, 8, "channels of the first stage")
+    add_number(p, "--epochs", EPOCHS, 4, "training epochs")
+    add_number(p, "--resolution", RESOLUTION, 13, "grid points per axis, odd (an even one gets one more)")
+    add_number(p, "--span", SPAN, 1.0, "the grid covers [-span, span] in units of the filter-normalized directions")
     p.set_defaults(run=_run_landscape)
 
     p = sub.add_parser(
@@ -220,8 +217,12 @@ def register(sub) -> None:
         "activation starts from its own initialization (He for ReLU, LeCun for sigmoid).",
     )
     _common(p)
-    p.add_argument("--depths", default="5,10,20", help="comma-separated numbers of hidden layers (default 5,10,20)")
-    p.add_argument("--epochs", type=int, default=5, help="training epochs, 0 = initialization only (default 5)")
+    p.add_argument(
+        "--depths",
+        default="5,10,20",
+        help=f"comma-separated numbers of hidden layers, at most 10 of them (default 5,10,20; each {LAYERS.describe()})",
+    )
+    add_number(p, "--epochs", Bounds(0, EPOCHS.high), 5, "training epochs, 0 = initialization only")
     p.set_defaults(run=_run_gradients)
 
     p = sub.add_parser(
@@ -234,15 +235,16 @@ def register(sub) -> None:
         "shows at this scale.",
     )
     _common(p)
-    p.add_argument("--small", type=int, default=16, help="small batch size (default 16)")
-    p.add_argument("--large", type=int, default=512, help="large batch size (default 512)")
-    p.add_argument(
+    add_number(p, "--small", BATCH, 16, "small batch size, at most the training split (1257 digits)")
+    add_number(p, "--large", BATCH, 512, "large batch size, at most the training split (1257 digits)")
+    add_number(
+        p,
         "--updates",
-        type=int,
-        default=1560,
-        help="optimizer steps for each batch size (default 1560: 20 epochs of batch 16, 780 of batch 512)",
+        UPDATES,
+        1560,
+        "optimizer steps for each batch size (1560: 20 epochs of batch 16, 780 of batch 512)",
     )
-    p.add_argument("--seeds", type=int, default=3, help="seeds, starting at --seed (default 3)")
+    add_number(p, "--seeds", SEEDS, 3, "seeds, starting at --seed")
     p.set_defaults(run=_run_batch_size)
 
     p = sub.add_parser(
@@ -257,14 +259,9 @@ def register(sub) -> None:
         "99% and their ratio to tuned SGD's. About 40 s on 2 CPU cores with the defaults.",
     )
     _common(p)
-    p.add_argument("--seeds", type=int, default=3, help="seeds (split and initialization), from --seed (default 3)")
-    p.add_argument("--epochs", type=int, default=30, help="epochs per run, 9 updates each (default 30: 270 updates)")
-    p.add_argument(
-        "--scale-seed",
-        type=int,
-        default=0,
-        help="seed of the fixed draw of feature scales u_j, kept across --seed values (default 0)",
-    )
+    add_number(p, "--seeds", SEEDS, 3, "seeds (split and initialization), from --seed")
+    add_number(p, "--epochs", EPOCHS, 30, "epochs per run, 9 updates each (30: 270 updates)")
+    add_number(p, "--scale-seed", SEED, 0, "seed of the fixed draw of feature scales u_j, kept across --seed values")
     p.set_defaults(run=_run_conditioning)
 
     p = sub.add_parser(
@@ -273,5 +270,5 @@ def register(sub) -> None:
         description="Plot each learning-rate schedule of jol.schedules over one run.",
     )
     _common(p)
-    p.add_argument("--steps", type=int, default=1000, help="length of the run in updates (default 1000)")
+    add_number(p, "--steps", SCHEDULE_STEPS, 1000, "length of the run in updates")
     p.set_defaults(run=_run_schedules)

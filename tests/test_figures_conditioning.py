@@ -48,9 +48,9 @@ def test_tiny_study_returns_the_plotted_numbers_and_draws_the_png(tmp_path):
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["--seeds", "0"], "--seeds 0 is out of range; allowed: integers >= 1"),
-        (["--epochs", "0"], "--epochs 0 is out of range; allowed: integers >= 1"),
-        (["--scale-seed", "-1"], "--scale-seed -1 is out of range; allowed: integers >= 0"),
+        (["--seeds", "0"], "--seeds 0 is out of range; allowed: integers in [1, 1000]"),
+        (["--epochs", "0"], "--epochs 0 is out of range; allowed: integers in [1, 10000]"),
+        (["--scale-seed", "-1"], "--scale-seed -1 is out of range; allowed: integers in [0, 4294967295]"),
     ],
 )
 def test_cli_rejects_bad_numbers_on_one_line(tmp_path, capsys, argv, message):

@@ -1,6 +1,7 @@
 """The lab's cases of the reliability audit v2 (shared/reviews/reliability-v2.md): resumes
 that cannot lie (C03, C05, C10), the lab's files (L05-L13), the kernel cache (L16, L17) and
-worker processes (L03, L20); each test named after its case."""
+worker processes (L03, L20), the compilation cache (L15), CLI numbers (L26, L29, L30), the footer
+(L33) and the numeric mode (L34); each test named after its case."""
 
 import contextlib
 import errno
@@ -604,3 +605,257 @@ def test_property_non_regular_files_at_lab_paths_never_hang_or_lose_a_finished_r
                 with _within(10, data._open_npz, paths["data cache"]):
                     pass
     capsys.readouterr()
+
+
+# --- L15: compilation-cache entries under the wrong keys --------------------------------------
+
+
+def _double_plus_one(v):
+    return v * 2.0 + 1.0
+
+
+def _shift_and_sum(v):
+    return v - 3.0, v.sum()
+
+
+def test_l15_rotated_compilation_cache_entries_are_set_aside_and_the_command_run_once_more(
+    tmp_path, monkeypatch, capsys
+):
+    import jax
+    from jax.experimental.compilation_cache import compilation_cache
+
+    from jaxopt_lectures import cli, figures_cli
+    from jaxopt_lectures.lab import _paths
+
+    monkeypatch.setenv("JAXOPT_LECTURES_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(_paths, "_enabled", None)
+    keys = ("jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs")
+    saved = {k: getattr(jax.config, k) for k in keys}
+    x = np.arange(3.0, dtype=np.float32)
+    got = []
+
+    def command(args):  # a command with two small programs, one output and two
+        _paths.enable_compilation_cache(min_compile_secs=0.0)
+        got.append((np.asarray(jax.jit(_double_plus_one)(x)), np.asarray(jax.jit(_shift_and_sum)(x)[0])))
+        return 0
+
+    monkeypatch.setattr(figures_cli, "_run_schedules", command)
+    compilation_cache.reset_cache()
+    jax.clear_caches()
+    folder = tmp_path / "cache" / "jax"
+    try:
+        assert cli.main(["schedules"]) == 0  # fills the cache
+        entries = sorted(folder.glob("*-cache"))
+        assert len(entries) == 2, entries
+        contents = [e.read_bytes() for e in entries]
+        for e, c in zip(entries, contents[1:] + contents[:1]):  # valid executables under each other's keys
+            e.write_bytes(c)
+        jax.clear_caches()  # as in a new process: programs come from the cache
+        assert cli.main(["schedules"]) == 0
+    finally:
+        for k, v in saved.items():
+            jax.config.update(k, v)
+        compilation_cache.reset_cache()
+        jax.clear_caches()
+    err = capsys.readouterr().err
+    [aside] = folder.parent.glob("jax.set-aside-*")
+    assert err.count("\n") == 1 and err.startswith("jaxopt-lectures schedules: warning: failed (")
+    assert f"compilation cache {folder}," in err and f"moved it to {aside}" in err and "once more" in err
+    assert sorted(p.name for p in aside.iterdir()) == [e.name for e in entries]  # kept for a look
+    assert sorted(folder.glob("*-cache")) == entries  # compiled again, under the right keys
+    np.testing.assert_array_equal(got[-1][0], [1.0, 3.0, 5.0])
+    np.testing.assert_array_equal(got[-1][1], [-3.0, -2.0, -1.0])
+
+
+def test_l15_a_failure_without_the_lab_cache_is_not_retried(tmp_path, monkeypatch):
+    from jaxopt_lectures import cli, figures_cli
+    from jaxopt_lectures.lab import _paths
+
+    monkeypatch.setattr(_paths, "_enabled", None)
+    calls = []
+
+    def command(args):
+        calls.append(1)
+        raise ValueError("a bug")
+
+    monkeypatch.setattr(figures_cli, "_run_schedules", command)
+    with pytest.raises(ValueError, match="a bug"):
+        cli.main(["schedules"])
+    assert calls == [1]
+
+
+# --- L26, L29, L30: every CLI number has a range, shown in --help, checked before any work ---
+
+
+def _numeric_options():
+    """(command, option, bounds) for every option of every subcommand that argparse reads as a number."""
+    import argparse
+
+    from jaxopt_lectures import cli
+
+    sub = next(a for a in cli.build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    for command, parser in sub.choices.items():
+        bounds = parser.get_default("_number_bounds") or {}
+        for action in parser._actions:
+            if action.type in (int, float):
+                yield command, parser, action, bounds.get(action.dest)
+
+
+def test_l30_every_numeric_cli_option_has_a_range_shown_in_its_help():
+    seen = list(_numeric_options())
+    assert {c for c, *_ in seen} >= {"recipe", "paths", "landscape", "gradients", "batch-size", "schedules"}
+    for command, parser, action, bounds in seen:
+        assert bounds is not None, f"{command} {action.option_strings}: no range"
+        assert bounds[1].describe() in " ".join(parser.format_help().split()), (command, action.dest)
+        assert action.default in bounds[1], (command, action.dest)
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["paths", "--steps", "50000000"], "--steps 50000000 is out of range; allowed: integers in [1, 1000000]"),
+        (
+            ["schedules", "--steps", "2000000000"],
+            "--steps 2000000000 is out of range; allowed: integers in [10, 1000000]",
+        ),
+        (["paths", "--seed", "4294967296"], "--seed 4294967296 is out of range; allowed: integers in [0, 4294967295]"),
+        (["gradients", "--depths", "5,1000"], "--depths 1000 is out of range; allowed: integers in [1, 100]"),
+        (["gradients", "--epochs", "20000"], "--epochs 20000 is out of range; allowed: integers in [0, 10000]"),
+        (["batch-size", "--updates", "10000000"], "--updates 10000000 is out of range"),
+        (["batch-size", "--seeds", "1001"], "--seeds 1001 is out of range; allowed: integers in [1, 1000]"),
+        (
+            ["batch-size", "--seed", "4294967295"],
+            "--seed 4294967295 is out of range; allowed: integers in [0, 4294967293] "
+            "(with --seeds 3 the last seed is 4294967297)",
+        ),
+        (["optimizers-conditioning", "--scale-seed", "-1"], "--scale-seed -1 is out of range"),
+        (["optimizers-conditioning", "--epochs", "1000000"], "--epochs 1000000 is out of range"),
+        (["recipe", "--jobs", "100"], "--jobs 100 is out of range; allowed: integers in [1, 64]"),
+    ],
+)
+def test_l30_cli_numbers_past_their_range_are_refused_on_one_line_before_any_work(argv, message, tmp_path, capsys):
+    from jaxopt_lectures import cli
+
+    out = tmp_path / "out"
+    assert cli.main([*argv, "--out", str(out)]) == cli.EXIT_USAGE
+    err = capsys.readouterr().err
+    assert err.startswith(f"jaxopt-lectures {argv[0]}: error: {message}")
+    assert err.count("\n") == 1 and not out.exists()
+
+
+@pytest.mark.parametrize(
+    "seeds, message",
+    [
+        ("4294967296", "--seeds 4294967296 is out of range; allowed: integers in [1, 1000]"),
+        ("1001", "--seeds 1001 is out of range; allowed: integers in [1, 1000]"),
+        (
+            "0,4294967295",
+            "--seeds 4294967295 is out of range; allowed: integers in [0, 4294957295] (a seed of the list)",
+        ),
+        ("0,-1", "--seeds -1 is out of range; allowed: integers in [0, 4294957295] (a seed of the list)"),
+        (",".join(map(str, range(1001))), "--seeds lists 1001 seeds; allowed: at most 1000"),
+    ],
+)
+def test_l26_recipe_seed_counts_and_seeds_past_their_range_are_refused_before_any_work(seeds, message, capsys):
+    from jaxopt_lectures import cli
+
+    assert cli.main(["recipe", "--seeds", seeds, "--explain", "adam"]) == cli.EXIT_USAGE
+    err = capsys.readouterr().err
+    assert err == f"jaxopt-lectures recipe: error: {message}\n"
+    help_text = " ".join(_help("recipe").split())
+    assert "N integers in [1, 1000]" in help_text and "integers in [0, 4294957295]" in help_text
+
+
+def _help(command):
+    return {c: p for c, p, *_ in _numeric_options()}[command].format_help()
+
+
+def test_l26_the_largest_recipe_seed_keeps_its_extra_seed_blocks_below_2_to_the_32():
+    from jaxopt_lectures import cli
+    from jaxopt_lectures.lab import run, stats
+
+    top = int(cli.RECIPE_SEED.high)
+    for stage in range(1, stats.SEED_SCHEDULE[-1]):  # a block per stage while 1 seed grows to the cap
+        assert run.extension_seeds([top], stage)[0] <= 2**32 - 1
+    assert cli.parse_seeds(f"0,{top}", quick=True) == [0, top]
+
+
+@pytest.mark.parametrize(
+    "option, value",
+    [
+        ("--span", "1e300"),
+        ("--span", "1000.5"),
+        ("--depth", "116"),
+        ("--width", "257"),
+        ("--epochs", "10001"),
+        ("--resolution", "102"),
+    ],
+)
+def test_l29_landscape_numbers_past_their_range_are_refused_before_training(
+    option, value, tmp_path, monkeypatch, capsys
+):
+    from jaxopt_lectures import cli
+    from jaxopt_lectures.lab import figures
+
+    monkeypatch.setattr(figures, "landscape_study", lambda **kw: pytest.fail("trained"))
+    argv = ["landscape", "--depth", "8", "--width", "1", "--epochs", "1", "--resolution", "3", "--span", "1"]
+    argv[argv.index(option) + 1] = value
+    assert cli.main([*argv, "--out", str(tmp_path / "out")]) == cli.EXIT_USAGE
+    err = capsys.readouterr().err
+    assert err.startswith(
+        f"jaxopt-lectures landscape: error: {option} {float(value) if option == '--span' else value} is out of range; allowed: "
+    )
+    assert err.count("\n") == 1 and not (tmp_path / "out").exists()
+
+
+def test_l29_a_landscape_with_overflowed_losses_is_still_drawn(tmp_path):
+    from jaxopt_lectures.lab import figures
+
+    alphas = np.linspace(-1000.0, 1000.0, 3)
+    surface = np.array([[np.inf, 3e25, np.nan], [4.0, 2.2, 9.0], [1e30, np.inf, 7.0]])
+    ls = figures.Landscape(alphas, np.array([np.inf, 2.2, 1e26]), surface, 2.2, label="overflowed", depth=8)
+    flat = figures.Landscape(alphas, np.full(3, 2.3), np.full((3, 3), 2.3), 2.3, label="flat", depth=8)
+    for result in ({"a": ls}, {"a": flat}, {"a": ls, "b": flat}):
+        [png] = figures.plot_landscapes(result, tmp_path)
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+# --- L33: the footer names the workers used --------------------------------------------------
+
+
+def test_l33_one_pending_row_runs_here_and_the_footer_says_no_worker_was_used(tmp_path):
+    from jaxopt_lectures.lab import recipe, report
+
+    calls, logs = [], []
+    table = report.run_table(
+        recipe.select(["adam"]), [0, 1], True, tmp_path, False, _fake_run(calls), logs.append, jobs=4
+    )
+    assert calls == ["adam"] and table["jobs"] == 1
+    footer = report.terminal(table)
+    assert "in this process (no worker processes)" in footer and "worker processes," not in footer
+    assert "summed over workers" not in footer
+    table["jobs"] = 2  # as two workers would have written it
+    assert "summed over 2 worker processes" in report.terminal(table)
+
+
+# --- L34: the numeric mode is part of a row's and an arm's fingerprint --------------------------
+
+
+def test_l34_rows_made_with_x64_are_not_reused_by_a_float32_rerun(tmp_path):
+    import jax
+
+    from jaxopt_lectures.lab import recipe, run
+
+    calls, logs = [], []
+    entry = recipe.select(["adam"])[0]
+    with jax.enable_x64(True):
+        x64 = recipe.row_fingerprint(entry, [0, 1], True)
+        arm64 = run.arm_fingerprint({"a": 1}, {}, 3, [0], "loss")
+        _table(tmp_path, calls, logs)
+        _table(tmp_path, calls, logs)  # the same mode: reused
+    assert calls == ["adam"] and any("finished earlier, reusing" in line for line in logs)
+    assert recipe.row_fingerprint(entry, [0, 1], True) != x64
+    assert run.arm_fingerprint({"a": 1}, {}, 3, [0], "loss") != arm64
+    assert run.numeric_mode() == []  # float32 fingerprints are those of before
+    _table(tmp_path, calls, logs)
+    assert calls == ["adam", "adam"]  # trained again, not "finished earlier"

@@ -5,11 +5,16 @@ sets, JAX's compiled programs), private to the user (mode 0700; see
 ``jaxopt_lectures._kernels.private_dir``). Compiled programs and kernels are code, so a folder
 another user could write to is never used. The cache only saves time: a folder that cannot be
 used means no persistent cache, with one warning naming ``$JAXOPT_LECTURES_CACHE``.
+
+JAX trusts its cache: an entry holding another program's executable (audit v2 L15: entries
+rotated between keys) is loaded and run, and every later run fails the same way. The CLI then
+calls :func:`set_aside_compilation_cache` and retries once with an empty cache.
 """
 
 from __future__ import annotations
 
 import os
+import time
 import warnings
 from pathlib import Path
 
@@ -65,7 +70,38 @@ def enable_compilation_cache(path: str | os.PathLike | None = None, min_compile_
             stacklevel=2,
         )
         return None
+    global _enabled
     jax.config.update("jax_compilation_cache_dir", str(target))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", float(min_compile_secs))
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    _enabled = target
     return target
+
+
+#: The folder :func:`enable_compilation_cache` last turned on in this process.
+_enabled: Path | None = None
+
+
+def set_aside_compilation_cache() -> tuple[Path, Path] | None:
+    """Move the compilation cache this process turned on (and still uses) aside, after a run
+    failed with it: ``(folder, where it went)``; the folder is made again, empty, JAX's
+    in-memory programs are dropped, and the next compile in this process or a new worker
+    compiles afresh. ``None`` when there is nothing to move (no cache of ours, or no entry
+    in it) or it cannot be moved."""
+    target = _enabled
+    if target is None or jax.config.jax_compilation_cache_dir != str(target):
+        return None
+    try:
+        with os.scandir(target) as entries:
+            if not any(not e.name.startswith(".") for e in entries):
+                return None
+        aside = target.with_name(f"{target.name}.set-aside-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}")
+        os.rename(target, aside)
+        _kernels.private_dir(target)
+    except OSError:
+        return None
+    from jax.experimental.compilation_cache import compilation_cache
+
+    compilation_cache.reset_cache()  # reopen the (now empty) folder
+    jax.clear_caches()  # and forget the executables loaded from the old one
+    return target, aside

@@ -448,13 +448,15 @@ def plot_landscapes(result: dict[str, Landscape], out: str | Path) -> list[Path]
     axes[0].set_ylabel("training loss (cross-entropy, log scale)")
     axes[0].set_title("1-D slice of the loss")
     axes[0].legend(fontsize=8)
-    lo = min(float(np.min(ls.surface)) for _, ls in items)
-    hi = max(float(np.max(ls.surface)) for _, ls in items)
-    hi = min(hi, 1e4)
-    levels = np.logspace(np.log10(max(lo, 1e-6)), np.log10(hi), 30)
+    # The color scale spans the finite losses; an overflowed point (inf, or NaN from inf - inf
+    # far out on a wide grid) is drawn at its top instead of failing the plot (audit v2 L29).
+    finite = np.concatenate([ls.surface[np.isfinite(ls.surface)] for _, ls in items])
+    lo = max(float(finite.min()), 1e-6) if finite.size else 1e-6
+    hi = min(float(finite.max()), 1e4) if finite.size else 1e4
+    levels = np.logspace(np.log10(lo), np.log10(max(hi, 10 * lo)), 30)
     cs = None
     for ax, (_name, ls) in zip(axes[1:], items):
-        s = np.clip(ls.surface, levels[0], levels[-1])
+        s = np.clip(np.where(np.isfinite(ls.surface), ls.surface, levels[-1]), levels[0], levels[-1])
         cs = ax.contourf(ls.alphas, ls.alphas, s, levels=levels, norm=LogNorm(levels[0], levels[-1]), cmap="viridis")
         ax.contour(ls.alphas, ls.alphas, s, levels=levels[::3], colors="white", linewidths=0.4)
         ax.plot(0, 0, "r*", markersize=12)

@@ -179,10 +179,11 @@ def run_table(
 
     with contextlib.ExitStack() as stack:
         pool = None
+        workers = 1  # the worker processes actually used (audit v2 L33): one row left, or --jobs 1, runs here
 
         def execute(todo: list[tuple[recipe.Entry, int]]) -> None:
             """Run ``(entry, blocks)`` pairs, in the worker pool when there are several."""
-            nonlocal pool
+            nonlocal pool, workers
             if jobs <= 1 or len(todo) <= 1:
                 for entry, blocks in todo:
                     log(f"    running {entry.name}: {entry.technique}")
@@ -193,9 +194,10 @@ def run_table(
                 from concurrent.futures import ProcessPoolExecutor
 
                 ctx = multiprocessing.get_context("spawn")  # JAX does not survive fork
+                workers = min(jobs, len(todo))
                 pool = stack.enter_context(
                     ProcessPoolExecutor(
-                        max_workers=min(jobs, len(todo)),
+                        max_workers=workers,
                         mp_context=ctx,
                         initializer=_worker_init,
                         initargs=(os.getpid(),),
@@ -226,7 +228,7 @@ def run_table(
         "rows": rows,
         "quick": quick,
         "seeds": list(seeds),
-        "jobs": jobs,
+        "jobs": workers,
         "wall_s": round(time.perf_counter() - start, 2),
         "compile_s": round(spent["compile_s"], 2),
         "extra_seeds_s": round(spent["extra_seeds_s"], 2),
@@ -355,6 +357,7 @@ def _footer(table: dict) -> list[str]:
     rows = table["rows"]
     counts = table.get("labels") or {k: sum(r["label"] == k for r in rows) for k in LABELS}
     null = table.get("null_table") or {}
+    workers = table.get("jobs", 1)  # the worker processes used (audit v2 L33)
     lines = [
         f"{len(rows)} rows, seeds {table['seeds']} (+ blocks while inconclusive), "
         f"{'quick' if table['quick'] else 'full'} budget: "
@@ -369,9 +372,10 @@ def _footer(table: dict) -> list[str]:
             else ""
         ),
         f"Wall time {table['wall_s']:.0f} s: compiling {table['compile_s']:.0f} s"
-        + (f" summed over {table['jobs']} worker processes" if table.get("jobs", 1) > 1 else "")
+        + (f" summed over {workers} worker processes" if workers > 1 else " in this process (no worker processes)")
         + f", extra seed blocks {table.get('extra_seeds_s', 0):.0f} s, the optimizer rows' other settings "
-        + f"{table.get('settings_s', 0):.0f} s (both summed over workers); {table.get('compiles', 0)} XLA compilations"
+        + f"{table.get('settings_s', 0):.0f} s{' (both summed over workers)' if workers > 1 else ''}; "
+        + f"{table.get('compiles', 0)} XLA compilations"
         + (f"; {table['programs']} training programs for {table['arms']} arms" if table.get("programs") else "")
         + (f" ({table['rows_reused']} rows reused from an earlier run)." if table["rows_reused"] else "."),
         f"Rule: {table['rule']}.",

@@ -70,9 +70,24 @@ CHANCE_LOSS = math.log(10.0)
 ARM_FORMAT = 2
 
 
+def numeric_mode() -> list[dict]:
+    """This process's numeric settings that change a run's numbers, where they are not JAX's
+    defaults: ``[{"x64": True, ...}]`` under ``JAX_ENABLE_X64=1`` or a default matmul precision,
+    ``[]`` otherwise (so float32 fingerprints stay as they were). Part of every arm's and row's
+    fingerprint (audit v2 L34: a plain rerun reused the x64 rows as "finished earlier")."""
+    mode = {}
+    if jax.config.jax_enable_x64:
+        mode["x64"] = True
+    precision = jax.config.jax_default_matmul_precision
+    if precision is not None:
+        mode["matmul_precision"] = str(precision)
+    return [mode] if mode else []
+
+
 def arm_fingerprint(setting: dict, grid: dict, epochs: int, seeds: Sequence[int], measure: str) -> str:
     blob = json.dumps(
-        [setting, {k: list(v) for k, v in grid.items()}, epochs, list(seeds), measure, jol.__version__, ARM_FORMAT],
+        [setting, {k: list(v) for k, v in grid.items()}, epochs, list(seeds), measure, jol.__version__, ARM_FORMAT]
+        + numeric_mode(),
         sort_keys=True,
         default=str,
     )
@@ -102,6 +117,7 @@ def row_fingerprint(row: Row, seeds: Sequence[int], quick: bool, peers: Sequence
             jol.__version__,
             RULE,
             programs,
+            *numeric_mode(),
         ],
         sort_keys=True,
         default=str,
