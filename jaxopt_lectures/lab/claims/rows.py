@@ -367,7 +367,8 @@ ROWS: list[Row] = [
         6,
         tune={LR: ETA},
         **DEEP_NET_SETTINGS,
-        note="LeCun against He initialization on a deep ReLU MLP (a baseline that trains)",
+        note="LeCun against He initialization on a deep ReLU MLP (a baseline that trains); beside it, a deep narrow "
+        "one (12 x 16) where plain SGD stalls",
     ),
     make_row(
         "init_minimum",
@@ -424,7 +425,8 @@ ROWS: list[Row] = [
         6,
         tune={LR: ETA},
         **DEEP_NET_SETTINGS,
-        note="a deep ReLU MLP with He initialization, each arm at its own η",
+        note="a deep ReLU MLP with He initialization, each arm at its own η; beside it, a deep narrow one (12 x 16) "
+        "where plain SGD stalls",
     ),
     make_row(
         "layernorm",
@@ -435,6 +437,8 @@ ROWS: list[Row] = [
         6,
         tune={LR: ETA},
         **DEEP_NET_SETTINGS,
+        note="a deep ReLU MLP with He initialization, each arm at its own η; beside it, a deep narrow one (12 x 16) "
+        "where plain SGD stalls",
     ),
     make_row(
         "sigmoid",
