@@ -44,6 +44,22 @@ def test_synthetic_rows_of_every_design_match_the_schema(name):
     jsonschema.validate(table, SCHEMA)
 
 
+def test_a_row_with_another_setting_and_its_stall_check_matches_the_schema():
+    base = arm([point(lr, [None, 6, None, 6, 6], noisy(0.3), noisy(0.5)) for lr in (0.01, 0.1)])
+    var = arm([point(lr, [3] * 5, noisy(0.01), noisy(0.4)) for lr in (0.01, 0.1)])
+    row = verdict.judge(recipe.REGISTRY["init"], base, var, range(5))
+    other = {k: row[k] for k in ("label", "halves", "regime", "flags", "arms", "curves")}
+    row.update(wall_s=1.0, compile_s=0.5, fingerprint="x", seed_blocks=1, extra_seeds_s=0.0, setting="deep net")
+    row.update(settings={"deep narrow net": {**other, "stall": verdict.stall_check(base, var)}}, settings_s=1.0)
+    table = json.loads(json.dumps(_table([row]), allow_nan=False))
+    jsonschema.validate(table, SCHEMA)
+    assert table["rows"][0]["settings"]["deep narrow net"]["stall"]["never_reached"] == {"without": 2, "with": 0}
+    bad = json.loads(json.dumps(table))
+    del bad["rows"][0]["settings"]["deep narrow net"]["stall"]["stalls"]
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(bad, SCHEMA)
+
+
 def test_the_schema_version_is_the_one_documented():
     assert SCHEMA["properties"]["schema"]["const"] == report.SCHEMA_VERSION
     assert f"schema version {report.SCHEMA_VERSION}" in (DOCS / "recipe-json.md").read_text()

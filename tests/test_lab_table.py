@@ -45,6 +45,23 @@ def test_budgets_are_equal_in_updates_unless_the_row_says_epochs():
     assert run.arm_epochs(REGISTRY["adam"], quick=True) == (6, 6)
 
 
+@pytest.mark.parametrize("name", ["init", "batchnorm", "layernorm"])
+def test_the_deep_network_rows_report_the_deep_narrow_net_and_only_the_hidden_sizes_change(name):
+    """Issue 24: the init and normalization claims are about training a deep network, so they are
+    also reported where plain SGD stalls (12 x 16); the judged 8 x 64 setting stays as it was and
+    each arm keeps its own init and normalization."""
+    row = REGISTRY[name]
+    assert list(row.settings) == ["deep narrow net"] and row.baseline["model"]["hidden"] == [64] * 8
+    narrow = row.in_setting("deep narrow net")
+    assert narrow.setting_name == "deep narrow net" and not narrow.settings
+    for before, after in ((row.baseline, narrow.baseline), (row.variant, narrow.variant)):
+        assert differing_paths(before, after) == {"model.hidden"}
+        assert after["model"]["hidden"] == [16] * 12
+    assert differing_paths(narrow.baseline, narrow.variant) == differing_paths(row.baseline, row.variant)
+    # the same network as the optimizer rows' deep narrow net (whose init is LeCun's)
+    assert REGISTRY["adam"].in_setting("deep narrow net").baseline["model"]["hidden"] == [16] * 12
+
+
 def test_selection_reads_validation_only_so_the_test_split_stays_untouched(monkeypatch):
     setting = copy.deepcopy(REGISTRY["adam"].baseline)
     grid = {"optimizer.learning_rate": (0.01, 0.3)}

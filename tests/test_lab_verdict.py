@@ -18,6 +18,22 @@ def test_time_to_target_counts_updates_and_never_averages_a_run_that_did_not_get
     assert tt["reached"] == 4 and tt["cap"] == (EPOCHS + 1) * UPE
 
 
+def test_the_stall_check_counts_the_baseline_seeds_that_never_reach_99_percent_at_its_fastest_point():
+    """A baseline whose best η leaves 2 of 5 seeds short of the target stalls; one whose every
+    seed gets there does not. The median is over the seeds that get there (never the cap)."""
+    stuck = arm(
+        [point(0.01, [None] * 5, noisy(0.5), noisy(0.5)), point(0.1, [6, None, 8, None, 7], noisy(0.3), noisy(0.5))]
+    )
+    fast = arm([point(0.01, [3, 3, 4, 3, 3], noisy(0.01), noisy(0.5))])
+    out = verdict.stall_check(stuck, fast)
+    assert out["stalls"] is True and out["never_reached"] == {"without": 2, "with": 0}
+    assert out["median_updates"] == {"without": 7 * UPE, "with": 3 * UPE}
+    assert out["budget"]["without"] == EPOCHS * UPE
+    assert "without, 2 of 5 seeds never reach it" in out["detail"] and "with, 0 of 5" in out["detail"]
+    never = verdict.stall_check(fast, arm([point(0.1, [None] * 5, noisy(0.5), noisy(0.5))]))
+    assert never["stalls"] is False and never["never_reached"]["with"] == 5 and never["median_updates"]["with"] is None
+
+
 def test_a_faster_optimizer_holds_and_the_point_picked_is_the_fastest():
     row = REGISTRY["adam"]  # better optimization, not for generalization
     base = arm([point(0.01, [8] * 5, noisy(0.02), noisy(0.5)), point(0.1, [6, 6, 7, 6, 6], noisy(0.01), noisy(0.5))])

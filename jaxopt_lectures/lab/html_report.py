@@ -568,6 +568,7 @@ def _row_view(table: dict, row: dict) -> dict:
                     if (h := (s.get("halves") or {}).get(k))
                 ],
                 "regime": s.get("regime") or {},
+                "stall": s.get("stall") or {},
                 "flags": s.get("flags") or [],
             }
         )

@@ -373,7 +373,7 @@ def _footer(table: dict) -> list[str]:
         ),
         f"Wall time {table['wall_s']:.0f} s: compiling {table['compile_s']:.0f} s"
         + (f" summed over {workers} worker processes" if workers > 1 else " in this process (no worker processes)")
-        + f", extra seed blocks {table.get('extra_seeds_s', 0):.0f} s, the optimizer rows' other settings "
+        + f", extra seed blocks {table.get('extra_seeds_s', 0):.0f} s, the rows' other settings "
         + f"{table.get('settings_s', 0):.0f} s{' (both summed over workers)' if workers > 1 else ''}; "
         + f"{table.get('compiles', 0)} XLA compilations"
         + (f"; {table['programs']} training programs for {table['arms']} arms" if table.get("programs") else "")

@@ -586,6 +586,7 @@ def run_row(row: Row, seeds: Sequence[int], quick: bool, progress: bool = False,
         if judged["label"] == "regime not reached":  # a control is *meant* to lack the regime: its halves say it
             judged["label"] = stats.row_label([h["result"] for h in judged["halves"].values()])
         out["settings"][name] = {k: judged[k] for k in ("label", "halves", "regime", "flags", "arms", "curves")}
+        out["settings"][name]["stall"] = verdict.stall_check(b, v)  # is there a problem to fix here?
     out["settings_s"] = round(time.perf_counter() - t0, 2)
     return out
 

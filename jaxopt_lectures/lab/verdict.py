@@ -192,6 +192,39 @@ def time_to_target(arm: dict, target: tuple[str, float]) -> dict:
     }
 
 
+def stall_check(base: dict, var: dict) -> dict:
+    """Does the baseline stall where the two arms were trained (the problem an optimizer, an
+    initialization or a normalization is there to fix)? Each arm at its fastest grid point for
+    :data:`TARGET_ACC` training accuracy (:func:`time_to_target`): the seeds that never reach it
+    within the budget, and the median updates of those that do. The baseline stalls when any of
+    its seeds never gets there."""
+    target = ("train_acc", TARGET_ACC)
+    times = {"without": time_to_target(base, target), "with": time_to_target(var, target)}
+    never = {k: len(t["updates"]) - t["reached"] for k, t in times.items()}
+    median = {
+        k: (int(np.median(hit)) if (hit := [u for u in t["updates"] if u is not None]) else None)
+        for k, t in times.items()
+    }
+
+    def said(k: str) -> str:
+        n = len(times[k]["updates"])
+        return f"{never[k]} of {n} seeds never reach it" + (
+            f" (the others in a median of {median[k]} updates)" if median[k] is not None and never[k] < n else ""
+        )
+
+    return {
+        "check": "baseline stalls",
+        "stalls": never["without"] > 0,
+        "never_reached": never,
+        "median_updates": median,
+        "budget": {"without": budget_updates(base), "with": budget_updates(var)},
+        "detail": (
+            f"{TARGET_ACC:.0%} training accuracy within the budget ({budget_updates(base)} updates), each arm at "
+            f"its fastest grid point: without, {said('without')}; with, {said('with')}"
+        ),
+    }
+
+
 def eta_curve(arm: dict) -> list[dict]:
     """Each grid point's mean final training, validation and test losses (Schmidt et al.'s view of
     tuning: how the result depends on the knob), with the failures per point."""
