@@ -629,6 +629,23 @@ def is_static_number(x) -> bool:
     return isinstance(x, numbers.Real) and not isinstance(x, bool)
 
 
+def static_value(x) -> float | None:
+    """``x`` as a Python float where it is known before tracing: a number, or a concrete
+    array of one element (in the dtype JAX stores it: ``np.float64(1e39)`` is ``inf``);
+    ``None`` for tracers, schedules and arrays of several values. Decisions made at
+    construction (which code path, which layout) read hyper-parameters through this, so a
+    concrete array decides like the same Python number (audit v2, issue 21 item 2)."""
+    if is_static_number(x):
+        return float(x)
+    if _is_array(x) and not isinstance(x, jax.core.Tracer) and np.size(x) == 1:
+        arr = np.asarray(x)
+        if arr.dtype.kind not in "fiu":
+            return None
+        with np.errstate(over="ignore"):
+            return float(arr.astype(jax.dtypes.canonicalize_dtype(arr.dtype)).reshape(()))
+    return None
+
+
 def _is_array(x) -> bool:
     return isinstance(x, (jax.Array, np.ndarray, np.generic)) and not isinstance(x, (np.str_, np.bytes_))
 
@@ -804,17 +821,10 @@ _FIELD_RANGES: dict[str, dict[str, Any]] = {
 
 
 def _check_field_value(name: str, value) -> None:
-    """``set_state_field``'s validation: the factory's range for a known hyper-parameter."""
+    """``set_state_field``'s validation: the factory's range for a known hyper-parameter,
+    by the one path every hyper-parameter takes (``check_range``: numbers and concrete
+    arrays alike, every element; only tracers pass)."""
     rule = _FIELD_RANGES.get(name)
     if rule is None:
-        return
-    if isinstance(value, jax.core.Tracer):
-        return
-    if _is_array(value):
-        arr = np.asarray(value)
-        if arr.dtype.kind not in "fiu":
-            raise TypeError(f"set_state_field: {name}={value!r} is not a real number")
-        for x in arr.reshape(-1).tolist():
-            check_range(name, x, owner="set_state_field", **rule)
         return
     check_range(name, value, owner="set_state_field", **rule)

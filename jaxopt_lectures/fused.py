@@ -93,6 +93,7 @@ from ._core import (
     check_learning_rate,
     check_range,
     safe_increment,
+    static_value,
 )
 from .transforms.adaptive import _safe_div, adam_leaf
 from .transforms.momentum import momentum_leaf
@@ -759,8 +760,9 @@ def fused_adam(
     check_choice("backend", backend, BACKENDS, owner=owner)
     check_flag("bias_correction", bias_correction, owner)
     mu_dtype = check_dtype("mu_dtype", mu_dtype, owner)
-    decays = not (isinstance(weight_decay, (int, float)) and weight_decay == 0)
-    zero_eps = all(isinstance(x, (int, float)) and x == 0 for x in (eps, eps_root))
+    decays = static_value(weight_decay) != 0
+    # eps and eps_root that may be 0 (0, a concrete 0 array, or traced) take the XLA rule
+    zero_eps = all(static_value(x) in (0.0, None) for x in (eps, eps_root))
 
     def layout(params):
         return make_layout(params, _per_leaf_mask(mask, params, "fused_adamw") if decays else None)

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 import jax.numpy as jnp
 
-from ._core import Schedule, check_range
+from ._core import Schedule, check_range, static_value
 
 
 def _count(count):
@@ -131,7 +131,7 @@ def exponential_decay(
     check_range("transition_begin", transition_begin, 0, owner=owner)
     if end_value is not None:
         _value("end_value", end_value, owner)
-    elif isinstance(decay_rate, (int, float)) and decay_rate > 1:
+    elif (static_value(decay_rate) or 0.0) > 1:
         raise ValueError(
             f"exponential_decay: decay_rate={decay_rate!r} > 1 grows without bound (inf after "
             "enough steps); pass end_value to cap it"
@@ -229,7 +229,8 @@ def warmup_cosine_decay(
     _value("init_value", init_value, owner)
     _value("peak_value", peak_value, owner)
     _value("end_value", end_value, owner)
-    if isinstance(end_value, (int, float)) and isinstance(peak_value, (int, float)) and end_value > peak_value:
+    end, peak = static_value(end_value), static_value(peak_value)
+    if end is not None and peak is not None and end > peak:
         raise ValueError(
             f"warmup_cosine_decay: end_value={end_value!r} is out of range; allowed: [0, peak_value={peak_value!r}]"
         )

@@ -709,3 +709,21 @@ def test_s07_apply_if_finite_counters_and_stacked_states():
     new = jol.set_state_field(good, "hyperparams", {**good.hyperparams, "learning_rate": 0.5})
     assert float(new.hyperparams["learning_rate"]) == 0.5
     assert float(jol.set_state_field(good, "eps", 1e-50).hyperparams["eps"]) == 0.0  # 0 is a valid eps
+
+
+# --- issue 21 item 2: decisions made at construction read concrete arrays like numbers ----
+
+
+@pytest.mark.parametrize("eps", [0.0, jnp.array(0.0), np.float32(0.0)])
+def test_class_a_concrete_zero_eps_takes_the_zero_denominator_rule_like_the_number(eps):
+    opt = jol.fused_adam(0.1, eps=eps)  # a concrete 0 array once reached the kernel: NaN
+    new = opt.step(opt.init({"w": jnp.ones(2)}), {"w": jnp.array([0.0, 1.0])}).params.unpack()
+    assert float(new["w"][0]) == 1.0 and float(new["w"][1]) == pytest.approx(0.9, rel=1e-5)
+
+
+@pytest.mark.parametrize("rate", [2.0, jnp.array(2.0), np.float64(2.0)])
+def test_class_a_growing_exponential_decay_needs_a_cap_whatever_the_number_s_type(rate):
+    with pytest.raises(ValueError, match=r"decay_rate=.*> 1 grows without bound"):
+        jol.schedules.exponential_decay(0.1, 10, rate)
+    with pytest.raises(ValueError, match=r"end_value=.*out of range; allowed: \[0, peak_value="):
+        jol.schedules.warmup_cosine_decay(0.0, rate, 2, 10, end_value=rate * 2)

@@ -4,7 +4,11 @@ Conventions shared by the three rules:
 
 - **0/0 is 0.** A coordinate whose denominator is exactly 0 (with ``eps = 0``, the
   lecture forms, after only zero gradients) gets the update 0, as optax's Adagrad does;
-  the formula is otherwise unchanged.
+  the formula is otherwise unchanged. A denominator that is 0 only because ``g²``
+  underflowed (``ε = 0`` and ``|g|`` below ~1e-19 in float32, numerator not 0) is not this
+  case: that step is redone in the frame ``g / s`` where it is representable (the lecture
+  forms are scale-invariant). The state itself cannot hold such a ``g²``: once a stored
+  moment is 0 by underflow, later steps of that coordinate start from that 0 (too large).
 - **Low precision.** For float16/bfloat16 gradients the moments are computed in float32
   and stored back in their own dtype (float16's ``eps = 1e-8`` would round to 0).
 - **Complex numbers** use ``|g|² = g·conj(g)`` in the second moment (optax's convention).
@@ -34,6 +38,7 @@ from .._core import (
     check_range,
     check_state,
     safe_increment,
+    static_value,
     tree_full_like,
     tree_map_checked,
     tree_unzip,
@@ -70,7 +75,7 @@ def _safe_sqrt(x):
 def _may_underflow(*eps) -> bool:
     """Whether a denominator can be 0 while its numerator is not: only when every ε may be 0
     (a Python number > 0 rules it out at trace time)."""
-    return not any(isinstance(e, (int, float)) and e > 0 for e in eps)
+    return not any((static_value(e) or 0.0) > 0 for e in eps)
 
 
 def _scale_of(*xs):
