@@ -243,10 +243,13 @@ def check_float_params(params: PyTree, owner: str) -> None:
 
 def as_float(g):
     """An integer or bool gradient as float32 (a float or complex one unchanged), so that a
-    rule that casts its result back to the gradient's dtype does not truncate the step."""
-    if jnp.issubdtype(jnp.result_type(g), jnp.inexact):
+    rule that casts its result back to the gradient's dtype does not truncate the step.
+    A Python or numpy number becomes an array (``jnp.asarray``: a Python float is a weakly
+    typed float32, as in optax), so every rule can read its ``dtype``."""
+    g = jnp.asarray(g)
+    if jnp.issubdtype(g.dtype, jnp.inexact):
         return g
-    return jnp.asarray(g).astype(jnp.float32)
+    return g.astype(jnp.float32)
 
 
 def check_state(state, cls, owner: str) -> None:
@@ -520,7 +523,7 @@ def _set_one_field(state: PyTree, name: str, value) -> PyTree:
             for k, v in node.items():
                 if k == name:
                     hits += 1
-                    out[k] = _like(v, value)
+                    out[k] = _stored(name, v, value)
                 else:
                     out[k] = rebuild(v)
             return type(node)(out) if type(node) is not dict else out
@@ -530,7 +533,7 @@ def _set_one_field(state: PyTree, name: str, value) -> PyTree:
                 v = getattr(node, f)
                 if f == name:
                     hits += 1
-                    kw[f] = _like(v, value)
+                    kw[f] = _stored(name, v, value)
                 else:
                     kw[f] = rebuild(v)
             return type(node)(**kw)
@@ -544,9 +547,68 @@ def _set_one_field(state: PyTree, name: str, value) -> PyTree:
     return out
 
 
+def _stored(name: str, old, value):
+    """``value`` as the field ``name`` stores it (``_like``), validated on what is stored:
+    ``1e39`` is ``inf`` in float32, ``1.5`` is not a count; and, for a field holding a dict
+    (``hyperparams``), each entry it holds by its own name (audit v2 S07)."""
+    entries = value.items() if isinstance(value, Mapping) else [(name, value)]
+    olds = old if isinstance(value, Mapping) and isinstance(old, Mapping) else {name: old}
+    for key, entry in entries:
+        if isinstance(key, str) and key in _FIELD_RANGES:
+            _check_field_value(key, entry)
+            if key in olds and hasattr(olds[key], "dtype") and jnp.issubdtype(olds[key].dtype, jnp.integer):
+                _check_integer_field(key, entry, jnp.dtype(olds[key].dtype))
+    with np.errstate(over="ignore"):  # 1e39 as float32 is inf, which the check below names
+        new = _like(old, value)
+    stored = new if isinstance(value, Mapping) and isinstance(new, Mapping) else {name: new}
+    for key, entry in entries:
+        if isinstance(key, str) and key in stored:
+            _check_stored(key, entry, stored[key])
+    return new
+
+
+def _check_integer_field(name: str, given, dtype) -> None:
+    """A count (``count``, ``mini_step``...) is a whole number in its dtype's range: ``1.5``
+    or ``2**31`` for an int32 field is refused, not truncated or wrapped."""
+    if isinstance(given, jax.core.Tracer):
+        return
+    raw = np.asarray(given)
+    top = int(jnp.iinfo(dtype).max)
+    low = int(_FIELD_RANGES[name].get("low", 0))
+    if raw.dtype.kind in "fiu" and raw.dtype.kind != "b":
+        x = raw.astype(np.float64).reshape(-1)
+        if np.all(np.isfinite(x)) and np.all(x == np.round(x)) and np.all((x >= low) & (x <= top)):
+            return
+    raise ValueError(
+        f"set_state_field: {name}={given!r:.60} is out of range; allowed: integers in [{low}, {top}] "
+        f"(the field stores {jnp.dtype(dtype).name})"
+    )
+
+
+def _check_stored(name: str, given, stored) -> None:
+    rule = _FIELD_RANGES.get(name)
+    if rule is None or isinstance(stored, jax.core.Tracer) or not hasattr(stored, "dtype"):
+        return
+    if jnp.issubdtype(stored.dtype, jnp.integer):
+        return  # checked before the conversion (_check_integer_field)
+    try:
+        check_range(name, stored, owner="set_state_field", **rule)
+    except ValueError as err:
+        raise ValueError(f"{err} ({given!r:.60} was given; the field stores {jnp.dtype(stored.dtype).name})") from None
+
+
 def _like(old, value):
     if isinstance(old, jax.Array) or hasattr(old, "dtype"):
-        return jnp.asarray(value, dtype=old.dtype).reshape(jnp.shape(old))
+        new = jnp.asarray(value, dtype=old.dtype)
+        shape = jnp.shape(old)
+        if new.size == math.prod(shape):
+            return new.reshape(shape)
+        if not new.shape:  # one value for every member of a stacked (vmapped) state
+            return jnp.broadcast_to(new, shape)
+        raise ValueError(
+            f"set_state_field: this field holds an array of shape {shape}; the value has shape "
+            f"{new.shape} (give one value, or {math.prod(shape)} values)"
+        )
     if jax.tree.leaves(old) or old is None or isinstance(old, (tuple, list, dict)):
         if jax.tree.structure(value) != jax.tree.structure(old):  # type: ignore[operator]  # jaxlib 0.12 ships PyTreeDef without stubs
             raise ValueError(
@@ -565,6 +627,23 @@ def _like(old, value):
 
 def is_static_number(x) -> bool:
     return isinstance(x, numbers.Real) and not isinstance(x, bool)
+
+
+def static_value(x) -> float | None:
+    """``x`` as a Python float where it is known before tracing: a number, or a concrete
+    array of one element (in the dtype JAX stores it: ``np.float64(1e39)`` is ``inf``);
+    ``None`` for tracers, schedules and arrays of several values. Decisions made at
+    construction (which code path, which layout) read hyper-parameters through this, so a
+    concrete array decides like the same Python number (audit v2, issue 21 item 2)."""
+    if is_static_number(x):
+        return float(x)
+    if _is_array(x) and not isinstance(x, jax.core.Tracer) and np.size(x) == 1:
+        arr = np.asarray(x)
+        if arr.dtype.kind not in "fiu":
+            return None
+        with np.errstate(over="ignore"):
+            return float(arr.astype(jax.dtypes.canonicalize_dtype(arr.dtype)).reshape(()))
+    return None
 
 
 def _is_array(x) -> bool:
@@ -736,21 +815,16 @@ _FIELD_RANGES: dict[str, dict[str, Any]] = {
     "count": dict(low=0.0),
     "mini_step": dict(low=0.0),
     "every_k": dict(low=1.0),
+    "notfinite_count": dict(low=0.0),
+    "total_notfinite": dict(low=0.0),
 }
 
 
 def _check_field_value(name: str, value) -> None:
-    """``set_state_field``'s validation: the factory's range for a known hyper-parameter."""
+    """``set_state_field``'s validation: the factory's range for a known hyper-parameter,
+    by the one path every hyper-parameter takes (``check_range``: numbers and concrete
+    arrays alike, every element; only tracers pass)."""
     rule = _FIELD_RANGES.get(name)
     if rule is None:
-        return
-    if isinstance(value, jax.core.Tracer):
-        return
-    if _is_array(value):
-        arr = np.asarray(value)
-        if arr.dtype.kind not in "fiu":
-            raise TypeError(f"set_state_field: {name}={value!r} is not a real number")
-        for x in arr.reshape(-1).tolist():
-            check_range(name, x, owner="set_state_field", **rule)
         return
     check_range(name, value, owner="set_state_field", **rule)

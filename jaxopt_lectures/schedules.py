@@ -14,11 +14,58 @@ from collections.abc import Sequence
 
 import jax.numpy as jnp
 
-from ._core import Schedule, check_range
+from ._core import Schedule, check_range, static_value
 
 
 def _count(count):
     return jnp.asarray(count, jnp.float32)
+
+
+# Counts are integers (int32 in the optimizers' states); float32 holds integers exactly only
+# up to 2^24, so boundaries are compared and differences taken in integer arithmetic, and
+# only the final ratio is converted (audit v2 N18).
+_EXACT_F32 = 2**24
+
+
+def _is_int(c) -> bool:
+    return jnp.issubdtype(c.dtype, jnp.integer)
+
+
+def _reached(count, boundary: int):
+    """``count >= boundary``, exact for integer counts (a boundary beyond the count's dtype
+    is never reached)."""
+    c = jnp.asarray(count)
+    if not _is_int(c):
+        return _count(c) >= boundary
+    if boundary > jnp.iinfo(c.dtype).max:
+        return jnp.zeros(c.shape, bool)
+    return c >= boundary
+
+
+def _since(count, start: int):
+    """``max(count − start, 0)``: an integer array for an integer count (exact), else float32."""
+    c = jnp.asarray(count)
+    if not _is_int(c):
+        return jnp.maximum(_count(c) - start, 0.0)
+    c = jnp.maximum(c, 0)
+    return jnp.maximum(c - min(start, int(jnp.iinfo(c.dtype).max)), 0)
+
+
+def _cap(x):
+    """The largest value ``x``'s dtype holds (for clipping Python ints before integer arithmetic)."""
+    return int(jnp.iinfo(x.dtype).max) if _is_int(x) else float("inf")
+
+
+def _ratio(d, n):
+    """``d / n`` in float32 for ``d`` from ``_since``: below 2^24 the plain quotient; above,
+    ``d`` is split into a multiple of 256 and a remainder (both exact in float32), so counts
+    that float32 cannot tell apart still give different ratios."""
+    if not _is_int(d):
+        return d / n
+    plain = d.astype(jnp.float32) / n
+    hi = (d // 256) * 256
+    split = hi.astype(jnp.float32) / n + (d - hi).astype(jnp.float32) / n
+    return jnp.where(d < _EXACT_F32, plain, split)
 
 
 def _value(name, v, owner):
@@ -28,7 +75,8 @@ def _value(name, v, owner):
 
 def _probed(schedule, *counts):
     """Records the counts where the schedule changes regime (checked at construction)."""
-    schedule.probe_counts = tuple(sorted({int(c) for c in counts if c >= 0}))
+    top = int(jnp.iinfo(jnp.int32).max)  # the optimizers' counts are int32
+    schedule.probe_counts = tuple(sorted({int(c) for c in counts if 0 <= c <= top}))
     return schedule
 
 
@@ -53,7 +101,7 @@ def linear(init_value, end_value, transition_steps: int, transition_begin: int =
     def schedule(count):
         if transition_steps == 0:
             return jnp.asarray(init_value, jnp.float32) + 0 * _count(count)
-        frac = jnp.clip((_count(count) - transition_begin) / transition_steps, 0.0, 1.0)
+        frac = jnp.clip(_ratio(_since(count, transition_begin), transition_steps), 0.0, 1.0)
         return (init_value + frac * (end_value - init_value)).astype(jnp.float32)
 
     return _probed(schedule, transition_begin, transition_begin + transition_steps)
@@ -83,16 +131,18 @@ def exponential_decay(
     check_range("transition_begin", transition_begin, 0, owner=owner)
     if end_value is not None:
         _value("end_value", end_value, owner)
-    elif isinstance(decay_rate, (int, float)) and decay_rate > 1:
+    elif (static_value(decay_rate) or 0.0) > 1:
         raise ValueError(
             f"exponential_decay: decay_rate={decay_rate!r} > 1 grows without bound (inf after "
             "enough steps); pass end_value to cap it"
         )
 
     def schedule(count):
-        p = jnp.maximum(_count(count) - transition_begin, 0.0) / transition_steps
+        d = _since(count, transition_begin)
         if staircase:
-            p = jnp.floor(p)
+            p = (d // transition_steps).astype(jnp.float32) if _is_int(d) else jnp.floor(d / transition_steps)
+        else:
+            p = _ratio(d, transition_steps)
         v = init_value * jnp.power(jnp.float32(decay_rate), p)
         if end_value is not None:
             v = jnp.maximum(v, end_value) if decay_rate < 1 else jnp.minimum(v, end_value)
@@ -111,10 +161,9 @@ def piecewise_constant(init_value, boundaries_and_scales: dict[int, float] | Non
     items = sorted(raw)
 
     def schedule(count):
-        c = _count(count)
         v = jnp.asarray(init_value, jnp.float32)
         for b, s in items:
-            v = v * jnp.where(c >= b, jnp.float32(s), 1.0)
+            v = v * jnp.where(_reached(count, b), jnp.float32(s), 1.0)
         return v
 
     return _probed(schedule, *(b for b, _ in items))
@@ -134,7 +183,8 @@ def cosine_decay(init_value, decay_steps: int, alpha=0.0, exponent=1.0) -> Sched
     check_range("exponent", exponent, 0.0, low_open=True, owner="cosine_decay")
 
     def schedule(count):
-        frac = jnp.minimum(_count(count), decay_steps) / decay_steps
+        d = _since(count, 0)
+        frac = _ratio(jnp.minimum(d, min(decay_steps, _cap(d))), decay_steps)
         cos = 0.5 * (1 + jnp.cos(jnp.pi * frac))
         return (init_value * ((1 - alpha) * cos**exponent + alpha)).astype(jnp.float32)
 
@@ -160,7 +210,7 @@ def join(schedules: Sequence[Schedule], boundaries: Sequence[int]) -> Schedule:
         c = jnp.asarray(count)
         out = schedules[0](c)
         for b, s in zip(boundaries, schedules[1:]):
-            out = jnp.where(c < b, out, s(c - b))
+            out = jnp.where(_reached(c, b), s(c - min(b, _cap(c))), out)
         return out.astype(jnp.float32)
 
     counts = list(boundaries)
@@ -179,7 +229,8 @@ def warmup_cosine_decay(
     _value("init_value", init_value, owner)
     _value("peak_value", peak_value, owner)
     _value("end_value", end_value, owner)
-    if isinstance(end_value, (int, float)) and isinstance(peak_value, (int, float)) and end_value > peak_value:
+    end, peak = static_value(end_value), static_value(peak_value)
+    if end is not None and peak is not None and end > peak:
         raise ValueError(
             f"warmup_cosine_decay: end_value={end_value!r} is out of range; allowed: [0, peak_value={peak_value!r}]"
         )

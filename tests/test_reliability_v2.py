@@ -399,3 +399,331 @@ def test_property_the_same_configuration_is_never_refused(data):
     tx1, tx2 = _build(family, c), _build(family, c)
     params, state = _run(family, tx1, tx1.init(HP), HP, 0, data.draw(st.integers(0, 5)))
     _run(family, tx2, state, params, 0, 2)
+
+
+# --- N03: Python-number leaves ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: jol.sgd(0.1),
+        lambda: jol.sgd(0.1, momentum=0.9),
+        lambda: jol.adam(0.1),
+        lambda: jol.adagrad(0.1),
+        lambda: jol.rmsprop(0.1),
+        lambda: jol.chain(jol.clip_by_global_norm(1.0), jol.sgd(0.1)),
+    ],
+)
+def test_n03_python_float_leaves_step_like_arrays(make):
+    tx = make()
+    params = {"w": 1.0}
+    u, _ = tx.update({"w": 0.5}, tx.init(params), params)
+    want, _ = tx.update({"w": jnp.asarray(0.5)}, tx.init({"w": jnp.asarray(1.0)}), {"w": jnp.asarray(1.0)})
+    np.testing.assert_array_equal(
+        jol.apply_updates(params, u)["w"], jol.apply_updates({"w": jnp.asarray(1.0)}, want)["w"]
+    )
+    assert float(u["w"]) < 0
+
+
+def test_n03_adam_on_a_python_float_gives_optax_s_step():
+    tx = jol.adam(0.1)
+    u, _ = tx.update({"w": 0.5}, tx.init({"w": 1.0}), {"w": 1.0})
+    assert float(jol.apply_updates({"w": 1.0}, u)["w"]) == pytest.approx(0.9, rel=1e-5)
+
+
+# --- N14: the lecture forms (eps = 0) are scale-invariant for tiny gradients ------------
+
+
+@pytest.mark.parametrize("g", [1e-3, 1e-20, 1e-23, 1e-30, -1e-30])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: jol.adam(0.1, eps=0),
+        lambda: jol.rmsprop(0.1, eps=0, init="first_grad"),
+        lambda: jol.adagrad(0.1, eps=0),
+        lambda: jol.adam(0.1, eps=0, nesterov=True),
+        lambda: jol.rmsprop(0.1, eps=0, centered=True),
+    ],
+)
+@pytest.mark.parametrize("jit", [False, True])
+def test_n14_a_tiny_gradient_still_steps_with_eps_0(make, g, jit):
+    tx, p = make(), {"w": jnp.ones(2)}
+    grads = {"w": jnp.array([g, 0.0], jnp.float32)}
+    u, _ = (jax.jit(tx.update) if jit else tx.update)(grads, tx.init(p), p)
+    big, _ = tx.update({"w": jnp.array([1.0, 0.0])}, tx.init(p), p)  # the same step at g = 1
+    np.testing.assert_allclose(abs(float(u["w"][0])), abs(float(big["w"][0])), rtol=1e-5)
+    assert np.sign(float(u["w"][0])) == -np.sign(g)
+    assert float(u["w"][1]) == 0.0  # an exact zero gradient still gives no step
+
+
+def test_n14_the_normal_path_is_bit_identical_to_the_rule_without_the_rescaled_redo():
+    import optax
+
+    from jaxopt_lectures.transforms import adaptive
+
+    p = {"w": jnp.array([1.0, -2.0, 0.5])}
+    tx, ref = jol.adam(0.1, eps=0), optax.adam(0.1, eps=0)
+    s, t = tx.init(p), ref.init(p)
+    m = v = jnp.zeros(3)
+    for i in range(3):
+        g = {"w": jnp.array([0.3, -1.0, 2.0]) * (i + 1)}
+        u, s = tx.update(g, s, p)
+        plain, m, v = adaptive.adam_leaf(g["w"], m, v, jnp.int32(i + 1), 0.9, 0.999, 0, 0, True, _rescale=False)
+        np.testing.assert_array_equal(u["w"], -0.1 * plain)
+        o, t = ref.update(g, t, p)
+        np.testing.assert_allclose(u["w"], o["w"], rtol=2e-5)
+
+
+# --- N18: schedules count in integers ---------------------------------------------------
+
+B24 = 2**24
+
+
+@pytest.mark.parametrize("jit", [False, True])
+def test_n18_schedule_boundaries_above_2_24_are_exact(jit):
+    S = jol.schedules
+    cases = [
+        (S.piecewise_constant(1.0, {B24 + 1: 0.1}), {B24: 1.0, B24 + 1: 0.1}),
+        (S.join([S.constant(1.0), S.constant(0.5)], [B24 + 1]), {B24: 1.0, B24 + 1: 0.5}),
+        (S.linear(0.0, 1.0, 4, transition_begin=B24), {B24: 0.0, B24 + 1: 0.25, B24 + 3: 0.75}),
+        (S.exponential_decay(1.0, 1, 0.5, transition_begin=B24, staircase=True), {B24 + 1: 0.5, B24 + 3: 0.125}),
+        (S.exponential_decay(1.0, 2, 0.25, transition_begin=B24), {B24 + 1: 0.5}),
+        (S.piecewise_constant(1.0, {2**40: 0.1}), {2**31 - 1: 1.0}),  # beyond int32: never reached
+        (S.cosine_decay(1.0, 2**31 - 1), {0: 1.0, 2**31 - 1: 0.0}),
+    ]
+    for schedule, want in cases:
+        f = jax.jit(schedule) if jit else schedule
+        for count, value in want.items():
+            assert float(f(jnp.asarray(count, jnp.int32))) == pytest.approx(value, rel=1e-6, abs=1e-7), (count, value)
+
+
+def test_n18_linear_ratio_above_2_24_is_not_flat():
+    f = jol.schedules.linear(0.0, 1.0, 2**26)
+    values = [float(f(jnp.int32(c))) for c in (B24, B24 + 4, B24 + 8)]
+    assert values[0] < values[1] < values[2]
+    assert values[1] == pytest.approx((B24 + 4) / 2**26, rel=1e-7)
+
+
+# --- N23: meta-gradients through update with a zero gradient -----------------------------
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: jol.adagrad(0.1),
+        lambda: jol.adagrad(0.1, eps_in_sqrt=True),
+        lambda: jol.rmsprop(0.1),
+        lambda: jol.rmsprop(0.1, eps_in_sqrt=False),
+        lambda: jol.adam(0.1),
+        lambda: jol.adam(0.1, eps=0),
+    ],
+)
+def test_n23_meta_gradient_with_a_zero_gradient_coordinate_is_finite(make):
+    tx, p = make(), {"w": jnp.array([1.0, 1.0])}
+
+    def loss(scale):
+        u, _ = tx.update({"w": jnp.array([0.0, 0.5]) * scale}, tx.init(p), p)
+        return jnp.sum(jol.apply_updates(p, u)["w"] ** 2)
+
+    grad = jax.grad(loss)(jnp.float32(1.0))
+    assert bool(jnp.isfinite(grad))
+    before = tx.update({"w": jnp.array([0.0, 0.5])}, tx.init(p), p)[0]["w"]
+    assert float(before[0]) == 0.0  # forward numbers unchanged: a zero gradient, no step
+
+
+# --- N08: a dict mask for an nnx.State ---------------------------------------------------
+
+
+def _nnx_params():
+    nnx = pytest.importorskip("flax.nnx")
+
+    class Net(nnx.Module):
+        def __init__(self, rngs):
+            self.l1 = nnx.Linear(2, 3, rngs=rngs)
+            self.bn = nnx.BatchNorm(3, rngs=rngs)
+            self.l2 = nnx.Linear(3, 1, rngs=rngs)
+
+    return nnx.state(Net(nnx.Rngs(0)), nnx.Param)
+
+
+def test_n08_a_dict_prefix_mask_matches_an_nnx_state_like_partition_labels():
+    params = _nnx_params()
+    grads = jax.tree.map(jnp.ones_like, params)
+    tx = jol.masked(jol.adamw(0.1), {"l1": True, "bn": False, "l2": True})
+    u, _ = tx.update(grads, tx.init(params), params)
+    flat = {jax.tree_util.keystr(k): v for k, v in jax.tree_util.tree_flatten_with_path(u)[0]}
+    for path, v in flat.items():
+        if "bn" in path:
+            np.testing.assert_array_equal(v, 1.0)  # left out: the raw gradient
+        else:
+            assert bool(jnp.all(v < 0)), path
+    labels = {"l1": "a", "bn": "b", "l2": "a"}  # the same dict as partition labels
+    part = jol.partition({"a": jol.adamw(0.1), "b": jol.identity()}, labels)
+    pu, _ = part.update(grads, part.init(params), params)
+    jax.tree.map(np.testing.assert_array_equal, u, pu)
+    decayed = jol.adamw(0.1, weight_decay=0.5, mask={"l1": True, "bn": False, "l2": False})
+    plain = jol.adamw(0.1, weight_decay=0.5, mask=lambda p: jax.tree.map(lambda _: False, p))
+    du, _ = decayed.update(grads, decayed.init(params), params)
+    nu, _ = plain.update(grads, plain.init(params), params)
+    assert not np.array_equal(du["l1"]["kernel"][...], nu["l1"]["kernel"][...])
+    np.testing.assert_array_equal(du["l2"]["kernel"][...], nu["l2"]["kernel"][...])
+
+
+def test_n08_a_mask_naming_a_missing_key_is_still_refused_naming_it():
+    params = _nnx_params()
+    with pytest.raises(ValueError, match=r"mask has a leaf at \['l3'\] where params has none"):
+        jol.adamw(0.1, mask={"l1": True, "l3": False}).init(params)
+
+
+# --- N21: a value-dependent mask behaves the same eager and jitted ----------------------
+
+VP = {"w": jnp.array(1.0), "v": jnp.array([0.5, 2.0])}
+VG = {"w": jnp.array(1.0), "v": jnp.array([1.0, 1.0])}
+
+
+@pytest.mark.parametrize(
+    "mask",
+    [
+        lambda p: jax.tree.map(lambda x: jnp.all(x > 0.95), p),  # one flag per leaf, from the values
+        lambda p: jax.tree.map(lambda x: x > 0.95, p),  # per element, from the values
+    ],
+    ids=["per_leaf", "per_element"],
+)
+def test_n21_a_value_dependent_mask_steps_alike_eager_and_jitted(mask):
+    tx = jol.masked(jol.adam(0.1), mask)
+    runs = []
+    for update in (tx.update, jax.jit(tx.update)):
+        p, s, trace = VP, tx.init(VP), []
+        for _ in range(3):
+            u, s = update(VG, s, p)
+            p = jol.apply_updates(p, u)
+            trace.append(p)
+        runs.append(trace)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6), runs[0], runs[1])
+    # w > 0.95 at first: an Adam step; then w = 0.9 is masked out and takes the raw gradient
+    np.testing.assert_allclose(runs[0][0]["w"], 0.9, rtol=1e-5)
+    np.testing.assert_allclose(runs[0][1]["w"], 1.9, rtol=1e-5)
+
+
+def test_n21_python_bool_masks_still_leave_the_leaf_out_of_the_inner_state():
+    tx = jol.masked(jol.adam(0.1), {"w": True, "v": False})
+    s = tx.init(VP)
+    assert isinstance(s.inner_state[0].mu["v"], jol.MaskedNode)
+
+
+# --- N22: fused_adamw needs one flag per leaf, and says so --------------------------------
+
+
+@pytest.mark.parametrize("jit", [False, True])
+@pytest.mark.parametrize("form", ["init", "as_transformation"])
+@pytest.mark.parametrize(
+    "mask, what",
+    [
+        (lambda p: {"w": jnp.array([[True, False], [True, True]])}, r"shape \(2, 2\)"),
+        (lambda p: jax.tree.map(lambda x: jnp.all(x > 0.95), p), r"shape \(\)"),
+    ],
+    ids=["per_element", "value_dependent"],
+)
+def test_n22_fused_adamw_refuses_a_mask_that_is_not_one_bool_per_leaf(mask, what, form, jit):
+    opt = jol.fused_adamw(0.1, weight_decay=0.5, mask=mask)
+    init = opt.init if form == "init" else opt.as_transformation().init
+    with pytest.raises(
+        ValueError,
+        match=rf"fused_adamw: mask gives a bool array of {what} \(per element, or computed from the values.* at \['w'\].*adamw\(\.\.\., mask=\.\.\.\)",
+    ):
+        (jax.jit(init) if jit else init)({"w": jnp.ones((2, 2))})
+
+
+# --- N24: jax.grad through the fused kernel -------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda b: jol.fused_adam(0.1, backend=b),
+        lambda b: jol.fused_adamw(0.1, weight_decay=0.5, backend=b),
+        lambda b: jol.fused_sgd(0.1, momentum=0.9, backend=b),
+        lambda b: jol.fused_sgd(0.1, backend=b),
+    ],
+)
+def test_n24_grad_through_the_default_fused_backend_equals_the_xla_backend(make):
+    def loss(params, backend, form):
+        opt = make(backend)
+        g = jax.tree.map(lambda x: 0.3 * x + 0.1, params)
+        if form == "step":
+            new = opt.step(opt.init(params), g).params.unpack()
+        else:
+            t = opt.as_transformation()
+            new = jol.apply_updates(params, t.update(g, t.init(params), params)[0])
+        return sum(jnp.sum(x**2) for x in jax.tree.leaves(new))
+
+    for form in ("step", "update"):
+        got = jax.grad(loss)(FP, "auto", form)
+        want = jax.grad(loss)(FP, "xla", form)
+        jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5), got, want)
+        assert all(bool(jnp.all(jnp.isfinite(x))) for x in jax.tree.leaves(got))
+
+
+# --- S07: set_state_field validates what it stores ---------------------------------------
+
+
+def _inject_state():
+    return jol.inject_hyperparams(jol.adam)(learning_rate=0.1).init(P)
+
+
+@pytest.mark.parametrize(
+    "field, value, match",
+    [
+        ("count", 1.5, r"count=1\.5 is out of range; allowed: integers in \[0, 2147483647\]"),
+        ("count", 2**31, r"count=2147483648 is out of range; allowed: integers"),
+        ("count", -1, r"count=-1 is out of range"),
+        ("learning_rate", 1e39, r"learning_rate=inf .*out of range.*1e\+39 was given; the field stores float32"),
+        (
+            "hyperparams",
+            {"learning_rate": -1.0, "b1": 0.9, "b2": 0.999, "eps": 1e-8, "eps_root": 0.0},
+            "learning_rate=-1",
+        ),
+        ("hyperparams", {"learning_rate": 0.1, "b1": 1.0, "b2": 0.999, "eps": 1e-8, "eps_root": 0.0}, "b1=1"),
+    ],
+)
+def test_s07_set_state_field_refuses_what_the_factory_refuses_on_the_stored_value(field, value, match):
+    with pytest.raises(ValueError, match=match):
+        jol.set_state_field(_inject_state(), field, value)
+
+
+def test_s07_apply_if_finite_counters_and_stacked_states():
+    state = jol.apply_if_finite(jol.sgd(0.1), 3).init(P)
+    with pytest.raises(ValueError, match=r"notfinite_count=-5 is out of range"):
+        jol.set_state_field(state, "notfinite_count", -5)
+    assert int(jol.set_state_field(state, "notfinite_count", 2).notfinite_count) == 2
+    tx = jol.inject_hyperparams(jol.sgd)
+    stacked = jax.vmap(lambda lr: tx(learning_rate=lr).init(P))(jnp.array([0.1, 0.2, 0.3, 0.4]))
+    one = jol.set_state_field(stacked, "learning_rate", 0.5)  # one value for every member
+    np.testing.assert_array_equal(one.hyperparams["learning_rate"], np.full(4, 0.5, np.float32))
+    with pytest.raises(ValueError, match=r"shape \(4,\); the value has shape \(2,\)"):
+        jol.set_state_field(stacked, "learning_rate", jnp.array([0.5, 0.1]))
+    with pytest.raises(ValueError, match=r"learning_rate=-0\.1"):
+        jol.set_state_field(stacked, "learning_rate", jnp.array([0.5, -0.1, 0.2, 0.3]))
+    good = _inject_state()
+    new = jol.set_state_field(good, "hyperparams", {**good.hyperparams, "learning_rate": 0.5})
+    assert float(new.hyperparams["learning_rate"]) == 0.5
+    assert float(jol.set_state_field(good, "eps", 1e-50).hyperparams["eps"]) == 0.0  # 0 is a valid eps
+
+
+# --- issue 21 item 2: decisions made at construction read concrete arrays like numbers ----
+
+
+@pytest.mark.parametrize("eps", [0.0, jnp.array(0.0), np.float32(0.0)])
+def test_class_a_concrete_zero_eps_takes_the_zero_denominator_rule_like_the_number(eps):
+    opt = jol.fused_adam(0.1, eps=eps)  # a concrete 0 array once reached the kernel: NaN
+    new = opt.step(opt.init({"w": jnp.ones(2)}), {"w": jnp.array([0.0, 1.0])}).params.unpack()
+    assert float(new["w"][0]) == 1.0 and float(new["w"][1]) == pytest.approx(0.9, rel=1e-5)
+
+
+@pytest.mark.parametrize("rate", [2.0, jnp.array(2.0), np.float64(2.0)])
+def test_class_a_growing_exponential_decay_needs_a_cap_whatever_the_number_s_type(rate):
+    with pytest.raises(ValueError, match=r"decay_rate=.*> 1 grows without bound"):
+        jol.schedules.exponential_decay(0.1, 10, rate)
+    with pytest.raises(ValueError, match=r"end_value=.*out of range; allowed: \[0, peak_value="):
+        jol.schedules.warmup_cosine_decay(0.0, rate, 2, 10, end_value=rate * 2)

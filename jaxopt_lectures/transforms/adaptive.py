@@ -4,7 +4,11 @@ Conventions shared by the three rules:
 
 - **0/0 is 0.** A coordinate whose denominator is exactly 0 (with ``eps = 0``, the
   lecture forms, after only zero gradients) gets the update 0, as optax's Adagrad does;
-  the formula is otherwise unchanged.
+  the formula is otherwise unchanged. A denominator that is 0 only because ``g²``
+  underflowed (``ε = 0`` and ``|g|`` below ~1e-19 in float32, numerator not 0) is not this
+  case: that step is redone in the frame ``g / s`` where it is representable (the lecture
+  forms are scale-invariant). The state itself cannot hold such a ``g²``: once a stored
+  moment is 0 by underflow, later steps of that coordinate start from that 0 (too large).
 - **Low precision.** For float16/bfloat16 gradients the moments are computed in float32
   and stored back in their own dtype (float16's ``eps = 1e-8`` would round to 0).
 - **Complex numbers** use ``|g|² = g·conj(g)`` in the second moment (optax's convention).
@@ -34,6 +38,7 @@ from .._core import (
     check_range,
     check_state,
     safe_increment,
+    static_value,
     tree_full_like,
     tree_map_checked,
     tree_unzip,
@@ -59,6 +64,38 @@ def _real(x):
     return x.real if jnp.issubdtype(x.dtype, jnp.complexfloating) else x
 
 
+def _safe_sqrt(x):
+    """``sqrt(x)`` whose derivative at ``x = 0`` is 0, not ``inf`` (the double-where pattern):
+    the same forward numbers, and a meta-gradient (``jax.grad`` through ``update``) that
+    stays finite where a coordinate's gradient is exactly 0 (audit v2 N23)."""
+    zero = x == 0
+    return jnp.where(zero, jnp.zeros_like(x), jnp.sqrt(jnp.where(zero, jnp.ones_like(x), x)))
+
+
+def _may_underflow(*eps) -> bool:
+    """Whether a denominator can be 0 while its numerator is not: only when every ε may be 0
+    (a Python number > 0 rules it out at trace time)."""
+    return not any((static_value(e) or 0.0) > 0 for e in eps)
+
+
+def _scale_of(*xs):
+    """A per-element scale ``s = max |x|`` (1 where all are 0), to redo a step in the frame
+    ``x / s`` where squares neither underflow nor overflow."""
+    s = jnp.abs(xs[0]).astype(jnp.float32)
+    for x in xs[1:]:
+        s = jnp.maximum(s, jnp.abs(x).astype(jnp.float32))
+    return jnp.where(s == 0, jnp.ones_like(s), s)
+
+
+def _rescaled_where_underflowed(u, num, denom, redo):
+    """Where the denominator is 0 but the numerator is not, ``g²`` has underflowed (with
+    ``ε = 0`` a non-zero numerator needs a non-zero gradient, so the true denominator is not
+    0): the step is ``redo()``, the same rule in a rescaled frame (it is scale-invariant
+    when ``ε = 0``). Elsewhere ``u`` is kept bit for bit (audit v2 N14)."""
+    lost = (denom == 0) & (num != 0)
+    return jnp.where(lost, redo().astype(u.dtype), u)
+
+
 def _safe_div(num, denom):
     """``num / denom``, and 0 where ``denom == 0`` (the 0/0 of ``eps = 0`` with a zero gradient)."""
     zero = denom == 0
@@ -70,8 +107,19 @@ def _divide(g, second_moment, eps, eps_in_sqrt: bool):
     the denominator is 0."""
     r = _real(second_moment)
     eps = as_coefficient(eps, r.dtype)
-    denom = jnp.sqrt(r + eps) if eps_in_sqrt else eps + jnp.sqrt(r)
+    denom = _safe_sqrt(r + eps) if eps_in_sqrt else eps + _safe_sqrt(r)
     return _safe_div(g.astype(_compute_dtype(g.dtype)), denom).astype(g.dtype)
+
+
+def _denominator(second_moment, eps, eps_in_sqrt: bool):
+    r = _real(second_moment)
+    eps = as_coefficient(eps, r.dtype)
+    return _safe_sqrt(r + eps) if eps_in_sqrt else eps + _safe_sqrt(r)
+
+
+def _scaled_square(r, s):
+    """``r / s²`` computed as ``(√r / s)²``, so that ``s²`` cannot underflow."""
+    return jnp.square(_safe_sqrt(_real(r)) / s.astype(_real(r).dtype)).astype(r.dtype)
 
 
 # --- Adagrad ------------------------------------------------------------------------------
@@ -84,12 +132,21 @@ class AdagradState(NamedTuple):
     sum_of_squares: object
 
 
-def adagrad_leaf(g, r, eps, eps_in_sqrt: bool):
+def adagrad_leaf(g, r, eps, eps_in_sqrt: bool, _rescale: bool = True):
     """Seed 003: ``r_t = r_{t−1} + g⊙g``, step ``g / (δ + √r_t)`` (0 where ``δ + √r_t = 0``);
-    returns ``(u, r_t)``."""
+    returns ``(u, r_t)``. With ``δ = 0`` a tiny ``g`` whose square underflows still steps:
+    the step is redone in the frame ``g / s`` (``_rescaled_where_underflowed``)."""
     ct = _compute_dtype(r.dtype)
     new_r = r.astype(ct) + _abs_sq(g.astype(_compute_dtype(g.dtype))).astype(ct)
-    return _divide(g, new_r, eps, eps_in_sqrt), new_r.astype(r.dtype)
+    u = _divide(g, new_r, eps, eps_in_sqrt)
+    if _rescale and _may_underflow(eps):
+
+        def redo():
+            s = _scale_of(g, _safe_sqrt(_real(r)))
+            return adagrad_leaf(g / s.astype(g.dtype), _scaled_square(r, s), eps, eps_in_sqrt, False)[0]
+
+        u = _rescaled_where_underflowed(u, g, _denominator(new_r, eps, eps_in_sqrt), redo)
+    return u, new_r.astype(r.dtype)
 
 
 def scale_by_adagrad(
@@ -153,6 +210,7 @@ def rms_leaf(
     first_grad: bool,
     t=None,
     bias_correction: bool = False,
+    _rescale: bool = True,
 ):
     """One array's RMSProp rule; returns ``(u, nu_t, mu_t)``.
 
@@ -180,7 +238,29 @@ def rms_leaf(
         mean = mu_c if correction is None else mu_c / correction.astype(_real(mu_c).dtype)
         second = second - _abs_sq(mean).astype(ct)
         new_mu = mu_c.astype(mu.dtype)
-    return _divide(g, second, eps, eps_in_sqrt), new_nu.astype(nu.dtype), new_mu
+    u = _divide(g, second, eps, eps_in_sqrt)
+    if _rescale and _may_underflow(eps):  # g² underflowed with ε = 0 (audit v2 N14)
+
+        def redo():
+            s = _scale_of(g, _safe_sqrt(_real(nu)), *((mu,) if centered else ()))
+            m = mu / s.astype(mu.dtype) if centered else mu
+            return rms_leaf(
+                g / s.astype(g.dtype),
+                _scaled_square(nu, s),
+                m,
+                first,
+                decay,
+                eps,
+                eps_in_sqrt,
+                centered,
+                first_grad,
+                t,
+                bias_correction,
+                False,
+            )[0]
+
+        u = _rescaled_where_underflowed(u, g, _denominator(second, eps, eps_in_sqrt), redo)
+    return u, new_nu.astype(nu.dtype), new_mu
 
 
 def scale_by_rms(
@@ -264,7 +344,7 @@ class AdamState(NamedTuple):
     nu: object
 
 
-def adam_leaf(g, m, v, t, b1, b2, eps, eps_root, bias_correction: bool, nesterov: bool = False):
+def adam_leaf(g, m, v, t, b1, b2, eps, eps_root, bias_correction: bool, nesterov: bool = False, _rescale: bool = True):
     """Seed 003 (Kingma & Ba, Algorithm 1); returns ``(u, m_t, v_t)``.
 
     ``m_t = β1 m_{t−1} + (1 − β1) g_t``, ``v_t = β2 v_{t−1} + (1 − β2) g_t²``,
@@ -276,8 +356,11 @@ def adam_leaf(g, m, v, t, b1, b2, eps, eps_root, bias_correction: bool, nesterov
     float32 (float16/bfloat16 are too coarse; ``β1 m_{t−1}`` itself is rounded to m's dtype,
     as optax does), the step uses them unrounded, and they are stored back in their own
     dtypes: a bfloat16 ``m`` (``mu_dtype``) is rounded when it is stored, as in optax.
-    Complex ``g`` uses ``|g|²`` in ``v_t``.
+    Complex ``g`` uses ``|g|²`` in ``v_t``. With ``ε = ε_root = 0`` (the lecture's form) a
+    step whose ``v_t`` underflowed to 0 (``|g|`` below ~1e-19 in float32) is redone in the
+    frame ``g / s`` where it is representable, instead of taking the 0-denominator rule.
     """
+    m_prev, v_prev, g_in = m, v, g
     m_store, v_store = m.dtype, v.dtype
     mt = jnp.promote_types(_compute_dtype(m.dtype), _compute_dtype(g.dtype))
     vt = _compute_dtype(v.dtype)
@@ -298,9 +381,28 @@ def adam_leaf(g, m, v, t, b1, b2, eps, eps_root, bias_correction: bool, nesterov
         c_next = (1 - b1**t_next).astype(rm) if bias_correction else 1.0
         c_now = (1 - b1**t).astype(rm) if bias_correction else 1.0
         m_hat = (b1 * (m / c_next) + (1 - b1) * (g.astype(m.dtype) / c_now)).astype(m.dtype)
-    root = jnp.sqrt(_real(v_hat) + as_coefficient(eps_root, _real(v).dtype))
+    root = _safe_sqrt(_real(v_hat) + as_coefficient(eps_root, _real(v).dtype))
     denom = root + as_coefficient(eps, _real(v).dtype)
     u = _safe_div(m_hat, denom)
+    if _rescale and _may_underflow(eps, eps_root):
+
+        def redo():
+            s = _scale_of(g_in, m_prev, _safe_sqrt(_real(v_prev)))
+            return adam_leaf(
+                g_in / s.astype(g_in.dtype),
+                m_prev / s.astype(m_prev.dtype),
+                _scaled_square(v_prev, s),
+                t,
+                b1,
+                b2,
+                eps,
+                eps_root,
+                bias_correction,
+                nesterov,
+                False,
+            )[0]
+
+        u = _rescaled_where_underflowed(u, m_hat, denom, redo)
     return u.astype(g.dtype), m.astype(m_store), v.astype(v_store)
 
 

@@ -39,7 +39,7 @@ from .._core import (
     check_same_structure,
     check_state,
 )
-from .regularization import Mask
+from .regularization import Mask, _broadcast_prefix
 from .wrappers import masked
 
 # --- set_to_zero and freeze ----------------------------------------------------------------
@@ -88,56 +88,6 @@ class PartitionState(NamedTuple):
     its own leaves only; ``MaskedNode`` stands where the other labels' leaves are)."""
 
     inner_states: dict
-
-
-def _keys(path) -> tuple:
-    """A key path as comparable values: dict keys, attribute names and sequence indices
-    (so that a dict of labels matches a ``flax.nnx.State`` or ``FrozenDict`` of params)."""
-    out = []
-    for k in path:
-        for attr in ("key", "name", "idx"):
-            if hasattr(k, attr):
-                out.append((type(k).__name__, getattr(k, attr)))
-                break
-        else:
-            out.append((type(k).__name__, str(k)))
-    return tuple(out)
-
-
-def _broadcast_prefix(labels, params, owner: str, name: str) -> list:
-    """One label per leaf of ``params`` (in ``jax.tree.leaves`` order), from ``labels``: a
-    tree like ``params`` or a prefix of it. Raises ``ValueError`` naming the first path
-    where the two differ."""
-    label_leaves, label_def = jax.tree_util.tree_flatten_with_path(labels)
-    try:
-        subtrees = label_def.flatten_up_to(params)  # type: ignore[attr-defined]  # jaxlib 0.12 ships PyTreeDef without stubs
-    except (ValueError, TypeError):
-        subtrees = None
-    if subtrees is not None:
-        return [lab for (_, lab), sub in zip(label_leaves, subtrees) for _ in jax.tree.leaves(sub)]
-    # Same key paths, other containers (a dict of labels for a flax State): match by path.
-    by_path = {_keys(p): lab for p, lab in label_leaves}
-    param_paths = [p for p, _ in jax.tree_util.tree_flatten_with_path(params)[0]]
-    used, out = set(), []
-    for p in param_paths:
-        keys = _keys(p)
-        hit = next((keys[:n] for n in range(len(keys) + 1) if keys[:n] in by_path), None)
-        if hit is None:
-            raise ValueError(
-                f"{owner}: {name} does not match the parameters: params have a leaf at {_path_str(p)} "
-                f"that {name} gives no value for ({name} has entries at "
-                f"{', '.join(sorted(_path_str(q) for q, _ in label_leaves)[:6])}); pass a tree like the "
-                "params, a prefix of it, or a function of the params"
-            )
-        used.add(hit)
-        out.append(by_path[hit])
-    for p, _ in label_leaves:
-        if _keys(p) not in used:
-            raise ValueError(
-                f"{owner}: {name} does not match the parameters: it has an entry at {_path_str(p)} "
-                "where the params have no leaf (a misspelt key?)"
-            )
-    return out
 
 
 def _accepts_extra(update) -> set | None:

@@ -48,12 +48,14 @@ DEFAULT_MASK: Callable = decay_matrices_only
 
 
 def _mask_leaf(flag, path: str, owner: str):
-    """A mask leaf as a Python bool, or a bool array (per element; possibly traced)."""
+    """A mask leaf as a Python bool (``True``, ``np.True_``: the leaf is in or out as a
+    whole), or a bool array, kept as an array even when it is 0-d and concrete: an array
+    may have been computed from the parameters' values, which under ``jit`` are traced and
+    cannot decide a structure, so it selects element by element in both modes and a
+    value-dependent mask behaves the same eager and jitted (audit v2 N21)."""
     if isinstance(flag, (bool, np.bool_)):
         return bool(flag)
     if isinstance(flag, (jax.Array, np.ndarray)) and flag.dtype == np.bool_:
-        if flag.ndim == 0 and not isinstance(flag, jax.core.Tracer):
-            return bool(flag)
         return flag
     raise TypeError(
         f"{owner} mask: the leaf at {path} is {flag!r:.60} ({type(flag).__name__}); allowed: "
@@ -74,6 +76,56 @@ def _prefix_mismatch(mask, params) -> str:
     return "the leaves sit at the same paths but the containers differ in type"
 
 
+def _keys(path) -> tuple:
+    """A key path as comparable values: dict keys, attribute names and sequence indices
+    (so that a dict of labels matches a ``flax.nnx.State`` or ``FrozenDict`` of params)."""
+    out = []
+    for k in path:
+        for attr in ("key", "name", "idx"):
+            if hasattr(k, attr):
+                out.append((type(k).__name__, getattr(k, attr)))
+                break
+        else:
+            out.append((type(k).__name__, str(k)))
+    return tuple(out)
+
+
+def _broadcast_prefix(labels, params, owner: str, name: str) -> list:
+    """One label per leaf of ``params`` (in ``jax.tree.leaves`` order), from ``labels``: a
+    tree like ``params`` or a prefix of it. Raises ``ValueError`` naming the first path
+    where the two differ."""
+    label_leaves, label_def = jax.tree_util.tree_flatten_with_path(labels)
+    try:
+        subtrees = label_def.flatten_up_to(params)  # type: ignore[attr-defined]  # jaxlib 0.12 ships PyTreeDef without stubs
+    except (ValueError, TypeError):
+        subtrees = None
+    if subtrees is not None:
+        return [lab for (_, lab), sub in zip(label_leaves, subtrees) for _ in jax.tree.leaves(sub)]
+    # Same key paths, other containers (a dict of labels for a flax State): match by path.
+    by_path = {_keys(p): lab for p, lab in label_leaves}
+    param_paths = [p for p, _ in jax.tree_util.tree_flatten_with_path(params)[0]]
+    used, out = set(), []
+    for p in param_paths:
+        keys = _keys(p)
+        hit = next((keys[:n] for n in range(len(keys) + 1) if keys[:n] in by_path), None)
+        if hit is None:
+            raise ValueError(
+                f"{owner}: {name} does not match the parameters: params have a leaf at {_path_str(p)} "
+                f"that {name} gives no value for ({name} has entries at "
+                f"{', '.join(sorted(_path_str(q) for q, _ in label_leaves)[:6])}); pass a tree like the "
+                "params, a prefix of it, or a function of the params"
+            )
+        used.add(hit)
+        out.append(by_path[hit])
+    for p, _ in label_leaves:
+        if _keys(p) not in used:
+            raise ValueError(
+                f"{owner}: {name} does not match the parameters: it has an entry at {_path_str(p)} "
+                "where the params have no leaf (a misspelt key?)"
+            )
+    return out
+
+
 def expand_mask(tree, params, owner: str):
     """A mask that is a *prefix* of ``params`` (optax's semantics: a bool at an inner node
     applies to its whole subtree) as one flag per parameter leaf. Raises ``ValueError``
@@ -83,11 +135,19 @@ def expand_mask(tree, params, owner: str):
     try:
         return jax.tree.map(lambda m, sub: jax.tree.map(lambda _: m, sub), tree, params)
     except (ValueError, TypeError):
-        raise ValueError(
-            f"the structure of {owner} mask does not match params: {_prefix_mismatch(tree, params)}. "
-            "A mask is a pytree of bools like the params, or a prefix of it (a bool for a "
-            "whole subtree), or a callable params -> such a tree"
-        ) from None
+        pass
+    try:
+        # Same key paths, other containers (a dict mask for a flax nnx.State or FrozenDict):
+        # matched key by key, as partition matches its labels (audit v2 N08).
+        flags = _broadcast_prefix(tree, params, owner, "mask")
+        return jax.tree.unflatten(jax.tree.structure(params), flags)
+    except ValueError:
+        pass
+    raise ValueError(
+        f"the structure of {owner} mask does not match params: {_prefix_mismatch(tree, params)}. "
+        "A mask is a pytree of bools like the params, or a prefix of it (a bool for a "
+        "whole subtree), or a callable params -> such a tree"
+    )
 
 
 def resolve_mask(mask, params, owner: str):

@@ -54,7 +54,9 @@ def masked(inner: GradientTransformation, mask: Mask) -> GradientTransformation:
     applies to its whole subtree, as in optax), or a callable ``params -> bool pytree``; a
     leaf may also be a bool array (per element: the inner transformation then sees the
     leaf with zeros where the mask is False, and its updates are used where it is True).
-    The inner state holds nothing for the left-out leaves (an integer leaf left out is fine).
+    An array flag, even a 0-d one like ``jnp.all(p > 0)``, is per element: a mask computed
+    from the values then steps alike eager and under ``jit``. Only for Python bools does the
+    inner state hold nothing for the left-out leaves (an integer leaf left out is fine).
     """
     tx = inner
     if mask is None:
