@@ -69,3 +69,19 @@ def test_every_row_field_of_the_schema_is_documented():
     text = (DOCS / "recipe-json.md").read_text()
     for field in SCHEMA["$defs"]["row"]["required"] + SCHEMA["$defs"]["half"]["required"]:
         assert f"`{field}`" in text, field
+
+
+def test_each_arm_records_what_it_trained_including_the_seeded_feature_scales():
+    """Issue 24 item 4: the scale draws and network sizes are in recipe.json, per arm."""
+    base = arm([point(lr, [6] * 5, noisy(0.02), noisy(0.5)) for lr in (0.01, 0.1)])
+    var = arm([point(lr, [3] * 5, noisy(0.01), noisy(0.4)) for lr in (0.01, 0.1)])
+    entry = recipe.REGISTRY["adam"]
+    row = json.loads(json.dumps(verdict.judge(entry, base, var, range(5))))
+    assert row["arms"]["without"]["setting"]["data"]["feature_scale"] == {"low": -2.0, "high": 1.0, "seed": 0}
+    assert row["arms"]["with"]["setting"]["optimizer"]["name"] == "adam"
+    narrow = json.loads(json.dumps(verdict.judge(entry.in_setting("deep narrow net"), base, var, range(5))))
+    assert narrow["arms"]["without"]["setting"]["model"]["hidden"] == [16] * 12
+    bad = json.loads(json.dumps(_table([dict(row, wall_s=1.0, compile_s=0.5, fingerprint="x")])))
+    bad["rows"][0]["arms"]["with"]["setting"] = {"data": {}}
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(bad, SCHEMA)

@@ -553,12 +553,19 @@ def judge(row: Row, base: dict, var: dict, seeds: Sequence[int]) -> dict:
         "epochs": {"without": base["epochs"], "with": var["epochs"]},
         "updates_per_epoch": {"without": base["updates_per_epoch"], "with": var["updates_per_epoch"]},
         "arms": {
+            # what each arm trained (data spec with its seeded feature scales, model sizes, budget)
             "without": {
                 "fingerprint": base["fingerprint"],
                 "program": base.get("program"),
+                "setting": row.baseline,
                 "eta_curve": eta_curve(base),
             },
-            "with": {"fingerprint": var["fingerprint"], "program": var.get("program"), "eta_curve": eta_curve(var)},
+            "with": {
+                "fingerprint": var["fingerprint"],
+                "program": var.get("program"),
+                "setting": row.variant,
+                "eta_curve": eta_curve(var),
+            },
         },
         "quote": [{"seed": q.seed, "lines": list(q.lines), "text": q.text, "gloss": q.gloss} for q in claim.quotes],
         "curves": {"without": base["curves"], "with": var["curves"]},
