@@ -225,6 +225,7 @@ def test_an_interaction_holds_when_the_knob_helps_at_one_level_and_hurts_at_the_
     assert half["chosen"] == {k: {LR: 0.01} for k in verdict.INTERACTION_ARMS}
     assert half["test_error"]["estimate_points"] == pytest.approx(100 * ((0.86 - 0.80) - (0.75 - 0.78)))
     assert first["test_error"]["estimate_points"] == pytest.approx(6.0)
+    assert not half["calibration_only"] and not any("calibration" in f for f in out["flags"])  # the error agrees
     assert set(out["arms"]) == set(verdict.INTERACTION_ARMS) and out["levels"] == ["ReLU + He", "sigmoid + Glorot"]
 
 

@@ -32,7 +32,9 @@ expected effects): "better"/"worse" is superiority beyond a margin, "not better"
 non-superiority with a margin, a tie is equivalence (TOST), a demonstration (true by
 construction) is labelled as such. Step-scale claims (``design="equal_eta"``) are compared
 at equal η over the shared grid (per seed, the geometric mean over η of the final training
-loss), since tuning η per arm absorbs a constant step factor. Each half comes out as
+loss), since tuning η per arm absorbs a constant step factor. An interaction claim
+(``design="interaction"``: the technique works better under one level of a second factor than
+under the other) is judged on four arms, a 2 x 2 design (:func:`interaction_half`). Each half comes out as
 ``holds`` / ``fails`` / ``inconclusive``; the row label is :func:`.stats.row_label` of them,
 unless the claim's regime is not reached on the compared runs (:func:`check_regime`).
 """
@@ -486,7 +488,7 @@ def interaction_half(row: Row, claim: quotes.Claim, arms: Sequence[dict]) -> dic
         },
         "chosen": chosen,
         "grid_edge": {k: _grid_edge(a, index(a, chosen[k])) for k, a in zip(INTERACTION_ARMS, arms)},
-        "calibration_only": bool(claim.val == "better" and result.result == "holds" and not hi < 0),
+        "calibration_only": bool(claim.val == "better" and result.result == "holds" and not lo > 0),
     }
     metric = (
         f"test cross-entropy: the ratio with/without {row.knob} under {row.levels[0]} over that under {row.levels[1]}"
