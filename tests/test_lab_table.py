@@ -125,3 +125,22 @@ def test_the_dropout_activation_row_is_a_2x2_design_of_four_arms():
     assert len(run.judged_arms(REGISTRY["dropout"], (0, 1), True)) == 2
     with pytest.raises(ValueError, match="factor"):
         dataclasses.replace(row, factor={})
+
+
+def test_an_inconclusive_interaction_extends_all_four_arms_with_the_same_seeds(monkeypatch):
+    """run_row trains the 2 x 2's four arms together, and an undecided interaction adds the next
+    block of seeds to every one of them (the per-seed pairing spans all four)."""
+    from _arms import four_arms
+
+    calls = []
+
+    def fake_run_arms(specs, seeds, peers=(), progress=False, desc=""):
+        calls.append((len(specs), tuple(seeds)))
+        return four_arms((0.5, 0.45, 0.6, 0.6), spread=0.3)  # far too noisy to decide on 5 seeds
+
+    monkeypatch.setattr(run, "run_arms", fake_run_arms)
+    out = run.run_row(REGISTRY["dropout_relu_vs_sigmoid"], (0, 1, 2, 3, 4), quick=False)
+    assert calls == [(4, (0, 1, 2, 3, 4)), (4, run.extension_seeds((0, 1, 2, 3, 4), 1))]
+    assert out["seed_blocks"] == 2 and len(out["seeds"]) == 10
+    half = out["halves"]["generalization"]
+    assert half["seeds"] == 10 and [s["seeds"] for s in half["simple_effects"]] == [10, 10]
