@@ -58,3 +58,17 @@ RNG = np.random.default_rng(0)  # module-level: each test file draws its own seq
 
 def noisy(level, spread=0.05, n=SEEDS):
     return level * np.exp(RNG.normal(0, spread, n))
+
+
+def four_arms(levels, spread=0.02, acc=None):
+    """The four arms of an interaction row (baseline and variant at the first level of the
+    second factor, then at the second): ``levels`` their test (= validation) cross-entropies,
+    each seed the same multiplicative noise for a level's two arms' η 0.01 point, plus a worse
+    η 0.1 point that validation must not pick; ``acc``: their test accuracies."""
+    out = []
+    for i, level in enumerate(levels):
+        test = noisy(level, spread)
+        good = point(0.01, [6] * SEEDS, noisy(0.02), test, test_acc=None if acc is None else [acc[i]] * SEEDS)
+        bad = point(0.1, [6] * SEEDS, noisy(0.02), 2.0 * test, test_acc=[0.5] * SEEDS)
+        out.append(arm([good, bad]))
+    return out

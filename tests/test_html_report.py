@@ -15,7 +15,7 @@ from pathlib import Path
 
 import jsonschema
 import pytest
-from _arms import arm, noisy, point
+from _arms import arm, four_arms, noisy, point
 
 from jaxopt_lectures import cli
 from jaxopt_lectures.lab import html_report, recipe, report, verdict
@@ -93,6 +93,10 @@ def _synthetic_table() -> dict:
         row = verdict.judge(recipe.REGISTRY[name], base, var, range(5))
         row.update(wall_s=1.0, compile_s=0.5, fingerprint="x", seed_blocks=1, extra_seeds_s=0.0)
         rows.append(row)
+    b1, v1, b2, v2 = four_arms((0.5, 0.4, 0.6, 0.63), acc=(0.80, 0.86, 0.78, 0.75))  # a 2 x 2 row
+    row = verdict.judge(recipe.REGISTRY["dropout_relu_vs_sigmoid"], b1, v1, range(5), level2=(b2, v2))
+    row.update(wall_s=1.0, compile_s=0.5, fingerprint="x", seed_blocks=1, extra_seeds_s=0.0)
+    rows.append(row)
     rows = verdict.decide_table(rows)
     table = {
         "schema": report.SCHEMA_VERSION,
@@ -273,3 +277,15 @@ def test_a_missing_or_invalid_table_is_one_line_and_exit_2(tmp_path, capsys, con
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and says in err, err
     assert not (tmp_path / "index.html").exists()
+
+
+def test_an_interaction_row_shows_each_level_s_simple_effect(built):
+    table, text = built
+    rows = [r for r in table["rows"] if r["design"] == "interaction"]
+    if not rows:
+        pytest.skip("the quick sample run predates the interaction design")
+    for s in rows[0]["halves"]["generalization"]["simple_effects"]:
+        assert (
+            f"with/without under {s['level']}</dt><dd>test cross-entropy {html_report.effect({**s, 'scale': 'ratio'})}"
+            in text
+        )

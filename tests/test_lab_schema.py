@@ -85,3 +85,37 @@ def test_each_arm_records_what_it_trained_including_the_seeded_feature_scales():
     bad["rows"][0]["arms"]["with"]["setting"] = {"data": {}}
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(bad, SCHEMA)
+
+
+def _interaction_row():
+    from _arms import four_arms
+
+    b1, v1, b2, v2 = four_arms((0.5, 0.4, 0.6, 0.63), acc=(0.80, 0.86, 0.78, 0.75))
+    row = verdict.judge(recipe.REGISTRY["dropout_relu_vs_sigmoid"], b1, v1, range(5), level2=(b2, v2))
+    row.update(wall_s=1.0, compile_s=0.5, fingerprint="x", seed_blocks=1, extra_seeds_s=0.0)
+    return row
+
+
+def test_an_interaction_row_with_its_four_arms_and_simple_effects_matches_the_schema():
+    table = json.loads(json.dumps(_table([_interaction_row()]), allow_nan=False))
+    jsonschema.validate(table, SCHEMA)
+    row = table["rows"][0]
+    assert row["design"] == "interaction" and len(row["halves"]["generalization"]["simple_effects"]) == 2
+    assert {"level2_without", "level2_with"} <= set(row["arms"])
+    bad = json.loads(json.dumps(table))
+    del bad["rows"][0]["halves"]["generalization"]["simple_effects"][1]["level"]
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(bad, SCHEMA)
+
+
+def test_the_markdown_cell_of_an_interaction_row_gives_both_simple_effects():
+    half = _interaction_row()["halves"]["generalization"]
+    cell = report._half_cell(half)
+    first, second = half["simple_effects"]
+    assert (
+        f"under ReLU + He x{first['estimate']:.2f}" in cell
+        and f"under sigmoid + Glorot x{second['estimate']:.2f}" in cell
+    )
+    assert f"{first['test_error']['estimate_points']:+.1f} pt" in cell and cell.startswith(
+        "test cross-entropy: the ratio"
+    )

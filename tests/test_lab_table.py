@@ -96,3 +96,51 @@ def test_classic_dropout_with_a_traced_rate_is_refused_not_evaluated_wrongly():
     mlp = functools.partial(models.MLP, (64, 16, 10), dropout_mode="classic")
     with pytest.raises(ValueError, match="dropout_mode='inverted'"):
         trainer.train(mlp, ds, jol.sgd(0.1), epochs=1, seeds=(0,), hparams={"dropout": 0.5}, progress=False)
+
+
+def test_the_dropout_activation_row_is_a_2x2_design_of_four_arms():
+    """Issue 22 item 3: dropout's effect under ReLU against its effect under sigmoid. Within a
+    level the arms differ only in dropout (its rate tuned); across levels only in the activation
+    and its initialization; the ReLU pair is the dropout row's own arms (trained once)."""
+    row = REGISTRY["dropout_relu_vs_sigmoid"]
+    assert row.design == "interaction" and quotes.CLAIMS[row.name].train is None
+    other = row.at_second_level()
+    for base, var in ((row.baseline, row.variant), (other.baseline, other.variant)):
+        assert differing_paths(base, var) == {"hparams.dropout"}
+    for one, two in ((row.baseline, other.baseline), (row.variant, other.variant)):
+        assert differing_paths(one, two) == {"model.activation", "model.init"}
+        assert (one["model"]["activation"], two["model"]["activation"], two["model"]["init"]) == (
+            "relu",
+            "sigmoid",
+            "glorot",
+        )
+    b1, v1, b2, v2 = run.judged_arms(row, (0, 1), quick=True)
+    for base, var in ((b1, v1), (b2, v2)):  # the arm without dropout has no dropout term at all
+        assert "dropout" not in base.setting["hparams"] and var.grid["hparams.dropout"] == (0.1, 0.3, 0.5)
+        assert base.grid == {"optimizer.learning_rate": row.tune["optimizer.learning_rate"]}
+        assert set(var.grid) == {"optimizer.learning_rate", "hparams.dropout"}
+    dropout = run.row_arms(REGISTRY["dropout"], (0, 1), quick=True)
+    assert (b1.fingerprint, v1.fingerprint) == (dropout[0].fingerprint, dropout[1].fingerprint)
+    assert {s.fingerprint for s in (b2, v2)} <= {s.fingerprint for s in run.table_arms((0, 1), True)}
+    assert len(run.judged_arms(REGISTRY["dropout"], (0, 1), True)) == 2
+    with pytest.raises(ValueError, match="factor"):
+        dataclasses.replace(row, factor={})
+
+
+def test_an_inconclusive_interaction_extends_all_four_arms_with_the_same_seeds(monkeypatch):
+    """run_row trains the 2 x 2's four arms together, and an undecided interaction adds the next
+    block of seeds to every one of them (the per-seed pairing spans all four)."""
+    from _arms import four_arms
+
+    calls = []
+
+    def fake_run_arms(specs, seeds, peers=(), progress=False, desc=""):
+        calls.append((len(specs), tuple(seeds)))
+        return four_arms((0.5, 0.45, 0.6, 0.6), spread=0.3)  # far too noisy to decide on 5 seeds
+
+    monkeypatch.setattr(run, "run_arms", fake_run_arms)
+    out = run.run_row(REGISTRY["dropout_relu_vs_sigmoid"], (0, 1, 2, 3, 4), quick=False)
+    assert calls == [(4, (0, 1, 2, 3, 4)), (4, run.extension_seeds((0, 1, 2, 3, 4), 1))]
+    assert out["seed_blocks"] == 2 and len(out["seeds"]) == 10
+    half = out["halves"]["generalization"]
+    assert half["seeds"] == 10 and [s["seeds"] for s in half["simple_effects"]] == [10, 10]

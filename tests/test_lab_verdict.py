@@ -198,3 +198,50 @@ def test_eta_curve_lists_every_grid_point():
 def test_stats_api_the_verdict_relies_on():
     for name in ("paired_ratio", "paired_points", "superiority", "non_superiority", "equivalence", "row_label"):
         assert callable(getattr(stats, name))
+
+
+def _interaction(levels, **kw):
+    from _arms import four_arms
+
+    b1, v1, b2, v2 = four_arms(levels, **kw)
+    return verdict.judge(REGISTRY["dropout_relu_vs_sigmoid"], b1, v1, range(5), level2=(b2, v2)), (b1, v1, b2, v2)
+
+
+def test_an_interaction_holds_when_the_knob_helps_at_one_level_and_hurts_at_the_other():
+    """Dropout x0.8 under ReLU and x1.05 under sigmoid: the ratio of ratios (~0.76) lies beyond
+    1/1.1, each arm at its validation pick (η 0.01, never the worse 0.1); both simple effects and
+    the interaction in test error points are reported."""
+    out, (b1, v1, b2, v2) = _interaction((0.5, 0.4, 0.6, 0.63), acc=(0.80, 0.86, 0.78, 0.75))
+    half = out["halves"]["generalization"]
+    test = lambda a: np.array(a["points"][0]["test"])  # noqa: E731
+    want = np.exp(np.mean(np.log(test(v1) / test(b1)) - np.log(test(v2) / test(b2))))
+    assert half["estimate"] == pytest.approx(want) and half["result"] == "holds" and out["label"] == "yes"
+    first, second = half["simple_effects"]
+    assert first["level"] == "ReLU + He" and first["estimate"] == pytest.approx(
+        np.exp(np.mean(np.log(test(v1) / test(b1))))
+    )
+    assert second["level"] == "sigmoid + Glorot" and second["estimate"] > 1 > first["estimate"]
+    assert first["interval"][0] < first["estimate"] < first["interval"][1]
+    assert half["chosen"] == {k: {LR: 0.01} for k in verdict.INTERACTION_ARMS}
+    assert half["test_error"]["estimate_points"] == pytest.approx(100 * ((0.86 - 0.80) - (0.75 - 0.78)))
+    assert first["test_error"]["estimate_points"] == pytest.approx(6.0)
+    assert not half["calibration_only"] and not any("calibration" in f for f in out["flags"])  # the error agrees
+    assert set(out["arms"]) == set(verdict.INTERACTION_ARMS) and out["levels"] == ["ReLU + He", "sigmoid + Glorot"]
+
+
+def test_parallel_effects_are_no_interaction_and_a_small_study_is_inconclusive():
+    """Dropout x0.8 at both levels: the ratio of ratios is ~1, so the claim fails (the whole
+    interval above 1/1.1); with noisy seeds the same means are inconclusive, not a pass."""
+    out, _ = _interaction((0.5, 0.4, 0.6, 0.48))
+    half = out["halves"]["generalization"]
+    assert half["estimate"] == pytest.approx(1.0, abs=0.05) and half["result"] == "fails" and out["label"] == "no"
+    noisy_out, _ = _interaction((0.5, 0.45, 0.6, 0.6), spread=0.3)
+    assert noisy_out["halves"]["generalization"]["result"] != "holds"
+
+
+def test_an_interaction_row_needs_its_four_arms_and_only_it_takes_them():
+    b1, v1, b2, v2 = _interaction((0.5, 0.4, 0.6, 0.63))[1]
+    with pytest.raises(ValueError, match="level2"):
+        verdict.judge(REGISTRY["dropout_relu_vs_sigmoid"], b1, v1, range(5))
+    with pytest.raises(ValueError, match="level2"):
+        verdict.judge(REGISTRY["dropout"], b1, v1, range(5), level2=(b2, v2))

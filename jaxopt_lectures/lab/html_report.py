@@ -504,6 +504,19 @@ def _half_view(row: dict, name: str, h: dict) -> dict:
             "p_value": fmt(te.get("p_value")),
             "tuned_on": te.get("tuned_on", ""),
         }
+    if h.get("simple_effects"):  # an interaction row: the knob's effect at each level of the second factor
+        view["simple_effects"] = [
+            {
+                "level": s.get("level", ""),
+                "effect": effect({**s, "scale": "ratio"}),
+                "interval": interval({**s, "scale": "ratio"}),
+                "p_value": fmt(s.get("p_value")),
+                "points": "n/a"
+                if (s.get("test_error") or {}).get("estimate_points") is None
+                else f"{s['test_error']['estimate_points']:+.2f} pt",
+            }
+            for s in h["simple_effects"]
+        ]
     ftl = h.get("final_train_loss")
     if ftl:
         view["final_train_loss"] = {

@@ -328,7 +328,18 @@ def _half_cell(half: dict | None) -> str:
         e = half["test_error"]
         lo, hi = e["interval"]
         text += f"; accuracy {e['estimate_points']:+.1f} pt [{_num(lo, 1)}, {_num(hi, 1)}]"
-    return text
+    return text + _simple_effects_text(half)
+
+
+def _simple_effects_text(half: dict) -> str:
+    """An interaction half's simple effects: ``; with/without under A x0.86 [..], +6.0 pt; under B ...``."""
+    parts = []
+    for s in half.get("simple_effects") or ():
+        pts = s["test_error"]["estimate_points"]
+        parts.append(
+            f"under {s['level']} {_effect({**s, 'scale': 'ratio'})}" + ("" if pts is None else f", {pts:+.1f} pt")
+        )
+    return "; with/without " + "; ".join(parts) if parts else ""
 
 
 def _regime(row: dict) -> str:

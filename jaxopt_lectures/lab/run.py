@@ -99,7 +99,7 @@ def row_fingerprint(row: Row, seeds: Sequence[int], quick: bool, peers: Sequence
     are trained in (``peers``: :func:`table_arms`, computed here if not given)."""
     claim = quotes.CLAIMS[row.name]
     peers = table_arms(seeds, quick) if peers is None else peers
-    programs = [group_id(program_group(spec, peers)) for spec in row_arms(row, seeds, quick)]
+    programs = [group_id(program_group(spec, peers)) for spec in judged_arms(row, seeds, quick)]
     blob = json.dumps(
         [
             row.baseline,
@@ -118,6 +118,7 @@ def row_fingerprint(row: Row, seeds: Sequence[int], quick: bool, peers: Sequence
             RULE,
             programs,
             *numeric_mode(),
+            *([row.factor, list(row.levels)] if row.factor else []),  # only interaction rows: others keep theirs
         ],
         sort_keys=True,
         default=str,
@@ -224,6 +225,20 @@ def row_arms(row: Row, seeds: Sequence[int], quick: bool) -> tuple[ArmSpec, ArmS
     return (arm_spec(row.baseline, gb, eb, seeds, row.measure), arm_spec(row.variant, gv, ev, seeds, row.measure))
 
 
+def judged_arms(row: Row, seeds: Sequence[int], quick: bool) -> tuple[ArmSpec, ...]:
+    """The arms ``row``'s verdict reads: :func:`row_arms`, and for an interaction row (design
+    "interaction") the same two at the second factor's other level after them
+    (:meth:`.claims.rows.Row.at_second_level`; :data:`.verdict.INTERACTION_ARMS`)."""
+    arms = row_arms(row, seeds, quick)
+    return arms + row_arms(row.at_second_level(), seeds, quick) if row.factor else arms
+
+
+def _judge_arms(row: Row, arms: Sequence[dict], seeds: Sequence[int]) -> dict:
+    """:func:`.verdict.judge` of the results of :func:`judged_arms` (in that order)."""
+    level2 = (arms[2], arms[3]) if len(arms) == 4 else None
+    return verdict.judge(row, arms[0], arms[1], seeds, level2=level2)
+
+
 def table_arms(seeds: Sequence[int], quick: bool) -> list[ArmSpec]:
     """Every distinct arm of the registry's table on ``seeds``: the planner's universe.
 
@@ -233,7 +248,7 @@ def table_arms(seeds: Sequence[int], quick: bool) -> list[ArmSpec]:
     out: dict[str, ArmSpec] = {}
     for row in REGISTRY.values():
         for r in (row, *(row.in_setting(name) for name in row.settings)):
-            for spec in row_arms(r, seeds, quick):
+            for spec in judged_arms(r, seeds, quick):
                 out.setdefault(spec.fingerprint, spec)
     return list(out.values())
 
@@ -557,8 +572,8 @@ def run_row(row: Row, seeds: Sequence[int], quick: bool, progress: bool = False,
     blocks already trained are read back from the arm cache. ``out["extendable"]`` says whether
     the row takes more seeds at all."""
     seeds = tuple(int(s) for s in seeds)
-    base, var = run_arms(row_arms(row, seeds, quick), seeds, table_arms(seeds, quick), progress, row.name)
-    out = verdict.judge(row, base, var, seeds)
+    arms = run_arms(judged_arms(row, seeds, quick), seeds, table_arms(seeds, quick), progress, row.name)
+    out = _judge_arms(row, arms, seeds)
     used, stage, extra_s = seeds, 0, 0.0
     extendable = not quick and row.design != "demonstration" and row.name not in verdict.MEASURE_CLAIMS
     while extendable and (stage + 1 < blocks or any(h["result"] == "inconclusive" for h in out["halves"].values())):
@@ -567,10 +582,10 @@ def run_row(row: Row, seeds: Sequence[int], quick: bool, progress: bool = False,
         stage += 1
         more = extension_seeds(seeds, stage)
         t0 = time.perf_counter()
-        b2, v2 = run_arms(row_arms(row, more, quick), more, (), progress, f"{row.name} (+{len(more)} seeds)")
+        new = run_arms(judged_arms(row, more, quick), more, (), progress, f"{row.name} (+{len(more)} seeds)")
         extra_s += time.perf_counter() - t0
-        base, var, used = merge_arms(base, b2), merge_arms(var, v2), used + more
-        out = verdict.judge(row, base, var, used)
+        arms, used = [merge_arms(a, b) for a, b in zip(arms, new)], used + more  # every arm, interaction's four too
+        out = _judge_arms(row, arms, used)
     out["seed_blocks"] = 1 + stage
     out["extendable"] = extendable and 1 + stage < max_seed_blocks(seeds)
     out["extra_seeds_s"] = round(extra_s, 2)
@@ -598,7 +613,7 @@ def dispatch_order(rows: Sequence[Row], seeds: Sequence[int], quick: bool) -> li
     one group."""
     peers = table_arms(seeds, quick)
     programs = {
-        row.name: {group_id(program_group(spec, peers)) for spec in row_arms(row, seeds, quick)} for row in rows
+        row.name: {group_id(program_group(spec, peers)) for spec in judged_arms(row, seeds, quick)} for row in rows
     }
     claimed: set[str] = set()
     tiers: list[list[Row]] = [[], [], []]
@@ -653,15 +668,22 @@ def explain(row: Row, seeds: Sequence[int], quick: bool) -> str:
             f"program:    the {arm} arm trains in one compiled program with arms of {', '.join(others)} "
             "(they differ only in traced knobs; each arm keeps its own runs and selection)"
         )
+    if row.factor:
+        lines.append(
+            f"factor:     2 x 2: both arms under {row.levels[0]} and again under {row.levels[1]} "
+            f"({json.dumps(row.factor, sort_keys=True)} merged into both); judged on the interaction"
+        )
     if row.note:
         lines.append(f"note:       {row.note}")
     return "\n".join(lines) + "\n"
 
 
 def _arm_keys(row: Row, seeds: Sequence[int], quick: bool) -> dict[str, str]:
-    """``{"baseline": fingerprint, "variant": fingerprint}`` of the arms as ``run_arm`` trains them."""
-    base, var = row_arms(row, seeds, quick)
-    return {"baseline": base.fingerprint, "variant": var.fingerprint}
+    """``{"baseline": fingerprint, "variant": fingerprint}`` of the arms as ``run_arm`` trains them
+    (an interaction row's other level: ``"baseline (LEVEL)"``, ``"variant (LEVEL)"``)."""
+    arms = judged_arms(row, seeds, quick)
+    names = ["baseline", "variant"] + [f"{a} ({row.levels[1]})" for a in ("baseline", "variant")]
+    return {n: spec.fingerprint for n, spec in zip(names, arms)}
 
 
 def shared_arms(row: Row, seeds: Sequence[int], quick: bool) -> dict[str, list[str]]:
@@ -685,12 +707,13 @@ def program_rows(row: Row, seeds: Sequence[int], quick: bool) -> dict[str, list[
     seeds = tuple(int(s) for s in seeds)
     peers = table_arms(seeds, quick)
     out: dict[str, list[str]] = {}
-    for arm, spec in zip(("baseline", "variant"), row_arms(row, seeds, quick)):
+    for arm, fingerprint in _arm_keys(row, seeds, quick).items():
+        spec = next(s for s in judged_arms(row, seeds, quick) if s.fingerprint == fingerprint)
         group = {m.fingerprint for m in program_group(spec, peers)} - {spec.fingerprint}
         names = [
             other.name
             for other in REGISTRY.values()
-            if other.name != row.name and group & {s.fingerprint for s in row_arms(other, seeds, quick)}
+            if other.name != row.name and group & {s.fingerprint for s in judged_arms(other, seeds, quick)}
         ]
         if names:
             out[arm] = names
@@ -702,6 +725,7 @@ __all__ = [
     "run_row",
     "run_arm",
     "run_arms",
+    "judged_arms",
     "table_arms",
     "program_group",
     "dispatch_order",

@@ -32,7 +32,9 @@ expected effects): "better"/"worse" is superiority beyond a margin, "not better"
 non-superiority with a margin, a tie is equivalence (TOST), a demonstration (true by
 construction) is labelled as such. Step-scale claims (``design="equal_eta"``) are compared
 at equal η over the shared grid (per seed, the geometric mean over η of the final training
-loss), since tuning η per arm absorbs a constant step factor. Each half comes out as
+loss), since tuning η per arm absorbs a constant step factor. An interaction claim
+(``design="interaction"``: the technique works better under one level of a second factor than
+under the other) is judged on four arms, a 2 x 2 design (:func:`interaction_half`). Each half comes out as
 ``holds`` / ``fails`` / ``inconclusive``; the row label is :func:`.stats.row_label` of them,
 unless the claim's regime is not reached on the compared runs (:func:`check_regime`).
 """
@@ -422,6 +424,78 @@ def generalization_half(row: Row, claim: quotes.Claim, base: dict, var: dict) ->
     return _half(result, "test cross-entropy", tuned_on, extra)
 
 
+#: The four arms of an interaction row (design "interaction"), as ``judge`` names them: baseline
+#: and variant at the row's own level of the second factor, then at its other level.
+INTERACTION_ARMS = ("without", "with", "level2_without", "level2_with")
+
+
+def _simple_effect(base: dict, var: dict, level: str) -> tuple[np.ndarray, np.ndarray, dict]:
+    """The knob's effect at one level of the second factor: per seed, the log test cross-entropy
+    ratio variant/baseline (each arm at its validation-loss pick) and the test accuracy
+    difference in points (each arm at its validation-accuracy pick), with the paired ratio."""
+    ib, iv = _val_best(base), _val_best(var)
+    b, v = _arr(base["points"][ib]["test"]), _arr(var["points"][iv]["test"])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        logs = np.log(v) - np.log(b)  # a pair with a value not finite or not positive: dropped (nan)
+    logs = np.where(np.isfinite(logs), logs, np.nan)
+    ab, av = _val_best(base, "val_acc"), _val_best(var, "val_acc")
+    ba, va = _arr(base["points"][ab]["test_acc"]), _arr(var["points"][av]["test_acc"])
+    est = stats.paired_ratio(b, v)
+    acc = stats.paired_points(ba, va)
+    summary = {
+        "level": level,
+        "estimate": _finite_or_none(est.estimate),
+        "interval": [_finite_or_none(est.interval[0]), _finite_or_none(est.interval[1])],
+        "p_value": _finite_or_none(est.p_value),
+        "seeds": int(est.n),
+        "test_error": {
+            "estimate_points": _finite_or_none(acc.estimate),
+            "interval": [_finite_or_none(acc.interval[0]), _finite_or_none(acc.interval[1])],
+            "p_value": _finite_or_none(acc.p_value),
+        },
+        "chosen": {"without": base["points"][ib]["config"], "with": var["points"][iv]["config"]},
+    }
+    return logs, 100.0 * (va - ba), summary
+
+
+def interaction_half(row: Row, claim: quotes.Claim, arms: Sequence[dict]) -> dict:
+    """The generalization half of a 2 x 2 design (``row.design == "interaction"``): ``arms`` are
+    baseline and variant at the row's level of the second factor, then at its other level
+    (:data:`INTERACTION_ARMS`). Per seed (the four arms share seeds and data splits), the
+    interaction is log(test CE ratio variant/baseline at the first level) − log(that ratio at the
+    second level), each arm at its own validation pick; its mean and t interval
+    (:func:`.stats.log_ratio_estimate`) are a ratio of ratios, judged like any half by the claim's
+    expected effect against :data:`.stats.RATIO_MARGIN` ("better": the knob helps more at the
+    first level by more than the margin). Each level's simple effect is reported beside, and the
+    same interaction in test error points (each arm picked on validation accuracy)."""
+    b1, v1, b2, v2 = arms
+    d1, e1, first = _simple_effect(b1, v1, row.levels[0])
+    d2, e2, second = _simple_effect(b2, v2, row.levels[1])
+    est = stats.log_ratio_estimate(d1 - d2)
+    e = e1 - e2
+    mean, _, lo, hi, p, _ = stats._t_summary(e[np.isfinite(e)], est.confidence)
+    result = _kind_test(claim.val, est, False)
+    chosen = {**first["chosen"], **{f"level2_{k}": c for k, c in second["chosen"].items()}}
+    index = lambda arm, config: next(i for i, q in enumerate(arm["points"]) if q["config"] == config)  # noqa: E731
+    extra = {
+        "interaction": {"knob": row.knob, "levels": list(row.levels), "factor": row.factor},
+        "simple_effects": [first, second],
+        "test_error": {
+            "tuned_on": "validation accuracy; the same difference of differences, in points",
+            "estimate_points": _finite_or_none(mean),
+            "interval": [_finite_or_none(lo), _finite_or_none(hi)],
+            "p_value": _finite_or_none(p),
+        },
+        "chosen": chosen,
+        "grid_edge": {k: _grid_edge(a, index(a, chosen[k])) for k, a in zip(INTERACTION_ARMS, arms)},
+        "calibration_only": bool(claim.val == "better" and result.result == "holds" and not lo > 0),
+    }
+    metric = (
+        f"test cross-entropy: the ratio with/without {row.knob} under {row.levels[0]} over that under {row.levels[1]}"
+    )
+    return _half(result, metric, "validation cross-entropy (each of the four arms)", extra)
+
+
 def measure_half(row: Row, base: dict, var: dict) -> dict:
     """Rows whose claim is about a measure of the validation-picked runs (sparsity, sharpness)."""
     est = stats.paired_ratio(_arr(base["measure"]), _arr(var["measure"]))
@@ -504,11 +578,23 @@ def check_regime(row: Row, base: dict, var: dict, halves: dict) -> dict:
     return out
 
 
-def judge(row: Row, base: dict, var: dict, seeds: Sequence[int]) -> dict:
-    """The verdict of ``row`` from its two arms (pure; tested on synthetic arms)."""
+def judge(row: Row, base: dict, var: dict, seeds: Sequence[int], level2: tuple[dict, dict] | None = None) -> dict:
+    """The verdict of ``row`` from its two arms (pure; tested on synthetic arms); an interaction
+    row (design "interaction") also takes its arms at the second factor's other level, ``level2``
+    (baseline, variant), and judges the generalization half on the four (:func:`interaction_half`)."""
     claim = quotes.CLAIMS[row.name]
     halves: dict[str, dict] = {}
-    if row.name in MEASURE_CLAIMS:
+    if (row.design == "interaction") != (level2 is not None):
+        raise ValueError(
+            f"level2: row {row.name!r} of design {row.design!r} takes the second level's arms iff interaction"
+        )
+    if level2 is not None:
+        if claim.train is not None:
+            raise ValueError(
+                f"row {row.name!r}: an interaction design judges generalization only, claim.train must be None"
+            )
+        halves["generalization"] = interaction_half(row, claim, (base, var, *level2))
+    elif row.name in MEASURE_CLAIMS:
         halves["measure"] = measure_half(row, base, var)
     else:
         if claim.train is not None:
@@ -536,7 +622,7 @@ def judge(row: Row, base: dict, var: dict, seeds: Sequence[int]) -> dict:
     edges = [f"{arm} {k}" for h in halves.values() for arm, ks in h.get("grid_edge", {}).items() for k in ks]
     if edges:
         flags.append("grid edge: " + ", ".join(sorted(set(edges))))
-    return {
+    out: dict[str, Any] = {
         "name": row.name,
         "technique": claim.technique,
         "step": claim.step,
@@ -571,6 +657,21 @@ def judge(row: Row, base: dict, var: dict, seeds: Sequence[int]) -> dict:
         "curves": {"without": base["curves"], "with": var["curves"]},
         "note": row.note,
     }
+    if level2 is not None:
+        out["levels"] = list(row.levels)
+        out["factor"] = row.factor
+        second = row.at_second_level()
+        for k, a, setting in zip(INTERACTION_ARMS[2:], level2, (second.baseline, second.variant)):
+            out["arms"][k] = {
+                "fingerprint": a["fingerprint"],
+                "program": a.get("program"),
+                "setting": setting,
+                "eta_curve": eta_curve(a),
+            }
+            out["curves"][k] = a["curves"]
+            out["epochs"][k] = a["epochs"]
+            out["updates_per_epoch"][k] = a["updates_per_epoch"]
+    return out
 
 
 def _half_result(h: dict) -> stats.HalfResult:

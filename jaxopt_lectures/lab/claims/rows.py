@@ -86,12 +86,26 @@ class Row:
     # how the claim is tested (:mod:`jaxopt_lectures.lab.verdict`): "tuned" (each half at each
     # arm's own best point, superiority / non-superiority by the claim), "tie" (equivalence on
     # both halves), "equal_eta" (a step-scale claim: compared at every shared η, since tuning η
-    # absorbs a constant step factor), "demonstration" (true by construction: shown, not counted)
+    # absorbs a constant step factor), "demonstration" (true by construction: shown, not counted),
+    # "interaction" (a 2 x 2 design: the knob's effect at the arms' level of a second factor against
+    # its effect at the other level, ``factor``)
     design: str = "tuned"
     # other settings of the same comparison, reported beside the judged one: name -> overrides
     # merged into both arms (e.g. the well-conditioned control of an ill-conditioned row)
     settings: dict = dataclasses.field(default_factory=dict)
     setting_name: str = ""  # what the judged setting is, in words (for the report)
+    # design "interaction": the second factor's other level, as overrides merged into both arms
+    # (like ``settings``): four arms, baseline and variant at each level; ``levels`` names
+    # (the arms' level, the other level) in words
+    factor: dict = dataclasses.field(default_factory=dict)
+    levels: tuple[str, str] = ("", "")
+
+    def __post_init__(self):
+        if (self.design == "interaction") != bool(self.factor):
+            raise ValueError(
+                f"row {self.name!r}: design {self.design!r} with factor {self.factor!r}: an interaction row "
+                "needs a factor (the second level's overrides) and only an interaction row takes one"
+            )
 
     def in_setting(self, name: str) -> Row:
         """This row with both arms moved to the extra setting ``name`` (no further settings)."""
@@ -102,6 +116,21 @@ class Row:
             variant=merge(self.variant, overrides),
             settings={},
             setting_name=name,
+        )
+
+    def at_second_level(self) -> Row:
+        """The interaction row's baseline and variant moved to the second factor's other level
+        (``factor`` merged into both arms, like :meth:`in_setting`); that row has no factor."""
+        if not self.factor:
+            raise ValueError(f"row {self.name!r} has no second factor (design {self.design!r})")
+        return dataclasses.replace(
+            self,
+            baseline=merge(self.baseline, self.factor),
+            variant=merge(self.variant, self.factor),
+            settings={},
+            design="tuned",
+            factor={},
+            setting_name=self.levels[1],
         )
 
     def epochs(self, quick: bool) -> int:
@@ -489,13 +518,18 @@ ROWS: list[Row] = [
     ),
     make_row(
         "dropout_relu_vs_sigmoid",
-        "model",
-        {**OVERFIT, "model": {**WIDE, "activation": "sigmoid", "init": "glorot"}, "hparams": {"dropout": 0.3}},
-        {"model": {"activation": "relu", "init": "he"}},
+        "hparams.dropout",
+        {**OVERFIT, "hparams": {"dropout": 0.0}},
+        {"hparams": {"dropout": 0.3}},
         20,
         6,
-        tune={LR: ETA_ADAM, "hparams.dropout": (0.1, 0.3, 0.5)},
-        note="both arms use dropout (rate tuned); only the activation (and its matching init) differs",
+        tune={LR: ETA_ADAM},
+        tune_variant={"hparams.dropout": (0.1, 0.3, 0.5)},
+        design="interaction",
+        factor={"model": {"activation": "sigmoid", "init": "glorot"}},
+        levels=("ReLU + He", "sigmoid + Glorot"),
+        note="2 x 2: without and with dropout (rate tuned), under ReLU (He init) and under sigmoid (Glorot init); "
+        "each of the four arms at its own η",
     ),
     make_row(
         "dropout_test_scaling",
