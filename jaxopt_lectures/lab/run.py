@@ -58,7 +58,7 @@ SHARPNESS_EPS, SHARPNESS_DRAWS = 0.05, 4
 RULE = (
     "v2: optimization = updates to a declared training target (each arm at its fastest point), "
     "generalization = test cross-entropy (each arm picked on validation; a regularizer against the "
-    "baseline where it fits; a 'not better' half at matched training loss); paired log-ratios, superiority / non-superiority / equivalence against "
+    "baseline where it fits; a not-better half at matched training loss); paired log-ratios, superiority / non-superiority / equivalence against "
     "stated margins, Benjamini-Hochberg over the table, more seeds while inconclusive after it"
 )
 CHANCE_LOSS = math.log(10.0)
