@@ -441,7 +441,7 @@ def matched_training_loss(pb: dict, pv: dict) -> list[dict]:
     the level L* = the larger of the two runs' lowest training losses over the run (both reach
     it), each run's first epoch with training loss <= L*, and its test loss at that epoch (from
     ``curves["test"]``). A seed where either run has no finite training loss gets ``None``s."""
-    out = []
+    out: list[dict[str, Any]] = []
     for tb, tv, xb, xv in zip(pb["curves"]["train"], pv["curves"]["train"], pb["curves"]["test"], pv["curves"]["test"]):
         lows = [_arr(t)[np.isfinite(_arr(t))] for t in (tb, tv)]
         if not all(low.size for low in lows):
