@@ -340,7 +340,7 @@ def _literal_note(half: dict) -> str:
     if not matched.get("used"):
         return "; not at matched training loss (no per-epoch test curves)"
     lit = {"scale": "ratio", "estimate": literal["estimate"], "interval": literal["interval"]}
-    return f"; at the end of the runs {_effect(lit)} -> {literal['result']}"
+    return f"; at the end of the runs {_effect(lit)}: {literal['result']}"
 
 
 def _regime(row: dict) -> str:
