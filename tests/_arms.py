@@ -20,8 +20,10 @@ def _acc_curve(hit_epoch, epochs=EPOCHS):
     return out
 
 
-def point(lr, hits, train, test, val=None, test_acc=None, diverged=None, val_curve=None, acc_curves=None):
-    """One grid point: per seed the epoch the 99% target is hit, final training and test losses."""
+def point(lr, hits, train, test, val=None, test_acc=None, diverged=None, val_curve=None, acc_curves=None, curves=None):
+    """One grid point: per seed the epoch the 99% target is hit, final training and test losses.
+    ``curves``: per-seed epoch curves to use instead (e.g. ``{"train": ..., "test": ...}``: the
+    test curve only where given, as in arms cached before it was recorded)."""
     n = len(train)
     val = list(val if val is not None else test)
     return {
@@ -36,6 +38,7 @@ def point(lr, hits, train, test, val=None, test_acc=None, diverged=None, val_cur
             "train": [_curve(1.0, t) for t in train],
             "train_acc": acc_curves or [_acc_curve(h) for h in hits],
             "val": val_curve or [_curve(1.5, v) for v in val],
+            **(curves or {}),
         },
     }
 

@@ -14,6 +14,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import jsonschema
+import numpy as np
 import pytest
 from _arms import arm, four_arms, noisy, point
 
@@ -289,3 +290,28 @@ def test_an_interaction_row_shows_each_level_s_simple_effect(built):
             f"with/without under {s['level']}</dt><dd>test cross-entropy {html_report.effect({**s, 'scale': 'ratio'})}"
             in text
         )
+
+
+def test_a_not_better_half_shows_the_matched_reading_and_the_literal_one_beside(tmp_path):
+    """ "Not for generalization" is judged at matched training loss; the page's half detail and
+    the text table's cell print the end-of-run (literal) reading beside it, and a fallback says so."""
+    train = [list(0.5 ** np.arange(10))] * 5
+    test = [list(0.2 + 2 * 0.5 ** np.arange(10))] * 5
+    slow = [list(np.repeat(0.5 ** np.arange(5), 2))] * 5
+    base = arm([point(0.1, [6] * 5, [t[-1] for t in slow], noisy(0.3), curves={"train": slow, "test": test})])
+    var = arm([point(0.1, [3] * 5, [t[-1] for t in train], noisy(0.2), curves={"train": train, "test": test})])
+    row = verdict.judge(recipe.REGISTRY["adam"], base, var, range(5))
+    row.update(wall_s=1.0, compile_s=0.5, fingerprint="x", seed_blocks=1, extra_seeds_s=0.0)
+    table = _synthetic_table()
+    table["rows"] = json.loads(json.dumps(verdict.decide_table([row]), allow_nan=False))
+    gen = table["rows"][0]["halves"]["generalization"]
+    text = html_report.write_html(table, tmp_path / "index.html").read_text(encoding="utf-8")
+    assert "matched training loss" in text and "at the end of the runs" in text
+    assert "9/5" in text  # seed 0: the baseline first at 2^-4 in epoch 9, the variant in epoch 5 (1-based)
+    assert html_report.fmt(gen["literal"]["estimate"]) in text
+    cell = report._half_cell(gen)
+    assert (
+        cell.startswith(verdict.MATCHED_METRIC) and f"at the end of the runs x{gen['literal']['estimate']:.2f}" in cell
+    )
+    plain = verdict.judge(recipe.REGISTRY["adam"], arm([point(0.1, [6] * 5, noisy(0.02), noisy(0.5))]), base, range(5))
+    assert "no per-epoch test curves" in report._half_cell(plain["halves"]["generalization"])

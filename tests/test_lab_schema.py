@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 import jsonschema
+import numpy as np
 import pytest
 from _arms import arm, noisy, point
 
@@ -119,3 +120,18 @@ def test_the_markdown_cell_of_an_interaction_row_gives_both_simple_effects():
     assert f"{first['test_error']['estimate_points']:+.1f} pt" in cell and cell.startswith(
         "test cross-entropy: the ratio"
     )
+
+
+def test_a_not_better_half_at_matched_training_loss_matches_the_schema():
+    """The "not for generalization" half with its matched reading and the literal one beside;
+    a per-seed entry without its epochs is refused."""
+    curves = {"train": [list(np.geomspace(1.0, 0.05, 10))] * 5, "test": [list(np.geomspace(1.0, 0.3, 10))] * 5}
+    pts = lambda: [point(0.1, [6] * 5, [0.05] * 5, noisy(0.3), curves=curves)]  # noqa: E731
+    row = verdict.judge(recipe.REGISTRY["adam"], arm(pts()), arm(pts()), range(5))
+    assert row["halves"]["generalization"]["matched"]["used"] is True
+    row.update(wall_s=1.0, compile_s=0.5, fingerprint="x", seed_blocks=1, extra_seeds_s=0.0)
+    table = json.loads(json.dumps(_table([row]), allow_nan=False))
+    jsonschema.validate(table, SCHEMA)
+    del table["rows"][0]["halves"]["generalization"]["matched"]["per_seed"][0]["epoch"]
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(table, SCHEMA)

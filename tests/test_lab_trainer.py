@@ -311,3 +311,31 @@ def test_test_metrics_are_the_final_models_on_the_test_split(kind, fractions):
             loss = float(jnp.mean(losses.softmax_cross_entropy(logits, y)))
             np.testing.assert_allclose(h.test_loss[c, s], loss, rtol=1e-5)
             np.testing.assert_allclose(h.test_acc[c, s], float(np.mean(np.argmax(logits, -1) == y)), rtol=1e-6)
+
+
+def _test_curve_case(vmap: bool, epochs: int):
+    datasets = [lab.load_digits(seed=s, train_size=150) for s in (0, 1)]
+    configs = [{"learning_rate": 0.1}, {"learning_rate": 3.0}]  # the second stops early or diverges
+    kw = dict(epochs=epochs, batch_size=50, seeds=[0, 1], configs=configs, progress=False, vmap=vmap)
+    h = lab.train(MLP, datasets, SGD, test_curve=True, early_stopping_patience=1, **kw)
+    assert h.test_curve is not None and h.test_curve.shape == (2, 2, epochs)
+    # NaN exactly where the run's other metrics are (after it stopped or diverged)
+    np.testing.assert_array_equal(np.isfinite(h.test_curve), np.isfinite(h.train_loss))
+    assert not np.isfinite(h.train_loss).all() and not np.allclose(h.test_curve[0, :, 0], h.test_curve[0, :, -1])
+    # the final (early-stopping: best) parameters are those of the best epoch: same test loss
+    ok = ~h.diverged
+    best = np.take_along_axis(h.test_curve, h.best_epoch[..., None], axis=-1)[..., 0]
+    np.testing.assert_allclose(best[ok], h.test_loss[ok], rtol=1e-5)
+    return kw, datasets
+
+
+def test_the_test_curve_is_each_epochs_parameters_on_the_test_split():
+    """``test_curve=True`` (the verdict's matched-training-loss reading): after every epoch the
+    test loss of that epoch's parameters, per seed on its own split."""
+    _test_curve_case(vmap=True, epochs=3)
+
+
+@pytest.mark.slow
+def test_the_test_curve_run_by_run_and_off_by_default():
+    kw, datasets = _test_curve_case(vmap=False, epochs=4)
+    assert lab.train(MLP, datasets, SGD, **kw).test_curve is None

@@ -245,3 +245,87 @@ def test_an_interaction_row_needs_its_four_arms_and_only_it_takes_them():
         verdict.judge(REGISTRY["dropout_relu_vs_sigmoid"], b1, v1, range(5))
     with pytest.raises(ValueError, match="level2"):
         verdict.judge(REGISTRY["dropout"], b1, v1, range(5), level2=(b2, v2))
+
+
+# "Not for generalization" at matched training loss (teaching-truth v3 D3): a faster optimizer
+# ends lower on test loss because it is further along; the claim is about test loss at the same
+# training loss. Training curves step down by halves; test loss is a function of training loss.
+HALVES = 0.5 ** np.arange(EPOCHS)  # epoch e: 2^-e
+SLOW = np.repeat(HALVES[:5], 2)  # the baseline: one halving every two epochs, lowest 2^-4 at epoch 8
+RNG_TEST = np.random.default_rng(22)
+
+
+def _test_of(train, factor=1.0, spread=0.02):
+    """Test cross-entropy as a function of training loss (lower training loss, lower test loss),
+    times ``factor``, with independent per-epoch noise."""
+    return list(factor * (0.2 + 2.0 * np.asarray(train)) * np.exp(RNG_TEST.normal(0, spread, len(train))))
+
+
+def _curve_point(train_curve, factor=1.0):
+    tests = [_test_of(train_curve, factor) for _ in range(SEEDS)]
+    trains = [list(train_curve) for _ in range(SEEDS)]
+    return point(
+        0.1,
+        [5] * SEEDS,
+        [t[-1] for t in trains],
+        [t[-1] for t in tests],
+        val=[0.5] * SEEDS,
+        curves={"train": trains, "test": tests},
+    )
+
+
+def test_a_faster_optimizer_that_generalizes_alike_at_matched_training_loss_holds_where_the_literal_reading_fails():
+    row = REGISTRY["adam"]  # better optimization (not for generalization)
+    base, fast = arm([_curve_point(SLOW)]), arm([_curve_point(HALVES)])
+    gen = verdict.judge(row, base, fast, range(SEEDS))["halves"]["generalization"]
+    assert gen["metric"] == verdict.MATCHED_METRIC and gen["matched"]["used"] is True
+    assert gen["kind"] == "non_superiority" and gen["result"] == "holds", gen
+    assert 1 / stats.RATIO_MARGIN < gen["interval"][0] and gen["estimate"] == pytest.approx(1.0, abs=0.05)
+    # literally, the faster arm's final test loss is (0.2 + 2/512) / (0.2 + 2/16) = 0.63 of the baseline's
+    assert gen["literal"]["result"] == "fails" and gen["literal"]["estimate"] == pytest.approx(0.63, abs=0.03)
+    assert all(s["epoch"] == {"without": 8, "with": 4} for s in gen["matched"]["per_seed"])
+
+
+def test_a_variant_with_lower_test_loss_at_the_same_training_loss_fails():
+    row = REGISTRY["adam"]
+    base, better = arm([_curve_point(SLOW)]), arm([_curve_point(HALVES, factor=0.7)])
+    gen = verdict.judge(row, base, better, range(SEEDS))["halves"]["generalization"]
+    assert gen["metric"] == verdict.MATCHED_METRIC and gen["result"] == "fails"
+    assert gen["estimate"] == pytest.approx(0.7, abs=0.05)
+
+
+def test_the_matched_level_is_per_seed_the_larger_lowest_training_loss_and_each_run_its_first_epoch_there():
+    nan = np.nan
+    pb = {
+        "curves": {
+            # seed 0: the baseline's lowest (0.2) is below the variant's (0.28): L* = 0.28;
+            # seed 1: the variant's lowest is lower, the baseline diverged after epoch 2: L* = 0.4
+            "train": [[1.0, 0.4, 0.2, 0.3, 0.25], [1.0, 0.6, 0.4, nan, nan]],
+            "test": [[1.0, 0.9, 0.8, 0.7, 0.6], [2.0, 1.9, 1.8, nan, nan]],
+        }
+    }
+    pv = {
+        "curves": {
+            "train": [[1.0, 0.5, 0.35, 0.3, 0.28], [0.9, 0.4, 0.1, 0.05, 0.01]],
+            "test": [[1.5, 1.4, 1.3, 1.2, 1.1], [2.5, 2.4, 2.3, 2.2, 2.1]],
+        }
+    }
+    seeds = verdict.matched_training_loss(pb, pv)
+    assert [s["level"] for s in seeds] == [pytest.approx(0.28), pytest.approx(0.4)]
+    assert seeds[0]["epoch"] == {"without": 2, "with": 4} and seeds[0]["test"] == {"without": 0.8, "with": 1.1}
+    assert seeds[1]["epoch"] == {"without": 2, "with": 1} and seeds[1]["test"] == {"without": 1.8, "with": 2.4}
+    never = {"curves": {"train": [[nan] * 5, [nan] * 5], "test": [[nan] * 5, [nan] * 5]}}
+    assert verdict.matched_training_loss(never, pv)[0]["level"] is None
+
+
+def test_arms_without_test_curves_fall_back_to_the_literal_reading_and_say_so():
+    row = REGISTRY["adam"]
+    base = arm([point(0.1, [5] * 5, noisy(0.01), noisy(0.5, 0.02))])
+    var = arm([point(0.1, [5] * 5, noisy(0.01), noisy(0.5, 0.02))])
+    gen = verdict.judge(row, base, var, range(SEEDS))["halves"]["generalization"]
+    assert gen["matched"]["used"] is False and "literal" in gen["matched"]["note"]
+    assert gen["metric"] == "test cross-entropy" and gen["result"] == gen["literal"]["result"]
+    assert gen["estimate"] == gen["literal"]["estimate"]
+    # a claim that is not "not better" (a tie: equivalence) keeps the plain reading
+    tie = verdict.judge(REGISTRY["momentum_variants"], base, var, range(SEEDS))["halves"]["generalization"]
+    assert tie["kind"] == "equivalence" and "matched" not in tie

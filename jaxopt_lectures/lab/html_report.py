@@ -517,6 +517,7 @@ def _half_view(row: dict, name: str, h: dict) -> dict:
             }
             for s in h["simple_effects"]
         ]
+    view.update(_matched_view(h))
     ftl = h.get("final_train_loss")
     if ftl:
         view["final_train_loss"] = {
@@ -529,6 +530,37 @@ def _half_view(row: dict, name: str, h: dict) -> dict:
     edges = {arm: ks for arm, ks in (h.get("grid_edge") or {}).items() if ks}
     view["grid_edge"] = {arm: ", ".join(k.split(".")[-1] for k in ks) for arm, ks in edges.items()}
     return view
+
+
+def _matched_view(h: dict) -> dict:
+    """A "not better" half's readings: at matched training loss (the judged one, with the matched
+    epochs per seed) and at the end of the runs (literal), or why it fell back to the latter."""
+    matched, literal = h.get("matched"), h.get("literal")
+    if not matched or not literal:
+        return {}
+    lo, hi = literal.get("interval") or (None, None)
+    out = {
+        "literal": {
+            "metric": literal.get("metric", ""),
+            "estimate": f"×{fmt(literal.get('estimate'))}",
+            "interval": f"[{fmt(lo)}, {fmt(hi)}]",
+            "p_value": fmt(literal.get("p_value")),
+            "result": literal.get("result", ""),
+        }
+    }
+    if matched.get("used"):
+        seeds = matched.get("per_seed") or []
+        out["matched"] = {
+            "rule": matched.get("rule", ""),
+            "epochs": ", ".join(
+                f"{'—' if s['epoch']['without'] is None else s['epoch']['without'] + 1}/"
+                f"{'—' if s['epoch']['with'] is None else s['epoch']['with'] + 1}"
+                for s in seeds
+            ),
+        }
+    else:
+        out["matched"] = {"note": matched.get("note", "")}
+    return out
 
 
 def _row_view(table: dict, row: dict) -> dict:

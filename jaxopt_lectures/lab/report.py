@@ -328,7 +328,7 @@ def _half_cell(half: dict | None) -> str:
         e = half["test_error"]
         lo, hi = e["interval"]
         text += f"; accuracy {e['estimate_points']:+.1f} pt [{_num(lo, 1)}, {_num(hi, 1)}]"
-    return text + _simple_effects_text(half)
+    return text + _simple_effects_text(half) + _literal_note(half)
 
 
 def _simple_effects_text(half: dict) -> str:
@@ -340,6 +340,18 @@ def _simple_effects_text(half: dict) -> str:
             f"under {s['level']} {_effect({**s, 'scale': 'ratio'})}" + ("" if pts is None else f", {pts:+.1f} pt")
         )
     return "; with/without " + "; ".join(parts) if parts else ""
+
+
+def _literal_note(half: dict) -> str:
+    """A "not better" half's end-of-run reading beside its matched-training-loss one, or the
+    word that the arms had no test curves to match on."""
+    matched, literal = half.get("matched"), half.get("literal")
+    if not matched or not literal:
+        return ""
+    if not matched.get("used"):
+        return "; not at matched training loss (no per-epoch test curves)"
+    lit = {"scale": "ratio", "estimate": literal["estimate"], "interval": literal["interval"]}
+    return f"; at the end of the runs {_effect(lit)}: {literal['result']}"
 
 
 def _regime(row: dict) -> str:

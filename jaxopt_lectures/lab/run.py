@@ -58,8 +58,9 @@ SHARPNESS_EPS, SHARPNESS_DRAWS = 0.05, 4
 RULE = (
     "v2: optimization = updates to a declared training target (each arm at its fastest point), "
     "generalization = test cross-entropy (each arm picked on validation; a regularizer against the "
-    "baseline where it fits); paired log-ratios, superiority / non-superiority / equivalence against "
-    "stated margins, Benjamini-Hochberg over the table, more seeds while inconclusive after it"
+    "baseline where it fits; a not-better half at matched training loss); paired log-ratios, "
+    "superiority / non-superiority / equivalence against stated margins, Benjamini-Hochberg over "
+    "the table, more seeds while inconclusive after it"
 )
 CHANCE_LOSS = math.log(10.0)
 
@@ -67,7 +68,8 @@ CHANCE_LOSS = math.log(10.0)
 #: The layout of a cached arm's results (bumped when :func:`_arm_result` changes): part of every
 #: arm's fingerprint, so an arm cached by another layout is trained again. The verdict rule is
 #: not: an arm is what was trained, and a new rule judges the same arms again.
-ARM_FORMAT = 2
+#: 3: each grid point's curves carry the per-epoch test loss (``curves["test"]``).
+ARM_FORMAT = 3
 
 
 def numeric_mode() -> list[dict]:
@@ -171,6 +173,7 @@ def _train(setting: dict, configs: list[dict], epochs: int, seeds, progress: boo
         progress=progress,
         progress_desc=desc,
         mesh=plan.runs_mesh(setting, len(configs) * len(seeds)),
+        test_curve=True,  # the generalization half's matched-training-loss reading (verdict)
     ), datasets
 
 
@@ -406,6 +409,7 @@ def _select_configs(h: trainer.History, index: Sequence[int], with_state: bool) 
         best_epoch=cut(h.best_epoch),
         test_loss=cut(h.test_loss),
         test_acc=cut(h.test_acc),
+        test_curve=cut(h.test_curve),
         state=jax.tree.map(host, h.state) if with_state else None,
     )
 
@@ -473,10 +477,18 @@ def _arm_result(h: trainer.History, datasets, spec: ArmSpec) -> dict:
 def _point(h: trainer.History, c: int, config: dict, train, val, val_acc) -> dict:
     """Everything the verdict may select on or judge, for one grid point: per seed, the final
     numbers (as :func:`_arm_result` reads them) and the epoch-by-epoch training and validation
-    curves (for time-to-target and the regime checks)."""
+    curves (for time-to-target and the regime checks), and the test loss's when measured (for
+    the generalization half at matched training loss)."""
     listed = lambda a: [_finite_or_none(x) for x in a]  # noqa: E731
     test_loss = h.test_loss[c] if h.test_loss is not None else np.full(len(h.seeds), np.nan)
     test_acc = h.test_acc[c] if h.test_acc is not None else np.full(len(h.seeds), np.nan)
+    curves = {
+        "train": [listed(x) for x in h.train_loss[c]],
+        "train_acc": [listed(x) for x in h.train_acc[c]],
+        "val": [listed(x) for x in h.val_loss[c]],
+    }
+    if h.test_curve is not None:
+        curves["test"] = [listed(x) for x in h.test_curve[c]]
     return {
         "config": config,
         "train": listed(train),
@@ -485,11 +497,7 @@ def _point(h: trainer.History, c: int, config: dict, train, val, val_acc) -> dic
         "test": listed(test_loss),
         "test_acc": listed(test_acc),
         "diverged_epoch": [int(x) for x in h.diverged_epoch[c]],
-        "curves": {
-            "train": [listed(x) for x in h.train_loss[c]],
-            "train_acc": [listed(x) for x in h.train_acc[c]],
-            "val": [listed(x) for x in h.val_loss[c]],
-        },
+        "curves": curves,
     }
 
 

@@ -71,6 +71,10 @@ class History:
     #: on the test split, which nothing in training looks at; ``None`` without a test split.
     test_loss: np.ndarray | None = None
     test_acc: np.ndarray | None = None
+    #: ``(configs, seeds, epochs)`` test loss after every epoch (``train(..., test_curve=True)``
+    #: with a test split; else ``None``): what an epoch's parameters would score on the test
+    #: split, e.g. to compare two runs at the epoch each reaches the same training loss.
+    test_curve: np.ndarray | None = None
     graphdef: Any = dataclasses.field(default=None, repr=False)
     state: Any = dataclasses.field(default=None, repr=False)
 
@@ -403,6 +407,7 @@ def train(
     eval_loss_fn: Callable | None = None,
     progress_desc: str | None = None,
     mesh: jax.sharding.Mesh | None = None,
+    test_curve: bool = False,
 ) -> History:
     """Train ``model_fn(rngs=...)`` on ``data`` with ``optimizer`` for every (config, seed) pair.
 
@@ -465,6 +470,9 @@ def train(
         ``runs / devices`` of the (config, seed) pairs; same numbers as on one device).
         The number of runs must be a multiple of that axis's size. For one run split over
         devices (data parallelism) see :mod:`jaxopt_lectures.lab.parallel`.
+      test_curve: also measure the test loss after every epoch into ``history.test_curve``
+        (one more compiled evaluation program; nothing in training reads it). Needs a test
+        split; a resumed run's epochs from before a checkpoint without it stay NaN.
     """
     for name, value, low in (("epochs", epochs, 0), ("checkpoint_every", checkpoint_every, 1)):
         # before any work (audit v2 C02: checkpoint_every=0 divided by zero after the first epoch trained)
@@ -508,6 +516,7 @@ def train(
         diverged_step=np.full(shape[:2], -1),
         stopped_epoch=np.full(shape[:2], -1),
         best_epoch=np.full(shape[:2], -1),
+        test_curve=np.full(shape, np.nan) if test_curve and len(data.x_test) else None,
         graphdef=setup.graphdef,
     )
     start = 0
@@ -544,6 +553,9 @@ def train(
 
     try:
         run_epoch, end_epoch = _programs(setup, use_vmap, patience, seed_data, n_runs, n_seed)
+        measure_test = (
+            _test_program(setup, per_seed_data, use_vmap, n_cfg, n_seed) if history.test_curve is not None else None
+        )
         run_keys = _host_keys(state.key)  # the batch order of run r in epoch e follows from them
         bar = _progress(range(start, epochs), progress, n_runs, progress_desc)
         for epoch in bar:
@@ -552,6 +564,9 @@ def train(
             was_active = np.asarray(state.active).reshape(n_cfg, n_seed)
             state, (tl, ta, vl, va, better) = end_epoch(state)
             _record(history, epoch, state, was_active, n_cfg, n_seed, tl, ta, vl, va, better)
+            if measure_test is not None and history.test_curve is not None:
+                ok = np.isfinite(history.train_loss[..., epoch])  # NaN exactly where the run's metrics are
+                history.test_curve[..., epoch] = np.where(ok, measure_test(state), np.nan)
             history.epochs_done = epoch + 1
             if hasattr(bar, "set_postfix"):
                 bar.set_postfix(
@@ -709,7 +724,9 @@ def _restore(ckpt, state: RunState, history: History, epoch: int | None = None) 
     arrays are copied into ``history``."""
     state, start, saved = ckpt.restore(state, epoch)
     for name, arr in saved.items():
-        target = getattr(history, name)
+        target = getattr(history, name, None)
+        if target is None:  # e.g. a test curve saved by a run that measured it, resumed without
+            continue
         width = min(target.shape[-1], arr.shape[-1]) if target.ndim == 3 else None
         if width is None:
             target[...] = arr
@@ -880,6 +897,34 @@ def _test_metrics(setup: _Setup, state: RunState, datasets, use_vmap: bool, n_cf
     return (np.asarray(loss, np.float64).reshape(n_cfg, n_seed), np.asarray(acc, np.float64).reshape(n_cfg, n_seed))
 
 
+def _test_program(setup: _Setup, datasets, use_vmap: bool, n_cfg: int, n_seed: int):
+    """``measure(state) -> (configs, seeds)`` test loss of every run's current parameters: one
+    evaluation program compiled once per :func:`train` call, the test split put on the device
+    once (for :attr:`History.test_curve`)."""
+    n_runs = n_cfg * n_seed
+    tests = [(jax.device_put(np.asarray(d.x_test)), jax.device_put(np.asarray(d.y_test))) for d in datasets]
+    which = [i % n_seed if len(tests) > 1 else 0 for i in range(n_runs)]
+    if use_vmap:
+        if len(tests) == 1:
+            vmapped = jax.jit(jax.vmap(lambda rs, a, b: _evaluate(setup, rs, a, b)[0], in_axes=(0, None, None)))
+            args = tests[0]
+        else:
+            vmapped = jax.jit(jax.vmap(lambda rs, a, b: _evaluate(setup, rs, a, b)[0]))
+            args = (_stack_on_host(*[tests[w][0] for w in which]), _stack_on_host(*[tests[w][1] for w in which]))
+
+        def measure(state) -> np.ndarray:
+            return np.asarray(vmapped(state, *args), np.float64).reshape(n_cfg, n_seed)
+
+        return measure
+    one = jax.jit(lambda rs, a, b: _evaluate(setup, rs, a, b)[0])
+
+    def measure_runs(state) -> np.ndarray:
+        runs = _unstack(state, n_runs)
+        return np.array([float(one(r, *tests[w])) for r, w in zip(runs, which)], np.float64).reshape(n_cfg, n_seed)
+
+    return measure_runs
+
+
 def _spread_runs(mesh, use_vmap: bool, n_runs: int, *trees):
     """Put the leading (run) axis of every array in ``trees`` on the mesh's first axis."""
     from jax.sharding import NamedSharding, PartitionSpec
@@ -913,7 +958,10 @@ _HISTORY_ARRAYS = (
 
 
 def _history_arrays(history: History) -> dict[str, np.ndarray]:
-    return {name: getattr(history, name) for name in _HISTORY_ARRAYS}
+    out = {name: getattr(history, name) for name in _HISTORY_ARRAYS}
+    if history.test_curve is not None:
+        out["test_curve"] = history.test_curve
+    return out
 
 
 def _record(history, epoch, state, was_active, n_cfg, n_seed, tl, ta, vl, va, better):

@@ -421,6 +421,8 @@ def generalization_half(row: Row, claim: quotes.Claim, base: dict, var: dict) ->
         if fitted
         else "validation cross-entropy (each arm)"
     )
+    if result.kind == "non_superiority":
+        return matched_loss_half(base["points"][ib], var["points"][iv], est, result, tuned_on, extra)
     return _half(result, "test cross-entropy", tuned_on, extra)
 
 
@@ -494,6 +496,85 @@ def interaction_half(row: Row, claim: quotes.Claim, arms: Sequence[dict]) -> dic
         f"test cross-entropy: the ratio with/without {row.knob} under {row.levels[0]} over that under {row.levels[1]}"
     )
     return _half(result, metric, "validation cross-entropy (each of the four arms)", extra)
+
+
+#: The metric of a "not for generalization" half judged at matched training loss.
+MATCHED_METRIC = "test cross-entropy at matched training loss"
+
+
+def _first_at_or_below(curve, level: float) -> int | None:
+    """The first epoch (0-based) whose value is finite and ``<= level``; ``None`` if none is."""
+    a = _arr(curve)
+    with np.errstate(invalid="ignore"):
+        hit = np.flatnonzero(np.isfinite(a) & (a <= level))
+    return int(hit[0]) if hit.size else None
+
+
+def matched_training_loss(pb: dict, pv: dict) -> list[dict]:
+    """Per seed, the two grid points ``pb`` (without) and ``pv`` (with) at the same training loss:
+    the level L* = the larger of the two runs' lowest training losses over the run (both reach
+    it), each run's first epoch with training loss <= L*, and its test loss at that epoch (from
+    ``curves["test"]``). A seed where either run has no finite training loss gets ``None``s."""
+    out: list[dict[str, Any]] = []
+    for tb, tv, xb, xv in zip(pb["curves"]["train"], pv["curves"]["train"], pb["curves"]["test"], pv["curves"]["test"]):
+        lows = [_arr(t)[np.isfinite(_arr(t))] for t in (tb, tv)]
+        if not all(low.size for low in lows):
+            out.append(
+                {"level": None, "epoch": {"without": None, "with": None}, "test": {"without": None, "with": None}}
+            )
+            continue
+        level = float(max(low.min() for low in lows))
+        eb, ev = _first_at_or_below(tb, level), _first_at_or_below(tv, level)
+        test = {
+            k: (None if e is None else _finite_or_none(_arr(x)[e]))
+            for k, e, x in (("without", eb, xb), ("with", ev, xv))
+        }
+        out.append({"level": level, "epoch": {"without": eb, "with": ev}, "test": test})
+    return out
+
+
+def _has_test_curves(p: dict) -> bool:
+    curves = p["curves"].get("test")
+    return bool(curves) and any(x is not None for c in curves for x in c)
+
+
+def matched_loss_half(
+    pb: dict, pv: dict, literal: stats.Estimate, literal_result: stats.HalfResult, tuned_on: str, extra: dict
+) -> dict:
+    """A "not for generalization" half (non-superiority, teaching-truth v3 D3): a technique that
+    trains faster also ends lower on test loss simply because it is further along, so the claim is
+    judged where it means something, at matched training loss (:func:`matched_training_loss`):
+    the paired ratio of the test loss at the epoch each arm first reaches L* (per seed), against
+    the same margin. The literal reading (test loss of the picked runs at their end) stays under
+    ``literal``. Arms without per-epoch test curves (cached before they were recorded) fall back
+    to the literal reading and say so under ``matched``."""
+    literal_out = {
+        "metric": "test cross-entropy (end of the picked runs)",
+        "estimate": _finite_or_none(literal.estimate),
+        "interval": [_finite_or_none(literal.interval[0]), _finite_or_none(literal.interval[1])],
+        "p_value": _finite_or_none(literal.p_value),
+        "result": literal_result.result,
+    }
+    if not (_has_test_curves(pb) and _has_test_curves(pv)):
+        note = "not measured: the arms have no per-epoch test curves; judged on the literal reading"
+        return _half(
+            literal_result,
+            "test cross-entropy",
+            tuned_on,
+            {**extra, "literal": literal_out, "matched": {"used": False, "note": note}},
+        )
+    seeds = matched_training_loss(pb, pv)
+    est = stats.paired_ratio(_arr([s["test"]["without"] for s in seeds]), _arr([s["test"]["with"] for s in seeds]))
+    result = stats.non_superiority(est, stats.RATIO_MARGIN, "lower")
+    matched = {
+        "used": True,
+        "rule": (
+            "per seed, L* = the larger of the two runs' lowest training losses; each run's test loss at "
+            "the first epoch its training loss is <= L*"
+        ),
+        "per_seed": seeds,
+    }
+    return _half(result, MATCHED_METRIC, tuned_on, {**extra, "literal": literal_out, "matched": matched})
 
 
 def measure_half(row: Row, base: dict, var: dict) -> dict:
