@@ -5,7 +5,11 @@ Steps: (1) a fresh ``mutants/`` (mutmut's copy of the package, each function of 
 ``[tool.mutmut] only_mutate`` rewritten to dispatch to its mutants); (2) the list of every mutant,
 sorted by name, and a sample of ``--sample`` of them drawn with ``random.Random(--seed)`` (or the
 names in ``--names FILE``, one a line: the re-run of earlier survivors); (3) ``mutmut run`` on the
-sample; (4) a summary: the counts by status and each survivor's diff, printed and written to
+sample; (4) each mutant that mutmut reports alive ("survived", "no tests") or timed out, again
+against the whole test files of its source module (``FILES_BY_SOURCE``, with ``-x``): mutmut runs
+a mutant only against the tests that called the mutated function inside a test, so a
+transformation built at a test module's import (``test_core_numerics``'s table of cases) never
+counts for it; (5) a summary: the counts by status and each survivor's diff, printed and written to
 ``mutants/summary.md`` (docs/mutation.md keeps the last one, with the survivors' analysis).
 
 A persistent JAX compilation cache under ``mutants/`` lets a mutant's tests reuse what the
@@ -28,6 +32,26 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 MUTANTS = ROOT / "mutants"
+CORE_TESTS = [
+    "tests/test_core_numerics.py",
+    "tests/test_core_edges.py",
+    "tests/test_core_wrappers.py",
+    "tests/test_core_errors.py",
+    "tests/test_optax_conventions.py",
+]
+# the second look at a mutant mutmut reports alive: every test of these files (module prefix -> files)
+FILES_BY_SOURCE = {
+    "jaxopt_lectures.fused": ["tests/test_fused.py", "tests/test_mixed_precision.py"],
+    "jaxopt_lectures.losses": ["tests/test_losses.py"],
+    "jaxopt_lectures.transforms.partition": ["tests/test_partition.py", *CORE_TESTS],
+    "jaxopt_lectures": [
+        *CORE_TESTS,
+        "tests/test_property_chains.py",
+        "tests/test_mixed_precision.py",
+        "tests/test_reliability_core_cases.py",
+    ],
+}
+SECOND_LOOK_TIMEOUT_S = 600
 
 
 def generate() -> None:
@@ -62,40 +86,79 @@ def diff(name: str) -> str:
     return "\n".join(line for line in out.splitlines() if line[:1] in "+-" and line[:3] not in ("+++", "---"))
 
 
+def second_look(name: str, env: dict[str, str]) -> str:
+    """ "killed" or "survived": the mutant against the whole test files of its module (see above)."""
+    from mutmut.configuration import config
+
+    module = name.rsplit(".x", 1)[0]
+    files = next(f for prefix, f in FILES_BY_SOURCE.items() if module.startswith(prefix))
+    command = [sys.executable, "-m", "pytest", "-x", "-q", "--rootdir=.", *config().pytest_add_cli_args, *files]
+    try:
+        done = subprocess.run(
+            command,
+            cwd=MUTANTS,
+            env={**env, "MUTANT_UNDER_TEST": name},
+            capture_output=True,
+            timeout=SECOND_LOOK_TIMEOUT_S,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        return "timeout"
+    return {0: "survived", 5: "survived"}.get(done.returncode, "killed")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sample", type=int, default=120, help="how many mutants to draw (default 120)")
     parser.add_argument("--seed", type=int, default=25, help="the sample's random seed (default 25)")
     parser.add_argument("--names", type=Path, help="run these mutants (one name a line) instead of a sample")
     parser.add_argument("--max-children", type=int, default=2, help="mutants tested at once (default 2)")
+    parser.add_argument(
+        "--report-only",
+        action="store_true",
+        help="no new run: the second look and the summary for the sample of the run in mutants/",
+    )
     args = parser.parse_args()
 
+    os.chdir(ROOT)  # mutmut reads its [tool.mutmut] from ./pyproject.toml
     start = time.monotonic()
-    generate()
+    if not args.report_only:
+        generate()
     everything = sorted(exit_codes())
-    if args.names:
+    if args.report_only:
+        chosen = (MUTANTS / "sample.txt").read_text().split()
+        rule = (MUTANTS / "rule.txt").read_text().strip() if (MUTANTS / "rule.txt").exists() else "the last run's"
+    elif args.names:
         chosen = sorted({line.strip() for line in args.names.read_text().splitlines() if line.strip()})
         rule = f"the {len(chosen)} mutants named in {args.names}"
     else:
         chosen = sorted(random.Random(args.seed).sample(everything, min(args.sample, len(everything))))
         rule = f"random.Random({args.seed}).sample(sorted names, {len(chosen)})"
     (MUTANTS / "sample.txt").write_text("\n".join(chosen) + "\n")
+    (MUTANTS / "rule.txt").write_text(rule + "\n")
     print(f"{len(everything)} mutants in scope; running {rule}", flush=True)
 
     env = dict(os.environ)
     env.setdefault("JAX_COMPILATION_CACHE_DIR", str(MUTANTS / "jax-cache"))
     env.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
     env.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
-    run = subprocess.run(
-        [sys.executable, "-m", "mutmut", "run", "--max-children", str(args.max_children), *chosen],
-        cwd=ROOT,
-        env=env,
-        check=False,
-    )
+    returncode = 0
+    if not args.report_only:
+        returncode = subprocess.run(
+            [sys.executable, "-m", "mutmut", "run", "--max-children", str(args.max_children), *chosen],
+            cwd=ROOT,
+            env=env,
+            check=False,
+        ).returncode
+    codes = exit_codes()
+    final = {name: status(codes.get(name)) for name in chosen}
+    for name in chosen:
+        if final[name] in ("survived", "no tests", "timeout"):
+            final[name] = f"{final[name]}, then {second_look(name, env)} by the whole files"
+            print(name, final[name], flush=True)
     wall = time.monotonic() - start
 
-    codes = exit_codes()
-    by_status = collections.Counter(status(codes.get(name)) for name in chosen)
+    by_status = collections.Counter(final.values())
     per_file = collections.Counter(name.rsplit(".x_", 1)[0] for name in everything)
     lines = [
         f"mutmut {importlib.metadata.version('mutmut')}; {len(everything)} mutants in scope "
@@ -107,12 +170,12 @@ def main() -> int:
         "",
     ]
     for name in chosen:
-        if status(codes.get(name)) != "killed":
-            lines += [f"### {name} ({status(codes.get(name))})", "```diff", diff(name), "```", ""]
+        if final[name] != "killed":
+            lines += [f"### {name} ({final[name]})", "```diff", diff(name), "```", ""]
     summary = "\n".join(lines)
     (MUTANTS / "summary.md").write_text(summary)
     print(summary)
-    return run.returncode
+    return returncode
 
 
 if __name__ == "__main__":
