@@ -1,11 +1,13 @@
 """Bad input fails early, with a message that names the argument, the value and the range."""
 
+import math
 import re
 
 import jax.numpy as jnp
 import pytest
 
 import jaxopt_lectures as jol
+from jaxopt_lectures import schedules
 
 BAD_HYPERPARAMETERS = [
     (lambda: jol.sgd(-0.1), "learning_rate", "-0.1", "[0, inf)"),
@@ -96,3 +98,61 @@ def test_get_state_field_lists_available_names():
     assert int(jol.get_state_field(state, "count")) == 0
     with pytest.raises(KeyError, match="'mu'"):
         jol.get_state_field(state, "learning_rate")
+
+
+# every range check of the schedules and the transformations, each with its owner and argument
+# (issue 25: mutants that drop the owner, rename the argument or pass another value lived on)
+_one = schedules.constant(1.0)
+RANGE_CHECKS = [
+    (lambda: schedules.constant(-1.0), "constant", "value"),
+    (lambda: schedules.linear(-1.0, 0.0, 5), "linear", "init_value"),
+    (lambda: schedules.linear(1.0, -1.0, 5), "linear", "end_value"),
+    (lambda: schedules.linear(1.0, 0.0, -1), "linear", "transition_steps"),
+    (lambda: schedules.linear(1.0, 0.0, 5, -1), "linear", "transition_begin"),
+    (lambda: schedules.exponential_decay(-1.0, 5, 0.5), "exponential_decay", "init_value"),
+    (lambda: schedules.exponential_decay(1.0, 5, 0.0), "exponential_decay", "decay_rate"),
+    (lambda: schedules.exponential_decay(1.0, 5, 0.5, -1), "exponential_decay", "transition_begin"),
+    (lambda: schedules.exponential_decay(1.0, 5, 0.5, end_value=-1.0), "exponential_decay", "end_value"),
+    (lambda: schedules.piecewise_constant(-1.0), "piecewise_constant", "init_value"),
+    (lambda: schedules.piecewise_constant(1.0, {-1: 0.5}), "piecewise_constant", "boundary"),
+    (lambda: schedules.piecewise_constant(1.0, {5: -0.5}), "piecewise_constant", "scale"),
+    (lambda: schedules.step_decay(1.0, 0), "step_decay", "step_size"),
+    (lambda: schedules.cosine_decay(-1.0, 5), "cosine_decay", "init_value"),
+    (lambda: schedules.cosine_decay(1.0, 0), "cosine_decay", "decay_steps"),
+    (lambda: schedules.cosine_decay(1.0, 5, alpha=1.5), "cosine_decay", "alpha"),
+    (lambda: schedules.cosine_decay(1.0, 5, exponent=0.0), "cosine_decay", "exponent"),
+    (lambda: schedules.join([_one, _one], [-1]), "join", "boundary"),
+    (lambda: schedules.warmup_cosine_decay(-1.0, 1.0, 2, 10), "warmup_cosine_decay", "init_value"),
+    (lambda: schedules.warmup_cosine_decay(0.0, -1.0, 2, 10), "warmup_cosine_decay", "peak_value"),
+    (lambda: schedules.warmup_cosine_decay(0.0, 1.0, 2, 10, end_value=-1.0), "warmup_cosine_decay", "end_value"),
+    (lambda: schedules.warmup_cosine_decay(0.0, 1.0, -1, 10), "warmup_cosine_decay", "warmup_steps"),
+    (lambda: jol.sgd(-1.0), "sgd", "learning_rate"),
+    (lambda: jol.momentum(-1.0), "momentum", "learning_rate"),
+    (lambda: jol.adagrad(-1.0), "adagrad", "learning_rate"),
+    (lambda: jol.rmsprop(-1.0), "rmsprop", "learning_rate"),
+    (lambda: jol.adam(-1.0), "adam", "learning_rate"),
+    (lambda: jol.adamw(-1.0), "adamw", "learning_rate"),
+    (lambda: jol.scale_by_adagrad(eps=-1.0), "scale_by_adagrad", "eps"),
+    (lambda: jol.scale_by_adagrad(initial_accumulator_value=-1.0), "scale_by_adagrad", "initial_accumulator_value"),
+    (lambda: jol.scale_by_rms(eps=-1.0), "scale_by_rms", "eps"),
+    (lambda: jol.scale_by_rms(initial_scale=-1.0), "scale_by_rms", "initial_scale"),
+    (lambda: jol.scale_by_adam(eps=-1.0), "scale_by_adam", "eps"),
+    (lambda: jol.scale_by_adam(eps_root=-1.0), "scale_by_adam", "eps_root"),
+    (lambda: jol.clip(-1.0), "clip", "max_delta"),
+    (lambda: jol.clip_by_global_norm(0.0), "clip_by_global_norm", "max_norm"),
+    (lambda: jol.add_momentum(1.5), "add_momentum", "beta"),
+    (lambda: jol.add_l1_regularization(-1.0), "add_l1_regularization", "coeff"),
+    (lambda: jol.add_l2_regularization(-1.0), "add_l2_regularization", "coeff"),
+    (lambda: jol.decoupled_weight_decay(-1.0), "decoupled_weight_decay", "weight_decay"),
+    (lambda: jol.scale(math.inf), "scale", "step_size"),
+    (lambda: jol.apply_if_finite(jol.sgd(0.1), max_consecutive_errors=-1), "apply_if_finite", "max_consecutive_errors"),
+    (lambda: jol.accumulate_gradients(jol.sgd(0.1), every_k=0), "accumulate_gradients", "every_k"),
+]
+
+
+@pytest.mark.parametrize("make, owner, arg", RANGE_CHECKS, ids=[f"{o}.{a}" for _, o, a in RANGE_CHECKS])
+def test_every_range_check_names_its_owner_and_argument(make, owner, arg):
+    with pytest.raises(ValueError) as info:
+        make()
+    assert str(info.value).startswith(f"{owner}: {arg}="), str(info.value)
+    assert "is out of range; allowed:" in str(info.value)
