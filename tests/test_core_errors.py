@@ -156,3 +156,54 @@ def test_every_range_check_names_its_owner_and_argument(make, owner, arg):
         make()
     assert str(info.value).startswith(f"{owner}: {arg}="), str(info.value)
     assert "is out of range; allowed:" in str(info.value)
+
+
+_P = {"w": jnp.ones((2, 2)), "b": jnp.ones(2)}
+STATEFUL = [
+    (lambda: jol.scale_by_adagrad(), "scale_by_adagrad"),
+    (lambda: jol.scale_by_rms(), "scale_by_rms"),
+    (lambda: jol.scale_by_adam(), "scale_by_adam"),
+    (lambda: jol.add_momentum(0.9), "add_momentum"),
+    (lambda: jol.partition({"a": jol.sgd(0.1), "b": jol.sgd(0.2)}, {"w": "a", "b": "b"}), "partition"),
+    (lambda: jol.scale_by_schedule(schedules.constant(1.0)), "scale_by_schedule"),
+    (lambda: jol.masked(jol.sgd(0.1), {"w": True, "b": False}), "masked"),
+    (lambda: jol.apply_if_finite(jol.sgd(0.1), 3), "apply_if_finite"),
+    (lambda: jol.accumulate_gradients(jol.sgd(0.1), every_k=2), "accumulate_gradients"),
+    (lambda: jol.flatten(jol.sgd(0.1)), "flatten"),
+]
+
+
+@pytest.mark.parametrize("make, owner", STATEFUL, ids=[o for _, o in STATEFUL])
+def test_every_stateful_transformation_refuses_another_state_naming_itself(make, owner):
+    other = jol.scale_by_adam() if owner == "add_momentum" else jol.add_momentum(0.9)
+    with pytest.raises(ValueError) as info:
+        make().update(_P, other.init(_P), _P)
+    assert str(info.value).startswith(f"{owner} got a state of type {type(other.init(_P)).__name__} where")
+
+
+def test_masked_names_its_mask_and_the_grads_that_do_not_fit():
+    with pytest.raises(ValueError, match=r"^the structure of masked mask does not match params"):
+        jol.masked(jol.sgd(0.1), {"w": True}).init(_P)  # at init: a mask without the params' leaf 'b'
+    tx = jol.masked(jol.sgd(0.1), {"w": True, "b": False})
+    state = tx.init(_P)
+    with pytest.raises(ValueError, match=r"^the structure of masked mask does not match params"):
+        tx.update(_P, state, {"w": _P["w"]})  # params without the mask's leaf 'b'
+    with pytest.raises(ValueError, match=r"^the structure of grads does not match mask"):
+        tx.update({"w": _P["w"]}, state, _P)
+
+
+@pytest.mark.parametrize(
+    "make, field",
+    [
+        (lambda: jol.scale_by_rms(), "state.nu"),
+        (lambda: jol.scale_by_stddev(), "state.nu"),
+        (lambda: jol.scale_by_adam(), "state.mu"),
+        (lambda: jol.scale_by_adagrad(), "state.sum_of_squares"),
+        (lambda: jol.add_momentum(0.9), "state.mu"),
+    ],
+)
+def test_a_gradient_of_another_shape_names_the_state_field_it_meets(make, field):
+    tx = make()
+    state = tx.init({"w": jnp.ones(3)})
+    with pytest.raises(ValueError, match=re.escape(f"grads has shape (4,) at ['w'] where {field} has shape (3,)")):
+        tx.update({"w": jnp.ones(4)}, state, None)
