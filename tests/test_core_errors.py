@@ -141,6 +141,7 @@ RANGE_CHECKS = [
     (lambda: jol.clip(-1.0), "clip", "max_delta"),
     (lambda: jol.clip_by_global_norm(0.0), "clip_by_global_norm", "max_norm"),
     (lambda: jol.add_momentum(1.5), "add_momentum", "beta"),
+    (lambda: jol.add_momentum(1.5, variant="sum"), "add_momentum", "beta"),
     (lambda: jol.add_l1_regularization(-1.0), "add_l1_regularization", "coeff"),
     (lambda: jol.add_l2_regularization(-1.0), "add_l2_regularization", "coeff"),
     (lambda: jol.decoupled_weight_decay(-1.0), "decoupled_weight_decay", "weight_decay"),
