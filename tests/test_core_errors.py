@@ -208,3 +208,11 @@ def test_a_gradient_of_another_shape_names_the_state_field_it_meets(make, field)
     state = tx.init({"w": jnp.ones(3)})
     with pytest.raises(ValueError, match=re.escape(f"grads has shape (4,) at ['w'] where {field} has shape (3,)")):
         tx.update({"w": jnp.ones(4)}, state, None)
+
+
+@pytest.mark.parametrize("make", [jol.add_l2_regularization, jol.add_l1_regularization, jol.decoupled_weight_decay])
+def test_a_penalty_names_the_grads_and_params_whose_shapes_differ(make):
+    tx = make(0.1)
+    params = {"w": jnp.ones((2, 3))}
+    with pytest.raises(ValueError, match=re.escape("grads has shape (2, 4) at ['w'] where params has shape (2, 3)")):
+        tx.update({"w": jnp.ones((2, 4))}, tx.init(params), params)
