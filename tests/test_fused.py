@@ -426,3 +426,13 @@ def test_xla_step_updates_from_the_gradient_leaves_without_concatenating(make, l
     if copies and NEWER_XLA_COPIES:
         pytest.xfail(COPY_XFAIL)
     assert not copies, "a packed buffer was copied"
+
+
+def test_a_state_with_another_number_of_moments_is_refused_naming_them():
+    params = {"w": jnp.ones((2, 3)), "b": jnp.zeros((3,))}
+    grads = jax.tree.map(jnp.ones_like, params)
+    adam_state = jol.fused_adam(0.1).init(params)
+    with pytest.raises(ValueError, match=re.escape("got a state with 2 moment buffer(s) (mu, nu) where it keeps 1")):
+        jol.fused_sgd(0.1, momentum=0.9).step(adam_state, grads)
+    with pytest.raises(ValueError, match=re.escape("got a state with 0 moment buffer(s) (none) where it keeps 2")):
+        jol.fused_adam(0.1).step(jol.fused_sgd(0.1).init(params), grads)
