@@ -436,3 +436,16 @@ def test_a_state_with_another_number_of_moments_is_refused_naming_them():
         jol.fused_sgd(0.1, momentum=0.9).step(adam_state, grads)
     with pytest.raises(ValueError, match=re.escape("got a state with 0 moment buffer(s) (none) where it keeps 2")):
         jol.fused_adam(0.1).step(jol.fused_sgd(0.1).init(params), grads)
+
+
+def test_a_state_with_another_weight_decay_layout_is_refused_naming_both_layouts_and_the_leaf():
+    params = {"w": jnp.ones((2, 3)), "b": jnp.zeros((3,))}
+    grads = jax.tree.map(jnp.ones_like, params)
+    with pytest.raises(ValueError) as info:
+        jol.fused_adamw(0.1, weight_decay=0.5).step(jol.fused_adam(0.1).init(params), grads)
+    message = str(info.value)
+    assert message.startswith("this state was made by an optimizer with no weight decay; it is stepped by fused_adamw(")
+    assert (
+        ".step (weight decay on 1 of 2 leaves): at ['w'] the state's packing does not decay and this optimizer does."
+        in message
+    )
