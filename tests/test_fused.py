@@ -449,3 +449,26 @@ def test_a_state_with_another_weight_decay_layout_is_refused_naming_both_layouts
         ".step (weight decay on 1 of 2 leaves): at ['w'] the state's packing does not decay and this optimizer does."
         in message
     )
+
+
+@pytest.mark.parametrize(
+    "make_fused, make_chain",
+    [
+        (lambda: jol.fused_adamw(0.01, weight_decay=0.1), lambda: jol.adamw(0.01, weight_decay=0.1)),
+        (lambda: jol.fused_sgd(0.1, momentum=0.9), lambda: jol.sgd(0.1, momentum=0.9)),
+    ],
+    ids=["adamw", "sgd_momentum"],
+)
+def test_as_transformation_gives_the_chains_updates(make_fused, make_chain):
+    """The init/update form (what nnx.Optimizer and TrainState call): the per-leaf chain's updates."""
+    rng = np.random.default_rng(11)
+    params = {"w": jnp.asarray(rng.normal(size=(3, 4)), jnp.float32), "b": jnp.asarray(rng.normal(size=4), jnp.float32)}
+    fused_tx, chain_tx = make_fused().as_transformation(), make_chain()
+    fs, cs = fused_tx.init(params), chain_tx.init(params)
+    for _ in range(3):
+        grads = jax.tree.map(lambda p: jnp.asarray(rng.normal(size=p.shape), jnp.float32), params)
+        fu, fs = fused_tx.update(grads, fs, params)
+        cu, cs = chain_tx.update(grads, cs, params)
+        for k in params:
+            np.testing.assert_allclose(np.asarray(fu[k]), np.asarray(cu[k]), rtol=1e-5, atol=1e-7)
+        params = jol.apply_updates(params, cu)
