@@ -451,19 +451,24 @@ def test_a_state_with_another_weight_decay_layout_is_refused_naming_both_layouts
     )
 
 
+@pytest.mark.parametrize("writes", [False, True], ids=["concatenated", "leaf_writes"])
 @pytest.mark.parametrize(
     "make_fused, make_chain",
     [
-        (lambda: jol.fused_adamw(0.01, weight_decay=0.1), lambda: jol.adamw(0.01, weight_decay=0.1)),
-        (lambda: jol.fused_sgd(0.1, momentum=0.9), lambda: jol.sgd(0.1, momentum=0.9)),
+        (lambda b: jol.fused_adamw(0.01, weight_decay=0.1, backend=b), lambda: jol.adamw(0.01, weight_decay=0.1)),
+        (lambda b: jol.fused_sgd(0.1, momentum=0.9, backend=b), lambda: jol.sgd(0.1, momentum=0.9)),
     ],
     ids=["adamw", "sgd_momentum"],
 )
-def test_as_transformation_gives_the_chains_updates(make_fused, make_chain):
-    """The init/update form (what nnx.Optimizer and TrainState call): the per-leaf chain's updates."""
+def test_as_transformation_gives_the_chains_updates(make_fused, make_chain, backend, writes, monkeypatch):
+    """The init/update form (what nnx.Optimizer and TrainState call): the per-leaf chain's updates,
+    on each backend and (XLA) with the new moments concatenated or written leaf by leaf."""
+    if backend == "kernel" and writes:
+        pytest.skip("the kernel groups do not use the XLA leaf writes")
+    monkeypatch.setattr(fused, "LEAF_WRITES", writes)
     rng = np.random.default_rng(11)
     params = {"w": jnp.asarray(rng.normal(size=(3, 4)), jnp.float32), "b": jnp.asarray(rng.normal(size=4), jnp.float32)}
-    fused_tx, chain_tx = make_fused().as_transformation(), make_chain()
+    fused_tx, chain_tx = make_fused(backend).as_transformation(), make_chain()
     fs, cs = fused_tx.init(params), chain_tx.init(params)
     for _ in range(3):
         grads = jax.tree.map(lambda p: jnp.asarray(rng.normal(size=p.shape), jnp.float32), params)
