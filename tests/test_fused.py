@@ -477,3 +477,15 @@ def test_as_transformation_gives_the_chains_updates(make_fused, make_chain, back
         for k in params:
             np.testing.assert_allclose(np.asarray(fu[k]), np.asarray(cu[k]), rtol=1e-5, atol=1e-7)
         params = jol.apply_updates(params, cu)
+
+
+def test_a_layout_without_weight_decay_groups_by_dtype_alone():
+    """Without a decay mask the groups are named by dtype and every leaf's decay flag is None
+    (no weight decay), as distinct from a mask's False (a group ``<dtype>_nodecay``)."""
+    tree = {"w": jnp.ones((2, 3)), "h": jnp.ones(3, jnp.bfloat16)}
+    plain = fused.make_layout(tree)
+    assert [g for g, _, _ in plain.groups] == ["bfloat16", "float32"]
+    assert plain.decay_flags() == (None, None)
+    masked = fused.make_layout(tree, {"w": True, "h": False})
+    assert [g for g, _, _ in masked.groups] == ["bfloat16_nodecay", "float32_decay"]
+    assert masked.decay_flags() == (False, True)
