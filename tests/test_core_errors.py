@@ -216,3 +216,16 @@ def test_a_penalty_names_the_grads_and_params_whose_shapes_differ(make):
     params = {"w": jnp.ones((2, 3))}
     with pytest.raises(ValueError, match=re.escape("grads has shape (2, 4) at ['w'] where params has shape (2, 3)")):
         tx.update({"w": jnp.ones((2, 4))}, tx.init(params), params)
+
+
+def test_an_array_hyperparameter_out_of_range_is_named_as_an_array_or_one_of_its_elements():
+    with pytest.raises(ValueError, match=re.escape("adam: learning_rate=-1.0 (a float32 array) is out of range")):
+        jol.adam(jnp.asarray(-1.0))
+    with pytest.raises(ValueError, match=re.escape("(an element of a float32 array of shape (2,)) is out of range")):
+        jol.adam(jnp.asarray([0.1, -1.0]))
+
+
+def test_trees_whose_containers_differ_in_type_only_are_told_so():
+    params = {"a": (jnp.ones(2), jnp.ones(2))}
+    with pytest.raises(ValueError, match="the leaves sit at the same paths but the containers differ in type"):
+        jol.apply_updates(params, {"a": [jnp.ones(2), jnp.ones(2)]})

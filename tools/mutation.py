@@ -90,7 +90,7 @@ def second_look(name: str, env: dict[str, str]) -> str:
     """ "killed" or "survived": the mutant against the whole test files of its module (see above)."""
     from mutmut.configuration import config
 
-    module = name.rsplit(".x", 1)[0]
+    module = name.rsplit(".", 1)[0]
     files = next(f for prefix, f in FILES_BY_SOURCE.items() if module.startswith(prefix))
     command = [sys.executable, "-m", "pytest", "-x", "-q", "--rootdir=.", *config().pytest_add_cli_args, *files]
     try:
@@ -109,7 +109,7 @@ def second_look(name: str, env: dict[str, str]) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sample", type=int, default=120, help="how many mutants to draw (default 120)")
+    parser.add_argument("--sample", type=int, default=150, help="how many mutants to draw (default 150)")
     parser.add_argument("--seed", type=int, default=25, help="the sample's random seed (default 25)")
     parser.add_argument("--names", type=Path, help="run these mutants (one name a line) instead of a sample")
     parser.add_argument("--max-children", type=int, default=2, help="mutants tested at once (default 2)")
@@ -159,7 +159,7 @@ def main() -> int:
     wall = time.monotonic() - start
 
     by_status = collections.Counter(final.values())
-    per_file = collections.Counter(name.rsplit(".x_", 1)[0] for name in everything)
+    per_file = collections.Counter(name.rsplit(".", 1)[0] for name in everything)
     lines = [
         f"mutmut {importlib.metadata.version('mutmut')}; {len(everything)} mutants in scope "
         + "("
