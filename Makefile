@@ -5,7 +5,7 @@
 #   make typecheck - mypy over the package (settings in pyproject.toml)
 #   make docs   - the API reference and the guides, offline, warnings as errors (docs/_build/html)
 #   make mutation - mutation testing of the core over a seeded sample of mutmut's mutants (not in CI;
-#                 about 40 min on 2 cores; MUTATION_ARGS="--sample 200 --seed 7"; docs/mutation.md)
+#                 150 mutants: about 50 min on 2 cores; MUTATION_ARGS="--sample 100 --seed 7"; docs/mutation.md)
 # Variables: PYTHON (default: the first of python3.12, python3.13, python3.11 that runs here),
 # EXTRAS (default test,dev: the tests and CI's pinned tools; e.g. EXTRAS=test,dev,cuda for JAX with CUDA on a GPU machine), CONSTRAINTS (a pip
 # constraints file, e.g. .ci/oldest.txt for the oldest supported stack), VENV, PYTEST_ARGS.
@@ -17,7 +17,7 @@ BIN          = $(VENV)/bin
 
 .PHONY: demo test lint typecheck docs mutation clean
 
-LINT_PATHS   = jaxopt_lectures tests examples benchmarks docs/conf.py
+LINT_PATHS   = jaxopt_lectures tests examples benchmarks tools docs/conf.py
 
 $(BIN)/.installed: pyproject.toml $(CONSTRAINTS)
 	@test -n "$(PYTHON)" || { echo "need Python 3.11, 3.12 or 3.13 (set PYTHON=...)"; exit 1; }

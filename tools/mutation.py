@@ -154,7 +154,7 @@ def main() -> int:
     final = {name: status(codes.get(name)) for name in chosen}
     for name in chosen:
         if final[name] in ("survived", "no tests", "timeout"):
-            final[name] = f"{final[name]}, then {second_look(name, env)} by the whole files"
+            final[name] = f"{final[name]}; the whole files: {second_look(name, env)}"
             print(name, final[name], flush=True)
     wall = time.monotonic() - start
 
