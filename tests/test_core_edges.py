@@ -162,3 +162,28 @@ def test_a_prefix_mask_applies_to_the_whole_subtree():
     tx = jol.decoupled_weight_decay(0.5, {"enc": False, "dec": True})
     u, _ = tx.update(grads, tx.init(params), params)
     assert float(jnp.max(jnp.abs(u["enc"]["w"]))) == 0 and float(u["dec"]["w"][0, 0]) == 0.5
+
+
+def test_global_norm_of_an_empty_tree_is_zero_and_clipping_it_is_a_no_op():
+    assert float(jol.global_norm({})) == 0.0
+    assert float(jol.global_norm({"a": None})) == 0.0
+    tx = jol.clip_by_global_norm(1.0)
+    updates, _ = tx.update({}, tx.init({}), None)
+    assert updates == {}
+
+
+def test_centered_rms_of_complex_gradients_matches_the_complex128_formula():
+    """``r_t = p r + (1 − p)|g|²``, ``m_t = p m + (1 − p) g``, ``u = g / √(δ + r_t − |m_t|²)``,
+    for complex64 gradients (the mean keeps its imaginary part)."""
+    rng = np.random.default_rng(5)
+    p, eps = 0.9, 1e-8
+    params = {"z": jnp.zeros((4,), jnp.complex64)}
+    tx = jol.scale_by_stddev(decay=p, eps=eps)
+    state = tx.init(params)
+    r, m = np.zeros(4), np.zeros(4, np.complex128)
+    for _ in range(3):
+        g = rng.normal(size=4) + 1j * rng.normal(size=4)
+        u, state = tx.update({"z": jnp.asarray(g, jnp.complex64)}, state, params)
+        r = p * r + (1 - p) * np.abs(g) ** 2
+        m = p * m + (1 - p) * g
+        np.testing.assert_allclose(np.asarray(u["z"]), g / np.sqrt(eps + r - np.abs(m) ** 2), rtol=2e-4)

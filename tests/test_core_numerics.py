@@ -244,3 +244,18 @@ def test_join_switches_at_its_boundary_not_a_step_late():
     assert float(w(0)) == pytest.approx(0.1) and float(w(1)) < 0.1
     w = jol.schedules.warmup_cosine_decay(0.0, 0.1, 4, 100)
     assert [float(w(c)) for c in range(5)] == pytest.approx([0.0, 0.025, 0.05, 0.075, 0.1])
+
+
+def test_schedules_list_the_counts_where_their_regime_changes():
+    """``probe_counts`` (where ``scale_by_learning_rate`` checks a schedule at construction): the
+    begin and end of each ramp, each boundary, and in ``join`` the parts' counts shifted by their
+    start; the value there is the next regime's."""
+    s = jol.schedules
+    lin = s.linear(1.0, 0.5, 5, 10)
+    assert lin.probe_counts == (10, 15)
+    assert float(lin(15)) == 0.5 and float(lin(14)) > 0.5 and float(lin(10)) == 1.0
+    assert s.exponential_decay(1.0, 4, 0.5, 3).probe_counts == (3, 7)
+    assert s.piecewise_constant(1.0, {8: 0.5, 2: 0.1}).probe_counts == (2, 8)
+    assert s.cosine_decay(1.0, 6).probe_counts == (6,)
+    assert s.join([s.linear(0.0, 1.0, 4), s.cosine_decay(1.0, 6)], [4]).probe_counts == (0, 4, 10)
+    assert s.warmup_cosine_decay(0.0, 1.0, 3, 10).probe_counts == (0, 3, 10)

@@ -426,3 +426,66 @@ def test_xla_step_updates_from_the_gradient_leaves_without_concatenating(make, l
     if copies and NEWER_XLA_COPIES:
         pytest.xfail(COPY_XFAIL)
     assert not copies, "a packed buffer was copied"
+
+
+def test_a_state_with_another_number_of_moments_is_refused_naming_them():
+    params = {"w": jnp.ones((2, 3)), "b": jnp.zeros((3,))}
+    grads = jax.tree.map(jnp.ones_like, params)
+    adam_state = jol.fused_adam(0.1).init(params)
+    with pytest.raises(ValueError, match=re.escape("got a state with 2 moment buffer(s) (mu, nu) where it keeps 1")):
+        jol.fused_sgd(0.1, momentum=0.9).step(adam_state, grads)
+    with pytest.raises(ValueError, match=re.escape("got a state with 0 moment buffer(s) (none) where it keeps 2")):
+        jol.fused_adam(0.1).step(jol.fused_sgd(0.1).init(params), grads)
+
+
+def test_a_state_with_another_weight_decay_layout_is_refused_naming_both_layouts_and_the_leaf():
+    params = {"w": jnp.ones((2, 3)), "b": jnp.zeros((3,))}
+    grads = jax.tree.map(jnp.ones_like, params)
+    with pytest.raises(ValueError) as info:
+        jol.fused_adamw(0.1, weight_decay=0.5).step(jol.fused_adam(0.1).init(params), grads)
+    message = str(info.value)
+    assert message.startswith("this state was made by an optimizer with no weight decay; it is stepped by fused_adamw(")
+    assert (
+        ".step (weight decay on 1 of 2 leaves): at ['w'] the state's packing does not decay and this optimizer does."
+        in message
+    )
+
+
+@pytest.mark.parametrize("writes", [False, True], ids=["concatenated", "leaf_writes"])
+@pytest.mark.parametrize(
+    "make_fused, make_chain",
+    [
+        (lambda b: jol.fused_adamw(0.01, weight_decay=0.1, backend=b), lambda: jol.adamw(0.01, weight_decay=0.1)),
+        (lambda b: jol.fused_sgd(0.1, momentum=0.9, backend=b), lambda: jol.sgd(0.1, momentum=0.9)),
+    ],
+    ids=["adamw", "sgd_momentum"],
+)
+def test_as_transformation_gives_the_chains_updates(make_fused, make_chain, backend, writes, monkeypatch):
+    """The init/update form (what nnx.Optimizer and TrainState call): the per-leaf chain's updates,
+    on each backend and (XLA) with the new moments concatenated or written leaf by leaf."""
+    if backend == "kernel" and writes:
+        pytest.skip("the kernel groups do not use the XLA leaf writes")
+    monkeypatch.setattr(fused, "LEAF_WRITES", writes)
+    rng = np.random.default_rng(11)
+    params = {"w": jnp.asarray(rng.normal(size=(3, 4)), jnp.float32), "b": jnp.asarray(rng.normal(size=4), jnp.float32)}
+    fused_tx, chain_tx = make_fused(backend).as_transformation(), make_chain()
+    fs, cs = fused_tx.init(params), chain_tx.init(params)
+    for _ in range(3):
+        grads = jax.tree.map(lambda p: jnp.asarray(rng.normal(size=p.shape), jnp.float32), params)
+        fu, fs = fused_tx.update(grads, fs, params)
+        cu, cs = chain_tx.update(grads, cs, params)
+        for k in params:
+            np.testing.assert_allclose(np.asarray(fu[k]), np.asarray(cu[k]), rtol=1e-5, atol=1e-7)
+        params = jol.apply_updates(params, cu)
+
+
+def test_a_layout_without_weight_decay_groups_by_dtype_alone():
+    """Without a decay mask the groups are named by dtype and every leaf's decay flag is None
+    (no weight decay), as distinct from a mask's False (a group ``<dtype>_nodecay``)."""
+    tree = {"w": jnp.ones((2, 3)), "h": jnp.ones(3, jnp.bfloat16)}
+    plain = fused.make_layout(tree)
+    assert [g for g, _, _ in plain.groups] == ["bfloat16", "float32"]
+    assert plain.decay_flags() == (None, None)
+    masked = fused.make_layout(tree, {"w": True, "h": False})
+    assert [g for g, _, _ in masked.groups] == ["bfloat16_nodecay", "float32_decay"]
+    assert masked.decay_flags() == (False, True)

@@ -75,3 +75,20 @@ def test_losses_module_does_not_import_flax():
 
     code = "import sys, jaxopt_lectures.losses; assert 'flax' not in sys.modules, 'losses pulled in flax'"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize("k", [1, 2, 4])
+def test_rbf_knn_weights_of_images_match_the_float64_formula(k):
+    """``w_ij = exp(−γ‖x^i − x^j‖²)`` where j is among i's k nearest or i among j's (self excluded),
+    on inputs with several features per example (images ``(n, 2, 3)``, flattened)."""
+    x = np.random.default_rng(k).normal(size=(6, 2, 3))
+    flat = x.reshape(6, -1)
+    d2 = ((flat[:, None, :] - flat[None, :, :]) ** 2).sum(-1)
+    np.fill_diagonal(d2, np.inf)
+    nearest = np.argsort(d2, axis=1)[:, :k]
+    near = np.zeros((6, 6), bool)
+    near[np.arange(6)[:, None], nearest] = True
+    near |= near.T
+    expected = np.where(near, np.exp(-0.3 * d2), 0.0)
+    got = losses.rbf_knn_weights(jnp.asarray(x, jnp.float32), k, gamma=0.3)
+    np.testing.assert_allclose(np.asarray(got, np.float64), expected, rtol=1e-5, atol=1e-7)

@@ -309,3 +309,25 @@ def test_accumulate_gradients_accumulates_bf16_in_float32_like_multisteps():
         jol.sgd(0.1), 3, accumulator_dtype=jnp.float64 if jax.config.x64_enabled else jnp.float16
     ).init(p16)
     assert all(x.dtype != jnp.bfloat16 for x in jax.tree.leaves(s32.acc_grads))
+
+
+@pytest.mark.parametrize(
+    "ours, theirs",
+    [
+        (jol.scale_by_rms, optax.scale_by_rms),
+        (jol.scale_by_adam, optax.scale_by_adam),
+        (jol.scale_by_stddev, optax.scale_by_stddev),
+    ],
+    ids=["scale_by_rms", "scale_by_adam", "scale_by_stddev"],
+)
+def test_the_scalings_defaults_are_optaxs(ours, theirs):
+    """Built with no argument, the same numbers as optax's (gradients of 1e-4: a wrong eps shows)."""
+    params = {"w": jnp.zeros((3, 2))}
+    rng = np.random.default_rng(3)
+    a, b = ours(), theirs()
+    sa, sb = a.init(params), b.init(params)
+    for _ in range(3):
+        g = {"w": jnp.asarray(rng.normal(size=(3, 2)) * 1e-4, jnp.float32)}
+        ua, sa = a.update(g, sa, params)
+        ub, sb = b.update(g, sb, params)
+        np.testing.assert_allclose(np.asarray(ua["w"]), np.asarray(ub["w"]), rtol=5e-5)  # float32 rounding
