@@ -18,16 +18,18 @@ def _programs(seeds, quick, max_runs):
 
 
 @pytest.mark.parametrize(
-    "quick, max_runs, expected", [(True, None, 73), (False, None, 73), (True, 48, 75), (False, 48, 77)]
+    "quick, max_runs, expected", [(True, None, 74), (False, None, 74), (True, 48, 76), (False, 48, 80)]
 )
 def test_the_table_trains_fewer_programs_than_arms(quick, max_runs, expected):
-    """83 distinct arms (65 rows' arms, the optimizer rows' control and deep-narrow settings, the
-    init and normalization rows' deep narrow net: LeCun, He, He + batch norm, He + layer norm,
-    and the dropout x activation 2 x 2's sigmoid arm without dropout); merged where they differ
-    only in traced knobs: 73 programs, or 77 on the CPU at 5 seeds, where the runs of one program
-    are capped (wider programs cost more per run; 75 at 3 seeds)."""
+    """84 distinct arms (66 rows' arms: accuracy_loss's measure the test loss every epoch, for its
+    matched-training-loss reading, so full_batch no longer shares them; the optimizer rows'
+    control and deep-narrow settings, the init and normalization rows' deep narrow net: LeCun,
+    He, He + batch norm, He + layer norm, and the dropout x activation 2 x 2's sigmoid arm without
+    dropout); merged where they differ only in traced knobs (arms with and without the test curve
+    apart): 74 programs, or 80 on the CPU at 5 seeds, where the runs of one program are capped
+    (wider programs cost more per run; 76 at 3 seeds)."""
     arms, programs = _programs((0, 1, 2, 3, 4) if not quick else QUICK_SEEDS, quick, max_runs)
-    assert len(arms) == 83 and len(programs) == expected, (len(arms), len(programs))
+    assert len(arms) == 84 and len(programs) == expected, (len(arms), len(programs))
     assert plan.max_program_runs("cpu") == 48 and plan.max_program_runs("gpu") is None
 
 
@@ -197,3 +199,18 @@ def test_the_program_lock_does_not_follow_a_planted_link(tmp_path, capsys):
     with run._program_lock(cache, "def"):  # an ordinary lock file is created and released
         pass
     assert (cache / "program-def.lock").is_file()
+
+
+def test_only_rows_read_at_matched_training_loss_measure_the_test_loss_every_epoch():
+    """The per-epoch test loss costs an evaluation per epoch: only "not better" generalization
+    claims (not ties) ask for it, and it is part of the arm's identity and program."""
+    needing = sorted(n for n, row in REGISTRY.items() if run.needs_test_curve(row))
+    assert needing == sorted(
+        ["adagrad", "rmsprop", "momentum", "adam", "nesterov", "rmsprop_vs_adagrad", "warmup", "decay", "accuracy_loss"]
+    )
+    with_curve, plain = (
+        run.row_arms(REGISTRY["accuracy_loss"], QUICK_SEEDS, True),
+        run.row_arms(REGISTRY["full_batch"], QUICK_SEEDS, True),
+    )
+    assert with_curve[0].setting["test_curve"] is True and "test_curve" not in plain[0].setting
+    assert with_curve[0].fingerprint != plain[0].fingerprint and with_curve[0].program != plain[0].program

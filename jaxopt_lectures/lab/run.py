@@ -173,7 +173,7 @@ def _train(setting: dict, configs: list[dict], epochs: int, seeds, progress: boo
         progress=progress,
         progress_desc=desc,
         mesh=plan.runs_mesh(setting, len(configs) * len(seeds)),
-        test_curve=True,  # the generalization half's matched-training-loss reading (verdict)
+        test_curve=bool(setting.get("test_curve")),  # a matched-training-loss reading (needs_test_curve)
     ), datasets
 
 
@@ -220,12 +220,26 @@ def arm_spec(setting: dict, grid: dict, epochs: int, seeds: Sequence[int], measu
     )
 
 
+def needs_test_curve(row: Row) -> bool:
+    """Does ``row``'s verdict read the test loss after every epoch? Yes for a "not better"
+    generalization claim that is not a tie: it is judged at matched training loss
+    (:func:`.verdict.matched_loss_half`). Only those arms measure it: an evaluation per epoch
+    (and its program) costs every other row about a quarter of its time on the 2-core CPU."""
+    return quotes.CLAIMS[row.name].val == "not better" and row.design != "tie"
+
+
 def row_arms(row: Row, seeds: Sequence[int], quick: bool) -> tuple[ArmSpec, ArmSpec]:
-    """``(baseline, variant)`` of ``row`` as the runner trains them."""
+    """``(baseline, variant)`` of ``row`` as the runner trains them; their settings say
+    ``"test_curve": True`` where :func:`needs_test_curve` (part of the fingerprint and of the
+    program key: an arm trained without the curve is never read as one with it)."""
     seeds = tuple(int(s) for s in seeds)
     gb, gv = row.grids(quick)
     eb, ev = arm_epochs(row, quick)
-    return (arm_spec(row.baseline, gb, eb, seeds, row.measure), arm_spec(row.variant, gv, ev, seeds, row.measure))
+    flag = {"test_curve": True} if needs_test_curve(row) else {}
+    return (
+        arm_spec({**row.baseline, **flag}, gb, eb, seeds, row.measure),
+        arm_spec({**row.variant, **flag}, gv, ev, seeds, row.measure),
+    )
 
 
 def judged_arms(row: Row, seeds: Sequence[int], quick: bool) -> tuple[ArmSpec, ...]:
