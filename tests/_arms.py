@@ -59,18 +59,20 @@ def arm(points, epochs=EPOCHS):
 RNG = np.random.default_rng(0)  # module-level: each test file draws its own sequence
 
 
-def noisy(level, spread=0.05, n=SEEDS):
-    return level * np.exp(RNG.normal(0, spread, n))
+def noisy(level, spread=0.05, n=SEEDS, rng=None):
+    return level * np.exp((RNG if rng is None else rng).normal(0, spread, n))
 
 
-def four_arms(levels, spread=0.02, acc=None):
+def four_arms(levels, spread=0.02, acc=None, seed=0):
     """The four arms of an interaction row (baseline and variant at the first level of the
     second factor, then at the second): ``levels`` their test (= validation) cross-entropies,
     each seed the same multiplicative noise for a level's two arms' η 0.01 point, plus a worse
-    η 0.1 point that validation must not pick; ``acc``: their test accuracies."""
+    η 0.1 point that validation must not pick; ``acc``: their test accuracies. The noise is
+    drawn from its own generator (``seed``): the same arms whatever ran before, in any worker."""
     out = []
+    rng = np.random.default_rng(seed)
     for i, level in enumerate(levels):
-        test = noisy(level, spread)
+        test = noisy(level, spread, rng=rng)
         good = point(0.01, [6] * SEEDS, noisy(0.02), test, test_acc=None if acc is None else [acc[i]] * SEEDS)
         bad = point(0.1, [6] * SEEDS, noisy(0.02), 2.0 * test, test_acc=[0.5] * SEEDS)
         out.append(arm([good, bad]))

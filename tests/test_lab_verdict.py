@@ -3,6 +3,8 @@
 Each synthetic arm has a grid of learning rates and per-seed epoch-by-epoch curves, built
 from a few numbers, so each test states the effect it plants and the label it must read."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 from _arms import EPOCHS, LR, SEEDS, UPE, arm, noisy, point
@@ -204,7 +206,9 @@ def _interaction(levels, **kw):
     from _arms import four_arms
 
     b1, v1, b2, v2 = four_arms(levels, **kw)
-    return verdict.judge(REGISTRY["dropout_relu_vs_sigmoid"], b1, v1, range(5), level2=(b2, v2)), (b1, v1, b2, v2)
+    # the half's logic on arms without training curves to check a regime on (that check has its own tests)
+    row = dataclasses.replace(REGISTRY["dropout_relu_vs_sigmoid"], regime=None)
+    return verdict.judge(row, b1, v1, range(5), level2=(b2, v2)), (b1, v1, b2, v2)
 
 
 def test_an_interaction_holds_when_the_knob_helps_at_one_level_and_hurts_at_the_other():
@@ -329,3 +333,14 @@ def test_arms_without_test_curves_fall_back_to_the_literal_reading_and_say_so():
     # a claim that is not "not better" (a tie: equivalence) keeps the plain reading
     tie = verdict.judge(REGISTRY["momentum_variants"], base, var, range(SEEDS))["halves"]["generalization"]
     assert tie["kind"] == "equivalence" and "matched" not in tie
+
+
+def test_the_interaction_row_is_judged_in_the_dropout_row_s_regime():
+    """Dropout is for a net that overfits: the 2 x 2 carries the dropout row's regime check, on
+    its compared baseline (ReLU without dropout at its validation pick)."""
+    row = REGISTRY["dropout_relu_vs_sigmoid"]
+    assert row.regime == REGISTRY["dropout"].regime == "overfits"
+    b1, v1, b2, v2 = _interaction((0.5, 0.4, 0.6, 0.63))[1]
+    out = verdict.judge(row, b1, v1, range(5), level2=(b2, v2))
+    assert out["regime"]["check"] == "overfits" and out["label"] in ("regime not reached", "yes")
+    assert (out["label"] == "yes") == bool(out["regime"]["reached"])

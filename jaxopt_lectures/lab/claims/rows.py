@@ -526,6 +526,7 @@ ROWS: list[Row] = [
         tune={LR: ETA_ADAM},
         tune_variant={"hparams.dropout": (0.1, 0.3, 0.5)},
         design="interaction",
+        regime="overfits",  # the dropout row's regime: dropout is for a net that overfits
         factor={"model": {"activation": "sigmoid", "init": "glorot"}},
         levels=("ReLU + He", "sigmoid + Glorot"),
         note="2 x 2: without and with dropout (rate tuned), under ReLU (He init) and under sigmoid (Glorot init); "
