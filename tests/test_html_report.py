@@ -3,7 +3,7 @@
 Structural checks, no browser (tests/test_html_browser.py opens the page in Chromium): the
 page parses, every row has its section and anchor, nothing is fetched from the network, and
 the numbers printed are recipe.json's. Built from a synthetic table (verdict.judge on the
-arms of tests/_arms.py) and from a real quick run (tests/data/recipe_sample.json, ten rows of
+arms of tests/_arms.py) and from a real quick run (tests/data/recipe_sample.json, eleven rows of
 `jaxopt-lectures recipe --quick`).
 """
 
