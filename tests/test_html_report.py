@@ -315,3 +315,20 @@ def test_a_not_better_half_shows_the_matched_reading_and_the_literal_one_beside(
     )
     plain = verdict.judge(recipe.REGISTRY["adam"], arm([point(0.1, [6] * 5, noisy(0.02), noisy(0.5))]), base, range(5))
     assert "no per-epoch test curves" in report._half_cell(plain["halves"]["generalization"])
+
+
+def test_the_optimizer_rows_are_drawn_per_setting_where_the_lecture_places_them(tmp_path):
+    """Issue 24 item 3: the report page shows the optimizers' training curves on the judged badly
+    scaled inputs and in the settings beside (the standardised control, the deep narrow net), from
+    recipe.json alone; a table without such rows has no such section."""
+    table = json.loads(SAMPLE.read_text())
+    rows = html_report.conditioning_rows(table)
+    assert [r["name"] for r in rows] == ["adam"]  # the sample's one optimizer row
+    text = html_report.write_html(table, tmp_path / "index.html").read_text(encoding="utf-8")
+    section = text[text.index('<section id="conditioning">') : text.index('<section id="rows">')]
+    assert "training loss per update of each optimizer and SGD, per setting" in section
+    for panel in ["badly scaled inputs", *rows[0]["settings"]]:
+        assert f">{panel}<" in section, panel
+    assert "condition number" in section  # the judged setting's measured condition number, in words
+    plain = dict(table, rows=[r for r in table["rows"] if r not in rows])
+    assert html_report.conditioning_plot(plain) == "" and 'id="conditioning"' not in html_report.render(plain)

@@ -344,3 +344,15 @@ def test_the_interaction_row_is_judged_in_the_dropout_row_s_regime():
     out = verdict.judge(row, b1, v1, range(5), level2=(b2, v2))
     assert out["regime"]["check"] == "overfits" and out["label"] in ("regime not reached", "yes")
     assert (out["label"] == "yes") == bool(out["regime"]["reached"])
+
+
+def test_time_to_target_keeps_the_fastest_point_s_mean_training_curve():
+    """The report draws each arm at the point its optimization half compares (issue 24 item 3):
+    time_to_target keeps that point's training loss per epoch, averaged over the seeds."""
+    fast = point(0.1, [3] * SEEDS, noisy(0.01), noisy(0.4))
+    slow = point(0.01, [8] * SEEDS, noisy(0.02), noisy(0.3))
+    a = arm([slow, fast])
+    out = verdict.time_to_target(a, ("train_acc", verdict.TARGET_ACC))
+    assert out["chosen_index"] == 1
+    want = np.mean(np.array(fast["curves"]["train"], float), axis=0)
+    assert out["train_curve"] == pytest.approx(list(want))

@@ -15,6 +15,7 @@ reruns the row; a footer says how to read the statistics.
 from __future__ import annotations
 
 import io
+import json
 import math
 import re
 from pathlib import Path
@@ -444,6 +445,68 @@ def curve_plot(row: dict, split: str) -> str:
     return _svg(fig, f"curve-{row['name']}-{split}", f"{row['technique']}: {what} loss per update, both arms")
 
 
+def conditioning_rows(table: dict) -> list[dict]:
+    """The rows judged where the inputs are ill-conditioned and measured in other settings beside
+    (the optimizer rows, issue 24): the ones :func:`conditioning_plot` draws."""
+    return [r for r in table["rows"] if (r.get("regime") or {}).get("check") == "ill_conditioned" and r.get("settings")]
+
+
+def conditioning_plot(table: dict) -> str:
+    """The lecture's picture of adaptive step sizes: the training loss per update of every
+    optimizer row's two arms (SGD and the optimizer; for Nesterov, classic momentum and Nesterov),
+    each at its own picked η, one panel per setting (the judged badly scaled inputs first, then
+    the settings reported beside, e.g. the standardised control). Empty when no such row."""
+    import numpy as np
+
+    rows = conditioning_rows(table)
+    if not rows:
+        return ""
+    panels = [rows[0].get("setting") or "judged setting", *rows[0]["settings"]]
+    fig = _figure(3.3 * len(panels), 3.0, {"left": 0.07, "right": 0.99, "bottom": 0.16, "top": 0.86, "wspace": 0.25})
+    axes = fig.subplots(1, len(panels), sharey=True, squeeze=False)[0]
+    palette = ["#1f5fbf", "#c62828", "#1a7f37", "#b35900", "#7b3fbf", "#00838f"]
+    values = []
+    for ax, panel in zip(axes, panels):
+        _style(ax)
+        drawn: set[str] = set()
+        for i, row in enumerate(rows):
+            curves = row["curves"] if panel == panels[0] else (row["settings"].get(panel) or {}).get("curves") or {}
+            upe = row.get("updates_per_epoch") or {}
+            for arm in ("without", "with"):
+                label = row["name"]
+                if arm == "without":  # a baseline several rows share (tuned SGD) is drawn once
+                    optimizer = ((row["arms"].get("without") or {}).get("setting") or {}).get("optimizer") or {}
+                    key = json.dumps(optimizer, sort_keys=True)
+                    if key in drawn:
+                        continue
+                    drawn.add(key)
+                    label = optimizer.get("name", f"{row['name']}: without")
+                    if optimizer.get("momentum"):
+                        label += f" + momentum {optimizer['momentum']}"
+                half = ((row if panel == panels[0] else row["settings"].get(panel) or {}).get("halves") or {}).get(
+                    "optimization"
+                ) or {}
+                fastest = ((half.get("time_to_target") or {}).get(arm) or {}).get("train_curve")
+                # at the arm's fastest η for the training target (the optimization half's pick), else
+                # at its validation pick (recipe.json files made before the fastest point's curve was kept)
+                mean = _finite(fastest or ((curves.get(arm) or {}).get("train") or {}).get("mean", []))
+                if not mean:
+                    continue
+                x = np.arange(1, len(mean) + 1) * (upe.get(arm) or 1)
+                style = "--" if arm == "without" else "-"
+                color = "#6e7781" if arm == "without" else palette[i % len(palette)]
+                ax.plot(x, mean, style, color=color, lw=1.4, label=label)
+                values += mean
+        ax.set_title(panel, fontsize=8.5)
+        ax.set_xlabel("updates", fontsize=8)
+    if _wide(values) and _positive(values):
+        for ax in axes:
+            _log(ax, "y")
+    axes[0].set_ylabel("training loss (mean over seeds)", fontsize=8)
+    axes[-1].legend(fontsize=6.5)
+    return _svg(fig, "conditioning", "training loss per update of each optimizer and SGD, per setting")
+
+
 # ---------------------------------------------------------------------------------------
 # The page.
 
@@ -665,6 +728,10 @@ def render(table: dict) -> str:
             t=table,
             rows=rows,
             forest=Markup(forest_plot(table)),
+            conditioning=Markup(conditioning_plot(table)),
+            conditioning_detail=[
+                (r["technique"], (r.get("regime") or {}).get("detail", "")) for r in conditioning_rows(table)[:1]
+            ],
             counts=[(LABEL_MARKS.get(k, ("·", k, "open")), v) for k, v in counts.items() if v],
             null_table=table.get("null_table") or {},
             steps=STEP_NAMES,

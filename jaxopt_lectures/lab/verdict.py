@@ -42,6 +42,7 @@ unless the claim's regime is not reached on the compared runs (:func:`check_regi
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -191,7 +192,23 @@ def time_to_target(arm: dict, target: tuple[str, float]) -> dict:
         "updates": per_point[c],
         "reached": sum(t is not None for t in per_point[c]),
         "cap": budget_updates(arm) + int(arm["updates_per_epoch"]),
+        "train_curve": _mean_curve(arm["points"][c]["curves"]["train"]),
     }
+
+
+def _mean_curve(per_seed) -> list[float | None]:
+    """The mean over seeds of per-epoch values (a seed's missing epochs left out; None where no
+    seed has a finite value): the chosen point's training curve the report draws."""
+    rows = [_arr(c) for c in per_seed]
+    n = max((len(r) for r in rows), default=0)
+    table = np.full((len(rows), n), np.nan)
+    for i, r in enumerate(rows):
+        table[i, : len(r)] = r
+    table[~np.isfinite(table)] = np.nan
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # an epoch no seed reached: nan, said as None
+        mean = np.nanmean(table, axis=0) if n else np.array([])
+    return [_finite_or_none(float(x)) for x in mean]
 
 
 def stall_check(base: dict, var: dict) -> dict:
@@ -512,9 +529,10 @@ def _first_at_or_below(curve, level: float) -> int | None:
 
 def matched_training_loss(pb: dict, pv: dict) -> list[dict]:
     """Per seed, the two grid points ``pb`` (without) and ``pv`` (with) at the same training loss:
-    the level L* = the larger of the two runs' lowest training losses over the run (both reach
-    it), each run's first epoch with training loss <= L*, and its test loss at that epoch (from
-    ``curves["test"]``). A seed where either run has no finite training loss gets ``None``s."""
+    the level ``L*`` = the larger of the two runs' lowest training losses over the run (both
+    reach it), each run's first epoch with training loss <= ``L*``, and its test loss at that
+    epoch (from ``curves["test"]``). A seed where either run has no finite training loss gets
+    ``None`` for each of them."""
     out: list[dict[str, Any]] = []
     for tb, tv, xb, xv in zip(pb["curves"]["train"], pv["curves"]["train"], pb["curves"]["test"], pv["curves"]["test"]):
         lows = [_arr(t)[np.isfinite(_arr(t))] for t in (tb, tv)]
