@@ -521,13 +521,8 @@ def _finite_or_none(x) -> float | None:
 
 
 def _curve(a: np.ndarray) -> dict:
-    """Mean and standard deviation over seeds, epoch by epoch (NaN after a run stopped: ignored)."""
-    with np.errstate(all="ignore"):
-        finite = np.where(np.isfinite(a), a, np.nan)
-        counts = np.isfinite(finite).sum(axis=0)
-        mean = np.where(counts > 0, np.nansum(finite, axis=0) / np.maximum(counts, 1), np.nan)
-        sq = np.nansum((finite - mean) ** 2, axis=0) / np.maximum(counts, 1)
-    return {"mean": [_finite_or_none(x) for x in mean], "std": [_finite_or_none(x) for x in np.sqrt(sq)]}
+    """Mean and standard deviation over seeds, epoch by epoch (:func:`.verdict.curve_summary`)."""
+    return verdict.curve_summary(a)
 
 
 # ---------------------------------------------------------------------------------------

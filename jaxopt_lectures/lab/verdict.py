@@ -42,7 +42,6 @@ unless the claim's regime is not reached on the compared runs (:func:`check_regi
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -196,19 +195,25 @@ def time_to_target(arm: dict, target: tuple[str, float]) -> dict:
     }
 
 
+def curve_summary(a) -> dict:
+    """Mean and standard deviation over seeds (axis 0), epoch by epoch (NaN after a run stopped:
+    ignored; ``None`` where no seed has a finite value)."""
+    with np.errstate(all="ignore"):
+        finite = np.where(np.isfinite(a), a, np.nan)
+        counts = np.isfinite(finite).sum(axis=0)
+        mean = np.where(counts > 0, np.nansum(finite, axis=0) / np.maximum(counts, 1), np.nan)
+        sq = np.nansum((finite - mean) ** 2, axis=0) / np.maximum(counts, 1)
+    return {"mean": [_finite_or_none(x) for x in mean], "std": [_finite_or_none(x) for x in np.sqrt(sq)]}
+
+
 def _mean_curve(per_seed) -> list[float | None]:
-    """The mean over seeds of per-epoch values (a seed's missing epochs left out; None where no
-    seed has a finite value): the chosen point's training curve the report draws."""
+    """The mean over seeds of per-epoch lists of unequal length (:func:`curve_summary`): the
+    chosen point's training curve the report draws."""
     rows = [_arr(c) for c in per_seed]
-    n = max((len(r) for r in rows), default=0)
-    table = np.full((len(rows), n), np.nan)
+    table = np.full((len(rows), max((len(r) for r in rows), default=0)), np.nan)
     for i, r in enumerate(rows):
         table[i, : len(r)] = r
-    table[~np.isfinite(table)] = np.nan
-    with np.errstate(invalid="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # an epoch no seed reached: nan, said as None
-        mean = np.nanmean(table, axis=0) if n else np.array([])
-    return [_finite_or_none(float(x)) for x in mean]
+    return curve_summary(table)["mean"]
 
 
 def stall_check(base: dict, var: dict) -> dict:
