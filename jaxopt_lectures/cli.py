@@ -48,8 +48,8 @@ def _recipe_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--quick",
         action="store_true",
-        help="fewer epochs and 3 seeds, the full table's grids, no extra seed blocks: it may only be less decided "
-        "(more inconclusive) than the full table",
+        help="fewer epochs and 3 seeds, the full table's grids, no extra seed blocks and none of the other settings "
+        "reported beside a row: it may only be less decided (more inconclusive) than the full table",
     )
     p.add_argument(
         "--only", default="", metavar="NAMES", help="comma-separated technique names (default: all; see --list)"

@@ -144,3 +144,29 @@ def test_an_inconclusive_interaction_extends_all_four_arms_with_the_same_seeds(m
     assert out["seed_blocks"] == 2 and len(out["seeds"]) == 10
     half = out["halves"]["generalization"]
     assert half["seeds"] == 10 and [s["seeds"] for s in half["simple_effects"]] == [10, 10]
+
+
+@pytest.mark.parametrize("quick", [False, True])
+def test_quick_skips_the_settings_reported_beside_and_the_full_table_runs_each(monkeypatch, quick):
+    """The other settings (control, deep narrow net) are never part of a label: ``--quick``
+    leaves them out (its budget goes to the judged rows), the full table trains each once."""
+    from _arms import arm, noisy, point
+
+    calls = []
+
+    def fake_run_arms(specs, seeds, peers=(), progress=False, desc=""):
+        calls.append(desc)
+        rng = np.random.default_rng(len(calls))
+        return [arm([point(lr, [6] * 5, noisy(0.02, rng=rng), noisy(0.5, rng=rng)) for lr in (0.01, 0.1)])] * 2
+
+    monkeypatch.setattr(run, "run_arms", fake_run_arms)
+    row = REGISTRY["adam"]
+    out = run.run_row(row, (0, 1, 2, 3, 4), quick=quick)
+    assert len(row.settings) == 2
+    if quick:
+        assert calls == ["adam"] and out["settings"] == {}
+    else:
+        assert calls[0] == "adam" and set(out["settings"]) == set(row.settings)
+        assert [c for c in calls if c.startswith("adam (") and "seeds" not in c] == [
+            f"adam ({name})" for name in row.settings
+        ]

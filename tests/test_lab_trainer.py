@@ -339,3 +339,26 @@ def test_the_test_curve_is_each_epochs_parameters_on_the_test_split():
 def test_the_test_curve_run_by_run_and_off_by_default():
     kw, datasets = _test_curve_case(vmap=False, epochs=4)
     assert lab.train(MLP, datasets, SGD, **kw).test_curve is None
+
+
+def test_the_end_of_epoch_program_is_the_same_for_every_optimizer(digits):
+    """Evaluation never reads the optimizer state, and its program does not take it: one model
+    on one data layout compiles one end-of-epoch program, which the compilation cache then
+    serves to the other optimizers' arms (a lab table trains dozens of them)."""
+    from flax import nnx
+
+    from jaxopt_lectures.lab import trainer
+
+    abstract = nnx.eval_shape(lambda: MLP(rngs=nnx.Rngs(0)))
+    texts = []
+    for opt in (SGD, jol.inject_hyperparams(jol.adam)(learning_rate=1e-3)):
+        setup = trainer._make_setup(abstract, digits, opt, 32, {}, None, None, None)
+        runs = trainer._initial_runs(MLP, opt, (0, 1), 1, {"learning_rate": jnp.asarray([0.1])}, None, None)
+        state = jax.tree.map(trainer._stack_on_host, *runs)
+        data = trainer._device_arrays(digits, False)
+        program = trainer._end_epoch_program(setup, None, None)
+        texts.append(program.lower(trainer._without_opt_state(state), data).as_text())
+        new, (tl, *_) = trainer._programs(setup, True, None, [data], 2, 2)[1](state)
+        _same_tree(new.opt_state, state.opt_state)  # handed back untouched
+        assert np.isfinite(np.asarray(tl)).all()
+    assert texts[0] == texts[1]

@@ -36,12 +36,14 @@ def usable_cache_dir(sub: str | None = None) -> Path | None:
     return _kernels.usable_cache_dir(sub)
 
 
-def enable_compilation_cache(path: str | os.PathLike | None = None, min_compile_secs: float = 0.5) -> Path | None:
+def enable_compilation_cache(path: str | os.PathLike | None = None, min_compile_secs: float = 0.0) -> Path | None:
     """Turn on JAX's persistent compilation cache (compiles dominate run time on CPU).
 
     Called by the trainer and the CLI, never on import. Programs that took at least
     ``min_compile_secs`` to compile are stored under ``path`` (default ``cache_dir()/jax``)
-    and reloaded by later processes instead of recompiled. The folder must be private to the
+    and reloaded by later processes instead of recompiled. The default stores every program:
+    the lab compiles hundreds of small ones (0.1-1 s each), many of them the same program for
+    another arm or setting, which then load from the cache (a few MB per table). The folder must be private to the
     user (compiled programs are run as they are loaded); when it cannot be created or is not
     private, the cache stays off, one ``RuntimeWarning`` says why, and ``None`` is returned.
     """

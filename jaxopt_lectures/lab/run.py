@@ -609,7 +609,9 @@ def run_row(row: Row, seeds: Sequence[int], quick: bool, progress: bool = False,
     out["setting"] = row.setting_name
     out["settings"] = {}
     t0 = time.perf_counter()
-    for name in row.settings:  # the same comparison elsewhere, reported beside (first block of seeds)
+    # the same comparison elsewhere, reported beside (first block of seeds); not with ``quick``:
+    # never part of a label, they are the full table's picture of where the lecture places a claim
+    for name in {} if quick else row.settings:
         other = row.in_setting(name)
         b, v = run_arms(
             row_arms(other, seeds, quick), seeds, table_arms(seeds, quick), progress, f"{row.name} ({name})"

@@ -735,6 +735,18 @@ def _restore(ckpt, state: RunState, history: History, epoch: int | None = None) 
     return state, start
 
 
+def _without_opt_state(state: RunState) -> RunState:
+    """``state`` without its optimizer state, which evaluation never reads: the end-of-epoch
+    program is then the same for every optimizer of one model, data and run count, and the
+    compilation cache serves it to every arm after the first."""
+    return state._replace(opt_state=())
+
+
+def _end_epoch_program(setup: _Setup, patience, data_axis: int | None):
+    """The vmapped end-of-epoch program, taking a state :func:`_without_opt_state`."""
+    return jax.jit(jax.vmap(lambda rs, d: _end_epoch(setup, rs, d, patience), in_axes=(0, data_axis)))
+
+
 def _programs(setup: _Setup, use_vmap: bool, patience, seed_data: list[tuple], n_runs: int, n_seed: int):
     """``(run_epoch(state, batches, hp) -> state, end_epoch(state, data=None) -> (state, metrics))``.
 
@@ -745,14 +757,15 @@ def _programs(setup: _Setup, use_vmap: bool, patience, seed_data: list[tuple], n
     run_data, dev_data = _run_layout(seed_data, n_runs, n_seed, use_vmap)
     data_axis = None if len(seed_data) == 1 else 0
     if use_vmap:
-        end_vmapped = jax.jit(jax.vmap(lambda rs, d: _end_epoch(setup, rs, d, patience), in_axes=(0, data_axis)))
+        end_vmapped = _end_epoch_program(setup, patience, data_axis)
         epoch_vmapped = jax.jit(
             jax.vmap(lambda rs, i, h, d: _scan_epoch(setup, rs, i, h, d), in_axes=(0, 0, 0, data_axis)),
             donate_argnums=0,
         )
 
         def end_epoch(state, data=None):
-            return end_vmapped(state, dev_data if data is None else data[1])
+            new, metrics = end_vmapped(_without_opt_state(state), dev_data if data is None else data[1])
+            return new._replace(opt_state=state.opt_state), metrics
 
         def run_epoch(state, batches, hp):
             return epoch_vmapped(state, batches, hp, dev_data)
@@ -764,8 +777,8 @@ def _programs(setup: _Setup, use_vmap: bool, patience, seed_data: list[tuple], n
 
     def end_epoch(state, data=None):
         per_run = run_data if data is None else data[0]
-        outs = [end_one(r, per_run[i]) for i, r in enumerate(_unstack(state, n_runs))]
-        return _stack([o[0] for o in outs]), _stack([o[1] for o in outs])
+        outs = [end_one(r, per_run[i]) for i, r in enumerate(_unstack(_without_opt_state(state), n_runs))]
+        return _stack([o[0] for o in outs])._replace(opt_state=state.opt_state), _stack([o[1] for o in outs])
 
     def run_epoch(state, batches, hp):
         runs = _unstack(state, n_runs)
