@@ -6,6 +6,7 @@ import json
 import numpy as np
 import pytest
 
+import jaxopt_lectures as jol
 from jaxopt_lectures.lab import plan, report, run
 from jaxopt_lectures.lab.claims.rows import REGISTRY
 
@@ -214,3 +215,44 @@ def test_only_rows_read_at_matched_training_loss_measure_the_test_loss_every_epo
     )
     assert with_curve[0].setting["test_curve"] is True and "test_curve" not in plain[0].setting
     assert with_curve[0].fingerprint != plain[0].fingerprint and with_curve[0].program != plain[0].program
+
+
+@pytest.mark.parametrize(
+    ("spec", "name", "reference"),
+    [
+        ({"name": "adam", "learning_rate": 1e-2, "eps": 1e-2}, "eps", lambda: jol.adam(1e-2, eps=1e-2)),
+        ({"name": "sgd", "learning_rate": 0.1, "momentum": 0.5}, "momentum", lambda: jol.sgd(0.1, momentum=0.5)),
+        (
+            {"name": "momentum", "learning_rate": 0.1, "beta": 0.99, "variant": "ema"},
+            "beta",
+            lambda: jol.momentum(0.1, beta=0.99, variant="ema"),
+        ),
+    ],
+)
+def test_adams_eps_and_the_momentum_coefficient_are_injected_and_step_like_the_fixed_optimizer(spec, name, reference):
+    """Issue 22 item 5 (Choi et al.): ε and β are tuned like η, as injected state, so an arm's
+    (η, ε) or (η, β) grid is one program, and each point steps as the optimizer built with it."""
+    import jax
+    import jax.numpy as jnp
+
+    tx, ref = plan.make_optimizer(spec, 100), reference()
+    params = {"w": jnp.linspace(-1.0, 1.0, 6).reshape(3, 2), "b": jnp.zeros(2)}
+    grads = jax.tree.map(lambda p: 0.3 * p + 0.1, params)
+    state, ref_state = tx.init(params), ref.init(params)
+    assert float(state.hyperparams[name]) == pytest.approx(spec[name])
+    for _ in range(3):
+        u, state = tx.update(grads, state, params)
+        r, ref_state = ref.update(grads, ref_state, params)
+        for a, b in zip(jax.tree.leaves(u), jax.tree.leaves(r), strict=True):
+            np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6, atol=1e-9)
+    other = {**spec, name: spec[name] / 2}
+    setting = {"optimizer": spec, "data": {"name": "digits"}}
+    assert plan.program_key(setting, 5, [0]) == plan.program_key({**setting, "optimizer": other}, 5, [0])
+    assert plan.arm_configs(setting, {f"optimizer.{name}": (1.0, 2.0)})[1][name] == 2.0
+
+
+def test_plain_sgd_keeps_its_structure_apart_from_sgd_with_momentum():
+    sgd = {"optimizer": {"name": "sgd", "learning_rate": 0.1}, "data": {}}
+    heavy = {"optimizer": {"name": "sgd", "learning_rate": 0.1, "momentum": 0.9}, "data": {}}
+    assert plan.program_key(sgd, 5, [0]) != plan.program_key(heavy, 5, [0])
+    assert "momentum" not in plan.make_optimizer(sgd["optimizer"], 10).init({"w": np.zeros(2)}).hyperparams

@@ -5,7 +5,8 @@ seed of an arm run in **one** compiled program: the tuned knobs are traced input
 constants. Arms whose settings differ only in traced knobs (:func:`program_key`: the
 learning rate, the weight decay, and the trainer terms' weights, 0 for a term an arm does
 not use) are one *program group*: :mod:`.run` trains the whole group in one program.
-Optimizer knobs (``optimizer.learning_rate``, ``optimizer.weight_decay``) are injected
+Optimizer knobs (``optimizer.learning_rate``, ``optimizer.weight_decay`` and the others of
+:data:`TUNABLE_OPTIMIZER`) are injected
 into the optimizer state (``jol.inject_hyperparams``), the trainer's own knobs
 (``hparams.dropout``, ``hparams.l1`` ...) enter the step as arrays; dense nets run all
 (grid point, seed) pairs vmapped, conv nets run by run over one jitted step (the
@@ -29,8 +30,13 @@ from jaxopt_lectures import sharding
 from jaxopt_lectures.lab import augment as aug, data as data_lib, models
 from jaxopt_lectures.lab.trainer import TRAINER_HPARAMS, check_batch_size
 
-#: Optimizer settings that may be tuned (they become injected hyper-parameters).
-TUNABLE_OPTIMIZER = ("learning_rate", "weight_decay")
+#: Optimizer settings that may be tuned (they become injected hyper-parameters): the learning
+#: rate, the weight decay, Adam's ε and the momentum coefficient (``momentum`` of ``sgd``,
+#: ``beta`` of ``momentum``). Each but the learning rate is injected wherever a setting gives
+#: it a number, so arms that differ only in its value share one program.
+TUNABLE_OPTIMIZER = ("learning_rate", "weight_decay", "eps", "momentum", "beta")
+#: The tunable knobs a setting may leave out (the learning rate it always has).
+_INJECTED_IF_SET = TUNABLE_OPTIMIZER[1:]
 
 
 def grid_points(grid: dict[str, tuple]) -> list[dict[str, Any]]:
@@ -63,8 +69,7 @@ def arm_configs(setting: dict, grid: dict) -> list[dict[str, float]]:
     tuned by the grid. Arms of one program group concatenate these (a term an arm lacks is 0)."""
     opt = setting["optimizer"]
     fixed = {"learning_rate": float(opt["learning_rate"])}
-    if "weight_decay" in opt:
-        fixed["weight_decay"] = float(opt["weight_decay"])
+    fixed.update({k: float(opt[k]) for k in _injected(opt)})
     fixed.update({k: float(v) for k, v in setting.get("hparams", {}).items()})
     return [{**fixed, **c} for c in (trainer_configs(grid_points(grid)) or [{}])]
 
@@ -111,8 +116,7 @@ def program_key(setting: dict, epochs: int, seeds) -> str:
     s = json.loads(json.dumps(setting))
     opt = s["optimizer"]
     opt.pop("learning_rate", None)
-    if "weight_decay" in opt:
-        opt["weight_decay"] = "traced"
+    opt.update(dict.fromkeys(_injected(opt), "traced"))
     s["hparams"] = sorted({COSTLY_TERMS[k] for k in s.get("hparams", {}) if k in COSTLY_TERMS})
     return json.dumps([s, int(epochs), [int(x) for x in seeds]], sort_keys=True)
 
@@ -192,8 +196,15 @@ def _shape(spec: dict | None, total_steps: int):
     raise ValueError(f"unknown schedule kind {kind!r}")
 
 
+def _injected(opt: dict) -> list[str]:
+    """The optimizer settings besides the learning rate that are injected: those of
+    :data:`TUNABLE_OPTIMIZER` given a number (``momentum=None`` is plain SGD, a structure)."""
+    return [k for k in _INJECTED_IF_SET if isinstance(opt.get(k), (int, float)) and not isinstance(opt.get(k), bool)]
+
+
 def make_optimizer(spec: dict, total_steps: int) -> jol.GradientTransformation:
-    """The optimizer of ``spec`` with ``learning_rate`` (and ``weight_decay``) injected.
+    """The optimizer of ``spec`` with ``learning_rate`` injected, and each of ``weight_decay``,
+    ``eps``, ``momentum`` and ``beta`` that ``spec`` sets to a number (:func:`_injected`).
 
     Names are ``jol`` aliases plus two chains: ``adam_l2`` (coupled L2 inside Adam: the
     penalty gets divided by √v̂ too) and ``sgd_wd`` (``λθ`` added to the gradient before the
@@ -203,21 +214,21 @@ def make_optimizer(spec: dict, total_steps: int) -> jol.GradientTransformation:
     name = spec.pop("name")
     shape = _shape(spec.pop("schedule", None), total_steps)
     lr0 = float(spec.pop("learning_rate"))
-    has_wd = "weight_decay" in spec
-    wd0 = float(spec.pop("weight_decay", 0.0))
+    values = {k: float(spec.pop(k)) for k in _injected(spec)}
 
-    def factory(learning_rate, weight_decay=0.0):
+    def factory(learning_rate, weight_decay=0.0, eps=None, momentum=None, beta=None):
+        # ``None``: not injected (the optimizer's own default, or the setting's non-number)
+        kw = {**spec, **{k: v for k, v in (("eps", eps), ("momentum", momentum), ("beta", beta)) if v is not None}}
         lr = learning_rate if shape is None else (lambda count: learning_rate * shape(count))
         if name == "adam_l2":
-            return jol.chain(jol.add_l2_regularization(weight_decay), jol.adam(lr, **spec))
+            return jol.chain(jol.add_l2_regularization(weight_decay), jol.adam(lr, **kw))
         if name == "sgd_wd":
-            return jol.chain(jol.add_l2_regularization(weight_decay), jol.sgd(lr, **spec))
+            return jol.chain(jol.add_l2_regularization(weight_decay), jol.sgd(lr, **kw))
         if name == "adamw":
-            return jol.adamw(lr, weight_decay=weight_decay, **spec)
-        return getattr(jol, name)(lr, **spec)
+            return jol.adamw(lr, weight_decay=weight_decay, **kw)
+        return getattr(jol, name)(lr, **kw)
 
-    injected = jol.inject_hyperparams(factory)
-    return injected(learning_rate=lr0, weight_decay=wd0) if has_wd else injected(learning_rate=lr0)
+    return jol.inject_hyperparams(factory)(learning_rate=lr0, **values)
 
 
 def make_model_fn(spec: dict, ds: data_lib.Dataset):
