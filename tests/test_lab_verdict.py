@@ -337,7 +337,7 @@ def test_arms_without_test_curves_fall_back_to_the_literal_reading_and_say_so():
 
 def test_the_interaction_row_is_judged_in_the_dropout_row_s_regime():
     """Dropout is for a net that overfits: the 2 x 2 carries the dropout row's regime check, on
-    its compared baseline (ReLU without dropout at its validation pick)."""
+    its compared baseline (ReLU without dropout at its training-best η)."""
     row = REGISTRY["dropout_relu_vs_sigmoid"]
     assert row.regime == REGISTRY["dropout"].regime == "overfits"
     b1, v1, b2, v2 = _interaction((0.5, 0.4, 0.6, 0.63))[1]
@@ -356,3 +356,24 @@ def test_time_to_target_keeps_the_fastest_point_s_mean_training_curve():
     assert out["chosen_index"] == 1
     want = np.mean(np.array(fast["curves"]["train"], float), axis=0)
     assert out["train_curve"] == pytest.approx(list(want))
+
+
+def test_the_2x2_compares_each_level_where_its_baseline_fits_as_the_dropout_row_does():
+    """In the overfitting regime each level's baseline is read at its training-best η (0.1
+    here, where validation would pick 0.01) and the variant at that η, its strength picked on
+    validation: the pair the dropout row compares, so the 2 x 2 is judged in that row's regime."""
+    arms = []
+    for with_knob, level_test in ((False, 0.7), (True, 0.56), (False, 0.8), (True, 0.84)):
+        fits = point(0.1, [6] * SEEDS, noisy(0.05 if with_knob else 0.01), noisy(level_test))
+        underfits = point(0.01, [None] * SEEDS, noisy(0.3), noisy(0.5))
+        arms.append(arm([underfits, fits]))
+    out = verdict.judge(REGISTRY["dropout_relu_vs_sigmoid"], arms[0], arms[1], range(SEEDS), level2=tuple(arms[2:]))
+    half = out["halves"]["generalization"]
+    assert half["chosen"] == {k: {LR: 0.1} for k in verdict.INTERACTION_ARMS}
+    assert half["tuned_on"].startswith("each level's baseline at its training-best")
+    assert half["estimate"] == pytest.approx((0.56 / 0.7) / (0.84 / 0.8), rel=0.1) and half["result"] == "holds"
+    # the regime is checked on that compared baseline (its training-best point), not the validation pick
+    assert "baseline training accuracy" in out["regime"]["detail"]
+    plain = dataclasses.replace(REGISTRY["dropout_relu_vs_sigmoid"], regime=None)
+    unfitted = verdict.judge(plain, arms[0], arms[1], range(SEEDS), level2=tuple(arms[2:]))
+    assert unfitted["halves"]["generalization"]["chosen"]["without"] == {LR: 0.01}

@@ -453,16 +453,17 @@ def generalization_half(row: Row, claim: quotes.Claim, base: dict, var: dict) ->
 INTERACTION_ARMS = ("without", "with", "level2_without", "level2_with")
 
 
-def _simple_effect(base: dict, var: dict, level: str) -> tuple[np.ndarray, np.ndarray, dict]:
+def _simple_effect(base: dict, var: dict, level: str, fitted: bool) -> tuple[np.ndarray, np.ndarray, dict]:
     """The knob's effect at one level of the second factor: per seed, the log test cross-entropy
-    ratio variant/baseline (each arm at its validation-loss pick) and the test accuracy
-    difference in points (each arm at its validation-accuracy pick), with the paired ratio."""
-    ib, iv = _val_best(base), _val_best(var)
+    ratio variant/baseline and the test accuracy difference in points, with the paired ratio.
+    Each arm at its validation-loss (validation-accuracy) pick; ``fitted`` (a regularizer in the
+    overfitting regime): the pair :func:`_fitted_pair` compares, as the regularizer rows do."""
+    ib, iv = _fitted_pair(base, var, "val") if fitted else (_val_best(base), _val_best(var))
     b, v = _arr(base["points"][ib]["test"]), _arr(var["points"][iv]["test"])
     with np.errstate(invalid="ignore", divide="ignore"):
         logs = np.log(v) - np.log(b)  # a pair with a value not finite or not positive: dropped (nan)
     logs = np.where(np.isfinite(logs), logs, np.nan)
-    ab, av = _val_best(base, "val_acc"), _val_best(var, "val_acc")
+    ab, av = _fitted_pair(base, var, "val_acc") if fitted else (_val_best(base, "val_acc"), _val_best(var, "val_acc"))
     ba, va = _arr(base["points"][ab]["test_acc"]), _arr(var["points"][av]["test_acc"])
     est = stats.paired_ratio(b, v)
     acc = stats.paired_points(ba, va)
@@ -487,14 +488,17 @@ def interaction_half(row: Row, claim: quotes.Claim, arms: Sequence[dict]) -> dic
     baseline and variant at the row's level of the second factor, then at its other level
     (:data:`INTERACTION_ARMS`). Per seed (the four arms share seeds and data splits), the
     interaction is log(test CE ratio variant/baseline at the first level) − log(that ratio at the
-    second level), each arm at its own validation pick; its mean and t interval
+    second level), each arm at its own validation pick (in the overfitting regime, each level's
+    baseline at its training-best η and the variant at that η, its strength picked on validation,
+    as :func:`generalization_half` compares a regularizer); its mean and t interval
     (:func:`.stats.log_ratio_estimate`) are a ratio of ratios, judged like any half by the claim's
     expected effect against :data:`.stats.RATIO_MARGIN` ("better": the knob helps more at the
     first level by more than the margin). Each level's simple effect is reported beside, and the
     same interaction in test error points (each arm picked on validation accuracy)."""
     b1, v1, b2, v2 = arms
-    d1, e1, first = _simple_effect(b1, v1, row.levels[0])
-    d2, e2, second = _simple_effect(b2, v2, row.levels[1])
+    fitted = row.regime == "overfits"
+    d1, e1, first = _simple_effect(b1, v1, row.levels[0], fitted)
+    d2, e2, second = _simple_effect(b2, v2, row.levels[1], fitted)
     est = stats.log_ratio_estimate(d1 - d2)
     e = e1 - e2
     mean, _, lo, hi, p, _ = stats._t_summary(e[np.isfinite(e)], est.confidence)
@@ -517,7 +521,12 @@ def interaction_half(row: Row, claim: quotes.Claim, arms: Sequence[dict]) -> dic
     metric = (
         f"test cross-entropy: the ratio with/without {row.knob} under {row.levels[0]} over that under {row.levels[1]}"
     )
-    return _half(result, metric, "validation cross-entropy (each of the four arms)", extra)
+    tuned_on = (
+        "each level's baseline at its training-best η (where it fits), the variant's strength on validation at that η"
+        if fitted
+        else "validation cross-entropy (each of the four arms)"
+    )
+    return _half(result, metric, tuned_on, extra)
 
 
 #: The metric of a "not for generalization" half judged at matched training loss.
