@@ -102,7 +102,9 @@ def test_cli_bad_arguments_give_one_line_and_exit_code_2(argv, message, capsys):
 def test_tiny_real_pipeline_end_to_end(tmp_path, capsys, monkeypatch):
     """The whole pipeline on one cheap row with 1 epoch and 1 seed (CI-sized)."""
     entry = recipe.REGISTRY["momentum"]
-    tiny = recipe.Entry(**{**entry.__dict__, "quick_epochs": 1, "tune": {"optimizer.learning_rate": (0.01, 0.1)}})
+    tiny = recipe.Entry(
+        **{**entry.__dict__, "quick_epochs": 1, "tune": {"optimizer.learning_rate": (0.01, 0.1)}, "tune_variant": {}}
+    )
     monkeypatch.setitem(recipe.REGISTRY, "momentum", tiny)
     monkeypatch.setenv(run.ARM_CACHE_ENV, str(tmp_path / "arms"))
     monkeypatch.delenv("XLA_PYTHON_CLIENT_PREALLOCATE", raising=False)
@@ -133,7 +135,12 @@ def test_rows_in_worker_processes_equal_rows_run_in_process(tmp_path):
     """--jobs 2: the same numbers as running the rows one after another here."""
     tiny = [
         recipe.Entry(
-            **{**recipe.REGISTRY[n].__dict__, "quick_epochs": 1, "tune": {"optimizer.learning_rate": (0.01, 0.1)}}
+            **{
+                **recipe.REGISTRY[n].__dict__,
+                "quick_epochs": 1,
+                "tune": {"optimizer.learning_rate": (0.01, 0.1)},
+                "tune_variant": {},
+            }
         )
         for n in ("momentum", "adam")
     ]

@@ -314,9 +314,9 @@ def test_power_for_a_one_and_a_half_fold_effect_on_a_loss():
         for m in ("holm", "bh")
     }
     print("power, x1.5, s = 0.3, in a table with 20 real x2 effects:", power)
-    # With the 5 + 5 seed schedule a x1.5 half keeps ~0.63 of its power inside such a table under
-    # BH and ~0.3 under Holm (0.91 and 0.43 with a third block of 5 seeds, which the 2-core CPU's
-    # time budget did not allow): BH is the table's correction (verdict.MULTIPLICITY_METHOD).
+    # With the 5 + 5 + 5 seed schedule a x1.5 half keeps ~0.91 of its power inside such a table
+    # under BH and ~0.43 under Holm (0.63 and 0.3 with the cap at 10 seeds): BH is the table's
+    # correction (verdict.MULTIPLICITY_METHOD).
     assert power["bh"] >= 0.55 and power["bh"] > power["holm"] + 0.2
 
 

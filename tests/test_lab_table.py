@@ -140,10 +140,13 @@ def test_an_inconclusive_interaction_extends_all_four_arms_with_the_same_seeds(m
 
     monkeypatch.setattr(run, "run_arms", fake_run_arms)
     out = run.run_row(REGISTRY["dropout_relu_vs_sigmoid"], (0, 1, 2, 3, 4), quick=False)
-    assert calls == [(4, (0, 1, 2, 3, 4)), (4, run.extension_seeds((0, 1, 2, 3, 4), 1))]
-    assert out["seed_blocks"] == 2 and len(out["seeds"]) == 10
+    seeds = (0, 1, 2, 3, 4)
+    blocks = run.max_seed_blocks(seeds)  # still undecided at every block: up to the cap
+    assert blocks == 3 and calls == [(4, seeds)] + [(4, run.extension_seeds(seeds, k)) for k in range(1, blocks)]
+    assert out["seed_blocks"] == blocks and len(out["seeds"]) == 5 * blocks
     half = out["halves"]["generalization"]
-    assert half["seeds"] == 10 and [s["seeds"] for s in half["simple_effects"]] == [10, 10]
+    assert half["result"] == "inconclusive"
+    assert half["seeds"] == 5 * blocks and [s["seeds"] for s in half["simple_effects"]] == [5 * blocks] * 2
 
 
 @pytest.mark.parametrize("quick", [False, True])

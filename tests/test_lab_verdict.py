@@ -362,10 +362,10 @@ def test_the_2x2_compares_each_level_where_its_baseline_fits_as_the_dropout_row_
     """In the overfitting regime each level's baseline is read at its training-best η (0.1
     here, where validation would pick 0.01) and the variant at that η, its strength picked on
     validation: the pair the dropout row compares, so the 2 x 2 is judged in that row's regime."""
-    arms = []
+    arms, rng = [], np.random.default_rng(22)  # its own generator: the same arms in any worker
     for with_knob, level_test in ((False, 0.7), (True, 0.56), (False, 0.8), (True, 0.84)):
-        fits = point(0.1, [6] * SEEDS, noisy(0.05 if with_knob else 0.01), noisy(level_test))
-        underfits = point(0.01, [None] * SEEDS, noisy(0.3), noisy(0.5))
+        fits = point(0.1, [6] * SEEDS, noisy(0.05 if with_knob else 0.01, rng=rng), noisy(level_test, 0.01, rng=rng))
+        underfits = point(0.01, [None] * SEEDS, noisy(0.3, rng=rng), noisy(0.5, rng=rng))
         arms.append(arm([underfits, fits]))
     out = verdict.judge(REGISTRY["dropout_relu_vs_sigmoid"], arms[0], arms[1], range(SEEDS), level2=tuple(arms[2:]))
     half = out["halves"]["generalization"]

@@ -750,9 +750,9 @@ def test_l30_cli_numbers_past_their_range_are_refused_on_one_line_before_any_wor
         ("1001", "--seeds 1001 is out of range; allowed: integers in [1, 1000]"),
         (
             "0,4294967295",
-            "--seeds 4294967295 is out of range; allowed: integers in [0, 4294957295] (a seed of the list)",
+            "--seeds 4294967295 is out of range; allowed: integers in [0, 4294947295] (a seed of the list)",
         ),
-        ("0,-1", "--seeds -1 is out of range; allowed: integers in [0, 4294957295] (a seed of the list)"),
+        ("0,-1", "--seeds -1 is out of range; allowed: integers in [0, 4294947295] (a seed of the list)"),
         (",".join(map(str, range(1001))), "--seeds lists 1001 seeds; allowed: at most 1000"),
     ],
 )
@@ -763,7 +763,7 @@ def test_l26_recipe_seed_counts_and_seeds_past_their_range_are_refused_before_an
     err = capsys.readouterr().err
     assert err == f"jaxopt-lectures recipe: error: {message}\n"
     help_text = " ".join(_help("recipe").split())
-    assert "N integers in [1, 1000]" in help_text and "integers in [0, 4294957295]" in help_text
+    assert "N integers in [1, 1000]" in help_text and "integers in [0, 4294947295]" in help_text
 
 
 def _help(command):
