@@ -105,7 +105,7 @@ POINTS_MARGIN = 1.0
 #: s = 0.3 is found with simulated power 0.96 per half at 15 seeds (0.83 at 10, 0.43 at 5), and
 #: inside a 43-row table corrected by Benjamini-Hochberg with 0.91 (0.63 with the cap at 10).
 #: Its price on the 2-core CPU, measured on the full table on seeds 0-4, cold: 343 s wall
-#: against 311 s with the cap at 10 (extra seed blocks 192 s of worker time against 118 s),
+#: against 307 s with the cap at 10 (extra seed blocks 192 s of worker time against 116 s),
 #: within the issue's 408 s; it decided one more row there (RMSProp: inconclusive -> partly).
 #: The rows left undecided sit near their margin or have a seed spread (s = 0.25-0.5) that 15
 #: seeds do not resolve. tests/test_lab_stats.py prints the simulated figures.
