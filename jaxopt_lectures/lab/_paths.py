@@ -43,9 +43,10 @@ def enable_compilation_cache(path: str | os.PathLike | None = None, min_compile_
     ``min_compile_secs`` to compile are stored under ``path`` (default ``cache_dir()/jax``)
     and reloaded by later processes instead of recompiled. The default stores every program:
     the lab compiles hundreds of small ones (0.1-1 s each), many of them the same program for
-    another arm or setting, which then load from the cache (a few MB per table). The folder must be private to the
-    user (compiled programs are run as they are loaded); when it cannot be created or is not
-    private, the cache stays off, one ``RuntimeWarning`` says why, and ``None`` is returned.
+    another arm or setting, which then load from the cache (a few MB per table). The folder
+    must be private to the user (compiled programs are run as they are loaded); when it cannot
+    be created or is not private, the cache stays off, one ``RuntimeWarning`` says why, and
+    ``None`` is returned.
     """
     if path is None:
         target = usable_cache_dir("jax")

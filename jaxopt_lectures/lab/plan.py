@@ -3,11 +3,10 @@
 An *arm* is one training setting plus a grid of tuned knobs. Every grid point and every
 seed of an arm run in **one** compiled program: the tuned knobs are traced inputs, not
 constants. Arms whose settings differ only in traced knobs (:func:`program_key`: the
-learning rate, the weight decay, and the trainer terms' weights, 0 for a term an arm does
-not use) are one *program group*: :mod:`.run` trains the whole group in one program.
-Optimizer knobs (``optimizer.learning_rate``, ``optimizer.weight_decay`` and the others of
-:data:`TUNABLE_OPTIMIZER`) are injected
-into the optimizer state (``jol.inject_hyperparams``), the trainer's own knobs
+optimizer knobs of :data:`TUNABLE_OPTIMIZER`, and the trainer terms' weights, 0 for a term an
+arm does not use) are one *program group*: :mod:`.run` trains the whole group in one program.
+Optimizer knobs (``optimizer.learning_rate``, ``optimizer.eps`` ...) are injected into the
+optimizer state (``jol.inject_hyperparams``), the trainer's own knobs
 (``hparams.dropout``, ``hparams.l1`` ...) enter the step as arrays; dense nets run all
 (grid point, seed) pairs vmapped, conv nets run by run over one jitted step (the
 trainer's choice). Each seed trains on its own data split (``seed`` of the split).
@@ -105,7 +104,7 @@ def program_key(setting: dict, epochs: int, seeds) -> str:
     without the traced knobs.
 
     Two arms with the same key train in one program, each with its own configs: the learning
-    rate and weight decay are injected optimizer state and every trainer term
+    rate and the other knobs of :data:`TUNABLE_OPTIMIZER` are injected optimizer state and every trainer term
     (:data:`~jaxopt_lectures.lab.trainer.TRAINER_HPARAMS`) a traced weight, exactly 0 where
     an arm does not use it (a rate-0 dropout keeps every unit, ``α = 0`` mixup is ``λ = 1``,
     a 0-weighted penalty adds 0). Which of the :data:`COSTLY_TERMS` an arm uses stays in the

@@ -65,11 +65,14 @@ RULE = (
 CHANCE_LOSS = math.log(10.0)
 
 
-#: The layout of a cached arm's results (bumped when :func:`_arm_result` changes): part of every
+#: The layout of a cached arm's results (bumped when :func:`_arm_result` changes, or what a
+#: setting trains does): part of every
 #: arm's fingerprint, so an arm cached by another layout is trained again. The verdict rule is
 #: not: an arm is what was trained, and a new rule judges the same arms again.
 #: 3: each grid point's curves carry the per-epoch test loss (``curves["test"]``).
-ARM_FORMAT = 3
+#: 4: the same setting trains another program: a numeric momentum β (and Adam's ε) is injected
+#: state, no longer a constant (issue 22 item 5), which may round differently.
+ARM_FORMAT = 4
 
 
 def numeric_mode() -> list[dict]:

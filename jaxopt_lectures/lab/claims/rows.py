@@ -247,7 +247,7 @@ ROWS: list[Row] = [
         {"optimizer": {"nesterov": True}},
         20,
         6,
-        **{**OPT_SETTINGS, "tune": {**OPT_SETTINGS["tune"], "optimizer.momentum": BETA_GRID}},
+        **{**OPT_SETTINGS, "tune": {LR: ETA_OPT, "optimizer.momentum": BETA_GRID}},
         note="both arms tune β with η (Choi et al.)",
     ),
     make_row(
