@@ -332,3 +332,18 @@ def test_the_optimizer_rows_are_drawn_per_setting_where_the_lecture_places_them(
     assert "condition number" in section  # the judged setting's measured condition number, in words
     plain = dict(table, rows=[r for r in table["rows"] if r not in rows])
     assert html_report.conditioning_plot(plain) == "" and 'id="conditioning"' not in html_report.render(plain)
+
+
+def test_a_quick_table_says_why_the_optimizers_are_not_drawn_per_setting(tmp_path):
+    """--quick trains no settings beside a row (they are never part of a label): its page says
+    so where the full table draws the optimizers per setting, instead of leaving the section out."""
+    table = json.loads(SAMPLE.read_text())
+    quick = dict(table, quick=True, rows=[dict(r, settings={}) for r in table["rows"]])
+    assert html_report.conditioning_plot(quick) == ""
+    text = html_report.render(quick)
+    section = text[text.index('<section id="conditioning">') : text.index('<section id="rows">')]
+    assert "Not drawn for a <code>--quick</code> table" in section
+    full = dict(quick, quick=False)
+    assert 'id="conditioning"' not in html_report.render(full)
+    no_optimizer_rows = dict(quick, rows=[r for r in quick["rows"] if r["name"] != "adam"])
+    assert 'id="conditioning"' not in html_report.render(no_optimizer_rows)

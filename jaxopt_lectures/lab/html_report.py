@@ -732,6 +732,9 @@ def render(table: dict) -> str:
             conditioning_detail=[
                 (r["technique"], (r.get("regime") or {}).get("detail", "")) for r in conditioning_rows(table)[:1]
             ],
+            # a --quick table has the optimizer rows but trains no settings beside them: say so
+            conditioning_skipped=bool(table.get("quick"))
+            and any((r.get("regime") or {}).get("check") == "ill_conditioned" for r in table["rows"]),
             counts=[(LABEL_MARKS.get(k, ("·", k, "open")), v) for k, v in counts.items() if v],
             null_table=table.get("null_table") or {},
             steps=STEP_NAMES,
