@@ -150,7 +150,7 @@ def run_table(
     pending, reused = [], 0
     for i, entry in enumerate(entries, 1):
         done = load_finished(out, entry, seeds, quick, warn=log) if out is not None else None
-        if done is not None:
+        if done is not None and out is not None:
             results[entry.name] = done
             reused += 1
             log(f"[{i}/{len(entries)}] {entry.name}: finished earlier, reusing {_row_path(out, entry.name)}")

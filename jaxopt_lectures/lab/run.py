@@ -45,7 +45,7 @@ from jaxopt_lectures.lab.claims.rows import REGISTRY, Row
 try:
     import fcntl
 except ImportError:  # not POSIX: no lock, so two workers may train one program group twice (same numbers)
-    fcntl = None
+    fcntl = None  # type: ignore[assignment]
 
 #: Environment variable naming a folder where finished arms are cached as JSON (the CLI sets
 #: it to ``<out>/arms``): rows that share an arm (a baseline) train it once, across workers.
@@ -80,7 +80,7 @@ def numeric_mode() -> list[dict]:
     defaults: ``[{"x64": True, ...}]`` under ``JAX_ENABLE_X64=1`` or a default matmul precision,
     ``[]`` otherwise (so float32 fingerprints stay as they were). Part of every arm's and row's
     fingerprint (audit v2 L34: a plain rerun reused the x64 rows as "finished earlier")."""
-    mode = {}
+    mode: dict[str, object] = {}
     if jax.config.jax_enable_x64:
         mode["x64"] = True
     precision = jax.config.jax_default_matmul_precision
@@ -278,7 +278,9 @@ def program_group(spec: ArmSpec, peers: Sequence[ArmSpec], max_runs: int | None 
     ``spec`` included, each once, in fingerprint order (so the group is the same wherever it
     runs), packed in that order into programs of at most ``max_runs`` runs (default: the
     backend's :func:`.plan.max_program_runs`); the program holding ``spec`` is returned."""
-    cap = plan.max_program_runs() if max_runs == "backend" else max_runs
+    if isinstance(max_runs, str) and max_runs != "backend":
+        raise ValueError(f"max_runs={max_runs!r} is not an int, None or 'backend'")
+    cap = plan.max_program_runs() if isinstance(max_runs, str) else max_runs
     members = {p.fingerprint: p for p in (*peers, spec) if p.program == spec.program}
     ordered = [members[fp] for fp in sorted(members)]
     if cap is None:
@@ -378,9 +380,11 @@ def run_arms(
                     for m, result in zip(members, _train_group(members, seeds, progress, label)):
                         result["program"] = gid
                         done[m.fingerprint] = result
-                        if path(m) is not None:
+                        target = path(m)
+                        if target is not None:
                             try:
-                                _files.atomic_write(path(m), lambda f, r=result: f.write(json.dumps(r).encode()))
+                                payload = json.dumps(result).encode()
+                                _files.atomic_write(target, lambda f: f.write(payload))  # noqa: B023 (called at once)
                             except OSError:  # the arm cache is optional: the result is kept in memory
                                 pass
         if hit is not None:
@@ -408,7 +412,12 @@ def _select_configs(h: trainer.History, index: Sequence[int], with_state: bool) 
     if ``with_state`` (cut on the host: eager gathers would compile one program per leaf shape)."""
     ix = np.asarray(index, int)
     runs = (ix[:, None] * len(h.seeds) + np.arange(len(h.seeds))).ravel()
-    cut = lambda a: None if a is None else a[ix]  # noqa: E731
+
+    def cut(a: np.ndarray) -> np.ndarray:
+        return a[ix]
+
+    def cut_optional(a: np.ndarray | None) -> np.ndarray | None:
+        return None if a is None else a[ix]
 
     def host(a):
         return a[runs] if jax.dtypes.issubdtype(a.dtype, jax.dtypes.prng_key) else np.asarray(a)[runs]
@@ -424,9 +433,9 @@ def _select_configs(h: trainer.History, index: Sequence[int], with_state: bool) 
         diverged_step=cut(h.diverged_step),
         stopped_epoch=cut(h.stopped_epoch),
         best_epoch=cut(h.best_epoch),
-        test_loss=cut(h.test_loss),
-        test_acc=cut(h.test_acc),
-        test_curve=cut(h.test_curve),
+        test_loss=cut_optional(h.test_loss),
+        test_acc=cut_optional(h.test_acc),
+        test_curve=cut_optional(h.test_curve),
         state=jax.tree.map(host, h.state) if with_state else None,
     )
 
@@ -440,7 +449,7 @@ def _train_group(members: Sequence[ArmSpec], seeds: tuple[int, ...], progress: b
     names = sorted({k for cs in per_arm for c in cs for k in c})
     configs: list[dict] = []
     where: dict[str, int] = {}
-    index = []
+    index: list[list[int]] = []
     for cs in per_arm:
         index.append([])
         for c in cs:
@@ -459,6 +468,8 @@ def _arm_result(h: trainer.History, datasets, spec: ArmSpec) -> dict:
     """The selected grid point's per-seed numbers of one arm's history."""
     points = plan.grid_points(spec.grid)
     n_seed = len(h.seeds)
+    if h.test_loss is None or h.test_acc is None:
+        raise ValueError("an arm is judged on its test split: the data has none (History.test_loss is None)")
     idx = np.array([[_final_index(h, c, s) for s in range(n_seed)] for c in range(len(points))])
     pick = lambda a: np.take_along_axis(a, idx[..., None], axis=-1)[..., 0]  # noqa: E731
     div = h.diverged

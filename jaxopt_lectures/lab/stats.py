@@ -336,6 +336,7 @@ def _judge(kind: str, est: Estimate, margin, better, alpha: float) -> HalfResult
     margin, better = _check_kind_args(est, margin, better, alpha, eq)
     tm = float(_test_margin(est.scale, margin))
     ph, pf = (float(x) for x in _kind_p(kind, better, _center(est), est.sd, est.n, tm))
+    boundary: tuple[float, ...]
     if eq:
         boundary = (_on_scale(est.scale, -tm), _on_scale(est.scale, tm))
     else:
@@ -636,6 +637,7 @@ def expected_null_counts(
     rows = [tuple(r) for r in _cycle(kinds, n_rows)]
     s_rows = _cycle(np.atleast_1d(np.asarray(s, float)).tolist(), n_rows)
     s_half = [s_rows[i] for i, r in enumerate(rows) for _ in r]
+    theta: float | list[float]
     if effect == "none":
         theta = 0.0
     elif effect == "margin":
@@ -699,7 +701,8 @@ def simulated_power(
     for n in schedule:
         sim = simulate_table([(kind,)], theta, s, (n,), alpha=alpha, method=None, margin=margin, reps=reps, seed=seed)
         fixed[int(n)] = float(np.mean(sim["codes"][:, 0] == 0))
-    rows, th, sh = [(kind,)], [theta], [s]
+    rows: list[tuple[str, ...]] = [(kind,)]
+    th, sh = [theta], [s]
     if table is not None:
         rest, s_rest = table
         rows += [tuple(r) for r in rest]

@@ -121,7 +121,7 @@ class RunState(NamedTuple):
 
 
 def _split_model(model: nnx.Module):
-    graphdef, params, batch_stats, rest = nnx.split(model, nnx.Param, nnx.BatchStat, ...)
+    graphdef, params, batch_stats, rest = nnx.split(model, nnx.Param, nnx.BatchStat, ...)  # type: ignore[misc]  # flax types split's result as variadic
     if jax.tree.leaves(rest):
         raise TypeError(
             "the model holds state other than parameters and batch statistics (for example "
@@ -639,7 +639,7 @@ def _make_setup(
         eval_loss_fn=eval_loss_fn,
         unlabeled_batch=(
             2 * max(min(bs, len(data.x_unlabeled)) // 2, 1)
-            if any(name in trainer_hp for name in UNLABELED_HPARAMS)
+            if any(name in trainer_hp for name in UNLABELED_HPARAMS) and data.x_unlabeled is not None  # checked above
             else 0
         ),
     )
@@ -763,14 +763,14 @@ def _programs(setup: _Setup, use_vmap: bool, patience, seed_data: list[tuple], n
             donate_argnums=0,
         )
 
-        def end_epoch(state, data=None):
+        def end_epoch_vmapped(state, data=None):
             new, metrics = end_vmapped(_without_opt_state(state), dev_data if data is None else data[1])
             return new._replace(opt_state=state.opt_state), metrics
 
-        def run_epoch(state, batches, hp):
+        def run_epoch_vmapped(state, batches, hp):
             return epoch_vmapped(state, batches, hp, dev_data)
 
-        return run_epoch, end_epoch
+        return run_epoch_vmapped, end_epoch_vmapped
 
     step_fn = jax.jit(lambda rs, i, h, d: _step(setup, rs, i, h, d), donate_argnums=0)  # in place
     end_one = jax.jit(lambda rs, d: _end_epoch(setup, rs, d, patience))
@@ -855,7 +855,7 @@ def _run_fingerprint(
     }
 
 
-def _per_seed_datasets(data, n_seed: int) -> list:
+def _per_seed_datasets(data: Dataset | Sequence[Dataset], n_seed: int) -> list[Dataset]:
     if isinstance(data, Dataset):
         return [data]
     datasets = list(data)
