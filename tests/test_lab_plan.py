@@ -257,3 +257,11 @@ def test_plain_sgd_keeps_its_structure_apart_from_sgd_with_momentum():
     heavy = {"optimizer": {"name": "sgd", "learning_rate": 0.1, "momentum": 0.9}, "data": {}}
     assert plan.program_key(sgd, 5, [0]) != plan.program_key(heavy, 5, [0])
     assert "momentum" not in plan.make_optimizer(sgd["optimizer"], 10).init({"w": np.zeros(2)}).hyperparams
+
+
+def test_program_group_takes_an_int_none_or_backend_and_refuses_other_strings():
+    arms = run.table_arms(QUICK_SEEDS, True)
+    spec = arms[0]
+    assert spec in run.program_group(spec, arms, "backend") and spec in run.program_group(spec, arms, None)
+    with pytest.raises(ValueError, match="max_runs='gpu'"):
+        run.program_group(spec, arms, "gpu")

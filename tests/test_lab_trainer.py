@@ -362,3 +362,27 @@ def test_the_end_of_epoch_program_is_the_same_for_every_optimizer(digits):
         _same_tree(new.opt_state, state.opt_state)  # handed back untouched
         assert np.isfinite(np.asarray(tl)).all()
     assert texts[0] == texts[1]
+
+
+def test_an_arm_without_a_test_split_is_refused_naming_it():
+    """The lab judges each arm on its test split: a history without one is refused with a
+    message, not an index error."""
+    import dataclasses
+
+    from jaxopt_lectures.lab import run
+
+    h = lab.trainer.History(
+        seeds=(0,),
+        configs=({},),
+        train_loss=np.ones((1, 1, 2)),
+        train_acc=np.ones((1, 1, 2)),
+        val_loss=np.ones((1, 1, 2)),
+        val_acc=np.ones((1, 1, 2)),
+        diverged_epoch=np.full((1, 1), -1),
+        diverged_step=np.full((1, 1), -1),
+        stopped_epoch=np.full((1, 1), -1),
+        best_epoch=np.full((1, 1), -1),
+    )
+    spec = run.arm_spec({"optimizer": {"name": "sgd", "learning_rate": 0.1}}, {}, 2, (0,))
+    with pytest.raises(ValueError, match="test split"):
+        run._arm_result(dataclasses.replace(h, test_loss=None), None, spec)
