@@ -167,6 +167,12 @@ def _fitted_pair(base: dict, var: dict, key: str) -> tuple[int, int]:
     return ib, _val_best(var, key, same or None)
 
 
+def _compared_pair(base: dict, var: dict, key: str, fitted: bool) -> tuple[int, int]:
+    """The grid points a generalization comparison reads: the overfitting regime's
+    :func:`_fitted_pair` when ``fitted``, else each arm at its own validation pick (``key``)."""
+    return _fitted_pair(base, var, key) if fitted else (_val_best(base, key), _val_best(var, key))
+
+
 def declare_target(base: dict) -> tuple[str, float]:
     """The training target of a row, decided by the baseline alone (see the module docstring)."""
     for p in base["points"]:
@@ -421,9 +427,9 @@ def generalization_half(row: Row, claim: quotes.Claim, base: dict, var: dict) ->
     overfitting, the baseline where it fits the training data and the variant at its η
     (:func:`_fitted_pair`), so that the compared baseline is the one that overfits."""
     fitted = row.regime == "overfits"
-    ib, iv = _fitted_pair(base, var, "val") if fitted else (_val_best(base), _val_best(var))
+    ib, iv = _compared_pair(base, var, "val", fitted)
     est = stats.paired_ratio(_arr(base["points"][ib]["test"]), _arr(var["points"][iv]["test"]))
-    ab, av = _fitted_pair(base, var, "val_acc") if fitted else (_val_best(base, "val_acc"), _val_best(var, "val_acc"))
+    ab, av = _compared_pair(base, var, "val_acc", fitted)
     acc = stats.paired_points(_arr(base["points"][ab]["test_acc"]), _arr(var["points"][av]["test_acc"]))
     result = _kind_test(claim.val, est, row.design == "tie")
     extra = {
@@ -458,12 +464,12 @@ def _simple_effect(base: dict, var: dict, level: str, fitted: bool) -> tuple[np.
     ratio variant/baseline and the test accuracy difference in points, with the paired ratio.
     Each arm at its validation-loss (validation-accuracy) pick; ``fitted`` (a regularizer in the
     overfitting regime): the pair :func:`_fitted_pair` compares, as the regularizer rows do."""
-    ib, iv = _fitted_pair(base, var, "val") if fitted else (_val_best(base), _val_best(var))
+    ib, iv = _compared_pair(base, var, "val", fitted)
     b, v = _arr(base["points"][ib]["test"]), _arr(var["points"][iv]["test"])
     with np.errstate(invalid="ignore", divide="ignore"):
         logs = np.log(v) - np.log(b)  # a pair with a value not finite or not positive: dropped (nan)
     logs = np.where(np.isfinite(logs), logs, np.nan)
-    ab, av = _fitted_pair(base, var, "val_acc") if fitted else (_val_best(base, "val_acc"), _val_best(var, "val_acc"))
+    ab, av = _compared_pair(base, var, "val_acc", fitted)
     ba, va = _arr(base["points"][ab]["test_acc"]), _arr(var["points"][av]["test_acc"])
     est = stats.paired_ratio(b, v)
     acc = stats.paired_points(ba, va)

@@ -201,6 +201,10 @@ OPT_SETTINGS = {
 # the deep 8 x 64 MLP (where their baselines train), and reported beside on the deep narrow net
 # (12 x 16), where plain SGD stalls (issue 24). Only the hidden sizes change: each arm keeps its
 # own initialization and normalization.
+DEEP_NORM_NOTE = (
+    "a deep ReLU MLP with He initialization, each arm at its own η; beside it, a deep narrow one (12 x 16) "
+    "where plain SGD stalls"
+)
 DEEP_NET_SETTINGS = {
     "setting_name": "deep net (8 x 64)",
     "settings": {"deep narrow net": {"model": {"hidden": DEEP_NARROW_HIDDEN}}},
@@ -475,8 +479,7 @@ ROWS: list[Row] = [
         6,
         tune={LR: ETA},
         **DEEP_NET_SETTINGS,
-        note="a deep ReLU MLP with He initialization, each arm at its own η; beside it, a deep narrow one (12 x 16) "
-        "where plain SGD stalls",
+        note=DEEP_NORM_NOTE,
     ),
     make_row(
         "layernorm",
@@ -487,8 +490,7 @@ ROWS: list[Row] = [
         6,
         tune={LR: ETA},
         **DEEP_NET_SETTINGS,
-        note="a deep ReLU MLP with He initialization, each arm at its own η; beside it, a deep narrow one (12 x 16) "
-        "where plain SGD stalls",
+        note=DEEP_NORM_NOTE,
     ),
     make_row(
         "sigmoid",
